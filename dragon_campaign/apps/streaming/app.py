@@ -1,0 +1,102 @@
+"""The streaming optimizer campaign: configuration, thinker and entry point."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dragon_campaign import (
+    BaseThinker,
+    DragonQueues,
+    DragonTaskServer,
+    ResourceCounter,
+    Result,
+    RunDirectory,
+    WorkerPool,
+    result_processor,
+    task_submitter,
+)
+from dragon_campaign.apps.streaming.tasks import rastrigin
+from dragon_campaign.campaign import run_campaign
+
+
+class Config(BaseModel):
+    """Parameters of the streaming optimizer (the ``app:`` section of a config file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget: int = Field(200, ge=1, description="Number of function evaluations")
+    dimensions: int = Field(4, ge=1, description="Dimensions of the Rastrigin function")
+    task_sleep: float = Field(0.02, ge=0, description="Seconds each evaluation sleeps to emulate compute")
+    step: float = Field(0.5, gt=0, description="Standard deviation of the Gaussian perturbation")
+    bound: float = Field(5.12, gt=0, description="Initial points are drawn from [-bound, bound] in each dimension")
+    seed: int = Field(0, description="Random seed of the search")
+
+
+class StreamingOptimizer(BaseThinker):
+    """Keep every worker busy; each new point perturbs the best point seen so far."""
+
+    def __init__(self, queues: DragonQueues, slots: int, config: Config) -> None:
+        super().__init__(queues, ResourceCounter(slots, ["evaluate"]))
+        self.config = config
+        self.random = random.Random(config.seed)
+        self.submitted = 0
+        self.completed = 0
+        self.failed = 0
+        self.best: Optional[tuple[float, list[float]]] = None
+        self.trace: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self.rec.reallocate(None, "evaluate", slots)
+
+    def propose(self) -> list[float]:
+        with self._lock:
+            best = self.best
+        if best is None:
+            return [self.random.uniform(-self.config.bound, self.config.bound) for _ in range(self.config.dimensions)]
+        return [xi + self.random.gauss(0, self.config.step) for xi in best[1]]
+
+    @task_submitter(task_type="evaluate")
+    def submit(self) -> None:
+        if self.submitted >= self.config.budget:
+            self.done.set()
+            return
+        self.submitted += 1
+        self.queues.send_inputs(self.propose(), method="rastrigin", input_kwargs={"sleep": self.config.task_sleep})
+
+    @result_processor(topic="default")
+    def receive(self, result: Result) -> None:
+        self.rec.release("evaluate", 1)
+        with self._lock:
+            if not result.success:
+                self.failed += 1
+                self.logger.warning(f"Evaluation failed: {result.failure_info.exception if result.failure_info else '?'}")
+                return
+            self.completed += 1
+            point = list(result.args[0])
+            if self.best is None or result.value < self.best[0]:
+                self.best = (result.value, point)
+                self.logger.info(f"[{self.completed}/{self.config.budget}] new best {result.value:.4f}")
+            self.trace.append({"completed": self.completed, "value": result.value, "best": self.best[0]})
+
+
+def run(config: Config, pools: dict[str, WorkerPool], run_dir: RunDirectory) -> dict[str, Any]:
+    """Run the campaign and write ``summary.json``; returns the summary."""
+    queues = DragonQueues()
+    server = DragonTaskServer([rastrigin], queues, pools=pools, run_dir=run_dir).start()
+    thinker = StreamingOptimizer(queues, server.worker_count(), config)
+    run_campaign(thinker, server)
+    summary = {
+        "app": "streaming",
+        "evaluations": thinker.completed,
+        "failed": thinker.failed,
+        "best_value": None if thinker.best is None else thinker.best[0],
+        "best_point": None if thinker.best is None else thinker.best[1],
+        "results": str(run_dir.results_path),
+    }
+    Path(run_dir.path, "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

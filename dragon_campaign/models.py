@@ -1,0 +1,125 @@
+"""Result records: what a task asked for, what it returned, where it ran and how long each step took.
+
+Field names follow Colmena 0.7 (``colmena.models.Result``) so that thinkers port by changing imports.
+"""
+
+from __future__ import annotations
+
+import time
+from math import nan
+from traceback import TracebackException
+from typing import Annotated, Any, Optional
+from uuid import uuid4
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+# A time that may not have happened yet: NaN in Python (as in Colmena), null in JSON.
+Seconds = Annotated[float, BeforeValidator(lambda value: nan if value is None else value)]
+
+
+class FailureInformation(BaseModel):
+    """Why a task failed: the exception's repr and its formatted traceback."""
+
+    exception: str = Field(..., description="repr() of the exception raised by the task")
+    traceback: Optional[str] = Field(None, description="Formatted traceback, where one exists")
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> "FailureInformation":
+        tb = TracebackException.from_exception(exc)
+        return cls(exception=repr(exc), traceback="".join(tb.format()))
+
+
+class WorkerInformation(BaseModel):
+    """Which worker ran a task: the pool, the worker's slot in it, its node and GPU."""
+
+    model_config = ConfigDict(extra="allow")
+
+    hostname: Optional[str] = Field(None, description="Host name of the node that ran the task")
+    pool: Optional[str] = Field(None, description="Name of the worker pool")
+    worker: Optional[int] = Field(None, description="Index of the worker within its pool")
+    pid: Optional[int] = Field(None, description="Operating-system process id of the worker")
+    gpu: Optional[int] = Field(None, description="GPU the worker is pinned to, None for a CPU worker")
+
+
+class ResourceRequirements(BaseModel):
+    """Resources a task asks for (Colmena's names, after RADICAL-Pilot)."""
+
+    node_count: int = Field(1, description="Total number of nodes to use for the task")
+    cpu_processes: int = Field(1, description="Number of MPI ranks per node")
+    cpu_threads: int = Field(1, description="Number of threads per process")
+
+    @property
+    def total_ranks(self) -> int:
+        return self.node_count * self.cpu_processes
+
+
+class Timestamps(BaseModel):
+    """Wall-clock times (seconds since the epoch) of each step of a task's life."""
+
+    created: float = Field(default_factory=time.time, description="send_inputs was called")
+    dispatched: Seconds = Field(nan, description="Left the waiting queue for a worker")
+    input_received: Seconds = Field(nan, description="The worker received the task")
+    compute_started: Seconds = Field(nan, description="The worker started the method")
+    compute_ended: Seconds = Field(nan, description="The method returned or raised")
+    result_sent: Seconds = Field(nan, description="The worker sent the result")
+    result_received: Seconds = Field(nan, description="The steering process received the result")
+
+
+class TimeSpans(BaseModel):
+    """Elapsed times in seconds."""
+
+    running: Seconds = Field(nan, description="Runtime of the method itself")
+    serialize_inputs: Seconds = Field(nan, description="Pickling the inputs in the steering process")
+    deserialize_inputs: Seconds = Field(nan, description="Unpickling the inputs on the worker")
+    serialize_results: Seconds = Field(nan, description="Pickling the value on the worker")
+    deserialize_results: Seconds = Field(nan, description="Unpickling the value in the steering process")
+    additional: dict[str, float] = Field(default_factory=dict, description="Other timings a method reports")
+
+
+class Result(BaseModel):
+    """One task: its inputs, its value or failure, where it ran, and its timings."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    task_id: str = Field(default_factory=lambda: uuid4().hex, description="Unique id of the task")
+    inputs: tuple[tuple[Any, ...], dict[str, Any]] = Field(
+        ((), {}), description="Positional and keyword arguments (emptied when keep_inputs is False)"
+    )
+    value: Any = Field(None, description="What the method returned")
+    method: str = Field(..., description="Name of the method that was run")
+    topic: str = Field("default", description="Topic the result is delivered to")
+    success: Optional[bool] = Field(None, description="Whether the method returned without raising")
+    failure_info: Optional[FailureInformation] = Field(None, description="Exception and traceback of a failure")
+    task_info: dict[str, Any] = Field(default_factory=dict, description="User data carried with the task")
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+    worker_info: Optional[WorkerInformation] = Field(None, description="Which worker ran the task")
+    keep_inputs: bool = Field(True, description="Whether inputs stay in the result once it completes")
+    priority: float = Field(0.0, description="Priority when the task was dispatched (higher runs first)")
+    retries: int = Field(0, description="How many times the task was re-run after a failure")
+    max_retries: int = Field(0, description="How many re-runs a failure may trigger")
+    timestamp: Timestamps = Field(default_factory=Timestamps)
+    time: TimeSpans = Field(default_factory=TimeSpans)
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        return self.inputs[0]
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return self.inputs[1]
+
+    def json_line(self) -> str:
+        """One line of JSON for results.jsonl; values JSON cannot hold are summarised, never dropped silently."""
+        return self.model_dump_json(fallback=_json_fallback)
+
+
+def _json_fallback(obj: Any) -> Any:
+    """Numbers and arrays from numpy and torch become JSON; other objects become their repr."""
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:
+        return obj.item()
+    if hasattr(obj, "tolist") and hasattr(obj, "shape"):
+        n_elements = obj.numel() if hasattr(obj, "numel") else obj.size  # torch tensor or numpy array
+        if n_elements <= 1024:
+            return obj.tolist()
+        return f"<{type(obj).__name__} shape={tuple(obj.shape)} dtype={obj.dtype}>"
+    return repr(obj)

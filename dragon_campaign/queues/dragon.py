@@ -1,0 +1,228 @@
+"""The thinker's side of the task queues: submit with topics and priorities, re-prioritize, cancel, get results.
+
+The object lives in the steering process, beside the :class:`~dragon_campaign.server.DragonTaskServer` that
+drains it. Tasks wait here, in priority order, until a worker has room; they reach workers and come back
+over Dragon queues (managed-memory channels), never over pipes or Redis. Keeping the waiting tasks in this
+process is what makes ``update_priority`` and ``cancel`` exact: a task already inside a channel could be
+neither reordered nor withdrawn.
+
+Every task is registered (and counted in ``active_count``) before it can be dispatched, so a result that
+comes back at once always finds its record, and every task ends in exactly one of three ways: its result
+is taken with ``get_result``, it is cancelled, or the server shuts down and delivers a failed result for it.
+``wait_until_done`` therefore cannot hang on a lost task.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Optional, Protocol, Sequence
+
+from dragon_campaign.exceptions import KillSignalException, TimeoutException
+from dragon_campaign.models import ResourceRequirements, Result
+from dragon_campaign.queues.waiting import WaitingTask, WaitingTasks
+
+PICKLE_PROTOCOL = 5
+
+
+class TaskSink(Protocol):
+    """What the queues need from a task server: the methods it knows and a nudge when work arrives."""
+
+    def method_names(self) -> Sequence[str]: ...
+
+    def tasks_waiting(self) -> None: ...
+
+
+class DragonQueues:
+    """Task queues with topics, priorities, re-prioritization and cancellation (Colmena's ``ColmenaQueues`` API)."""
+
+    def __init__(self, topics: Iterable[str] = (), keep_inputs: bool = True) -> None:
+        """
+        Args:
+            topics: Names of the topics results are sorted into; ``default`` is always present.
+            keep_inputs: Default for ``send_inputs(keep_inputs=...)``: keep the inputs in the results.
+        """
+        self.topics: list[str] = ["default", *[t for t in topics if t != "default"]]
+        self.keep_inputs = keep_inputs
+        self._lock = threading.RLock()
+        self._results_ready = threading.Condition(self._lock)
+        self._results: dict[str, deque[Result]] = {topic: deque() for topic in self.topics}
+        self._arrival: deque[str] = deque()  # topic of each undelivered result, in arrival order
+        self._active: set[str] = set()
+        self._all_done = threading.Event()
+        self._all_done.set()
+        self._waiting = WaitingTasks()
+        self._killed = threading.Event()
+        self._sink: Optional[TaskSink] = None
+
+    # -- submitting -------------------------------------------------------------------------------------
+    def send_inputs(
+        self,
+        *input_args: Any,
+        method: str,
+        input_kwargs: Optional[dict[str, Any]] = None,
+        topic: str = "default",
+        keep_inputs: Optional[bool] = None,
+        resources: Optional[ResourceRequirements | dict[str, Any]] = None,
+        task_info: Optional[dict[str, Any]] = None,
+        max_retries: int = 0,
+        priority: float = 0.0,
+    ) -> str:
+        """Submit a task and return its id. Higher ``priority`` starts earlier; ties run in submission order."""
+        if self._killed.is_set():
+            raise KillSignalException("The queues received the kill signal: no more tasks are accepted")
+        self._check_topic(topic)
+        self._check_method(method)
+        input_kwargs = dict(input_kwargs or {})
+        if isinstance(resources, dict):
+            resources = ResourceRequirements(**resources)
+        keep = self.keep_inputs if keep_inputs is None else keep_inputs
+        result = Result(
+            inputs=(tuple(input_args), input_kwargs) if keep else ((), {}),
+            method=method,
+            topic=topic,
+            keep_inputs=keep,
+            task_info=dict(task_info or {}),
+            resources=resources or ResourceRequirements(),
+            max_retries=max_retries,
+            priority=float(priority),
+        )
+        start = time.perf_counter()
+        try:
+            inputs = pickle.dumps((input_args, input_kwargs), protocol=PICKLE_PROTOCOL)
+        except Exception as exc:
+            raise TypeError(f"The inputs of a {method!r} task cannot be pickled: {exc!r}") from exc
+        result.time.serialize_inputs = time.perf_counter() - start
+        with self._lock:
+            self._active.add(result.task_id)
+            self._all_done.clear()
+            self._waiting.push(WaitingTask(result.task_id, method, result.priority, (result, inputs)))
+        if self._sink is not None:
+            self._sink.tasks_waiting()
+        return result.task_id
+
+    def update_priority(self, task_ids: Sequence[str], priorities: Sequence[float]) -> list[str]:
+        """Change the priority of tasks still waiting; returns the ids changed (started tasks are skipped)."""
+        if len(task_ids) != len(priorities):
+            raise ValueError(f"{len(task_ids)} task ids but {len(priorities)} priorities")
+        with self._lock:
+            return self._waiting.update_priority(task_ids, priorities)
+
+    def cancel(self, task_ids: Iterable[str]) -> list[str]:
+        """Withdraw tasks still waiting: they never run and produce no result. Returns the ids withdrawn."""
+        with self._lock:
+            removed = [task.task_id for task in self._waiting.remove(task_ids)]
+            self._forget(removed)
+        return removed
+
+    # -- receiving --------------------------------------------------------------------------------------
+    def get_result(self, topic: Optional[str] = "default", timeout: Optional[float] = None) -> Result:
+        """Wait for the next result of a topic (``topic=None``: of any topic), oldest first.
+
+        Raises:
+            TimeoutException: if none arrived within ``timeout`` seconds.
+        """
+        if topic is not None:
+            self._check_topic(topic)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._results_ready:
+            while True:
+                found = self._pop_result(topic)
+                if found is not None:
+                    self._forget([found.task_id])
+                    return found
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutException(f"No result for topic {topic!r} within {timeout} s")
+                self._results_ready.wait(remaining)
+
+    def iterate_results(self, topic: Optional[str] = None, timeout: Optional[float] = None) -> Iterator[Result]:
+        """Yield results as they complete until no task is active (``as_completed`` style).
+
+        Raises:
+            TimeoutException: if ``timeout`` seconds pass without a result while tasks are active.
+        """
+        while self.active_count > 0:
+            yield self.get_result(topic=topic, timeout=timeout)
+
+    @property
+    def active_count(self) -> int:
+        """Tasks submitted whose result has not been taken yet (cancelled tasks excluded)."""
+        with self._lock:
+            return len(self._active)
+
+    @property
+    def waiting_count(self) -> int:
+        """Tasks not yet handed to a worker."""
+        with self._lock:
+            return len(self._waiting)
+
+    def wait_until_done(self, timeout: Optional[float] = None) -> bool:
+        """Block until every submitted task has been received or cancelled; False on timeout."""
+        return self._all_done.wait(timeout)
+
+    def send_kill_signal(self) -> None:
+        """Tell the task server to shut down; tasks that have not finished come back as failed results."""
+        self._killed.set()
+        if self._sink is not None:
+            self._sink.tasks_waiting()
+
+    @property
+    def killed(self) -> threading.Event:
+        return self._killed
+
+    # -- the task server's side --------------------------------------------------------------------------
+    def attach_server(self, sink: TaskSink) -> None:
+        """Bind the task server that drains these queues (one per queues object)."""
+        if self._sink is not None and self._sink is not sink:
+            raise RuntimeError("These queues already feed a task server")
+        self._sink = sink
+
+    @contextmanager
+    def waiting_tasks(self) -> Iterator[WaitingTasks]:
+        """The waiting tasks, locked for the duration of the block (the dispatcher takes tasks here)."""
+        with self._lock:
+            yield self._waiting
+
+    def requeue(self, task: WaitingTask) -> None:
+        """Put a task back in line (a retry after a failure or a lost worker)."""
+        with self._lock:
+            self._waiting.push(task)
+        if self._sink is not None:
+            self._sink.tasks_waiting()
+
+    def deliver(self, results: Iterable[Result]) -> None:
+        """Hand completed results to ``get_result`` callers."""
+        with self._results_ready:
+            for result in results:
+                self._results[result.topic].append(result)
+                self._arrival.append(result.topic)
+            self._results_ready.notify_all()
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    def _pop_result(self, topic: Optional[str]) -> Optional[Result]:
+        if topic is None:
+            if not self._arrival:
+                return None
+            topic = self._arrival[0]
+        buffer = self._results[topic]
+        if not buffer:
+            return None
+        self._arrival.remove(topic)  # the first occurrence is this topic's oldest result
+        return buffer.popleft()
+
+    def _forget(self, task_ids: Iterable[str]) -> None:
+        self._active.difference_update(task_ids)
+        if not self._active:
+            self._all_done.set()
+
+    def _check_topic(self, topic: str) -> None:
+        if topic not in self._results:
+            raise ValueError(f"Unknown topic {topic!r}; the queues have topics {self.topics}")
+
+    def _check_method(self, method: str) -> None:
+        if self._sink is not None and method not in self._sink.method_names():
+            raise ValueError(f"Unknown method {method!r}; the task server runs {list(self._sink.method_names())}")

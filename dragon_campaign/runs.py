@@ -1,0 +1,99 @@
+"""Run directories, the results log and YAML configuration files.
+
+A run directory (``runs/<run-id>/`` by default) holds everything a campaign leaves behind. The results log
+is appended one JSON line per completed task as results arrive, and flushed each time, so a crash or a
+walltime kill keeps every result obtained so far.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Iterable, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from dragon_campaign.models import Result
+
+ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
+
+
+def new_run_id() -> str:
+    """A sortable, unique run name: UTC time plus a short random suffix."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+class RunDirectory:
+    """The folder of one campaign run, created on first use."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else Path("runs") / new_run_id()
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / "results.jsonl"
+
+    def __repr__(self) -> str:
+        return f"RunDirectory({str(self.path)!r})"
+
+
+class ResultLog:
+    """Appends results to a JSONL file, thread-safe, flushed after every batch."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._file = open(path, "a", encoding="utf-8")
+
+    def append(self, results: Iterable[Result]) -> None:
+        lines = "".join(result.json_line() + "\n" for result in results)
+        with self._lock:
+            if self._file.closed:
+                raise ValueError(f"The results log {self.path} is closed")
+            self._file.write(lines)
+            self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+def read_results(path: str | Path) -> list[Result]:
+    """Load every result of a results.jsonl file."""
+    with open(path, encoding="utf-8") as fp:
+        return [Result.model_validate_json(line) for line in fp if line.strip()]
+
+
+class ConfigError(ValueError):
+    """A configuration file is malformed: the message names the file and the offending keys."""
+
+
+def load_config(path: str | Path, model: type[ConfigModel]) -> ConfigModel:
+    """Read a YAML file into a pydantic model, reporting problems by file and key."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(data, model, source=str(path))
+
+
+def parse_config(data: object, model: type[ConfigModel], source: str, prefix: str = "") -> ConfigModel:
+    """Validate a mapping against a model; errors read ``<source>: <prefix><key>: <reason>``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {prefix or 'the top level'} must be a mapping of keys to values, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = prefix + (".".join(str(part) for part in error["loc"]) or "(top level)")
+            reason = "unknown key" if error["type"] in ("extra_forbidden", "unexpected_keyword_argument") else error["msg"]
+            problems.append(f"{source}: {key}: {reason}")
+        raise ConfigError("\n".join(problems)) from None

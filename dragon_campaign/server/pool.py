@@ -1,0 +1,98 @@
+"""Worker pools: how many workers, of which kind, and where each one is placed in the Dragon runtime."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pydantic
+from dragon.infrastructure.policy import Policy
+from dragon.native.machine import Node, System
+
+logger = logging.getLogger(__name__)
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=pydantic.ConfigDict(extra="forbid"))
+class WorkerPool:
+    """A named group of long-lived worker processes that serve the methods bound to it.
+
+    Args:
+        workers: CPU pool: total workers, spread round-robin over every node of the runtime
+            (default: one per core). GPU pool: at most this many GPU workers (default: one per GPU).
+        gpus: One worker per GPU, pinned to it through Dragon's GPU affinity and ``CUDA_VISIBLE_DEVICES``.
+            A node without GPUs gets ``cpu_fallback_workers`` CPU workers instead, and the log says so.
+        cpu_fallback_workers: Workers per GPU-less node for a GPU pool.
+        env: Extra environment variables for the workers.
+        prefetch_seconds: How much estimated work (seconds, from the method's running average) a busy
+            worker may hold beyond its current task. Tasks of unknown duration are sent only to idle
+            workers, so long tasks always leave the waiting queue in priority order; tiny tasks travel in
+            batches, which is what makes thousands of tasks per second possible.
+        max_prefetch: Upper bound on the tasks a worker holds beyond its current one.
+    """
+
+    workers: Optional[pydantic.PositiveInt] = None
+    gpus: bool = False
+    cpu_fallback_workers: pydantic.PositiveInt = 1
+    env: dict[str, str] = field(default_factory=dict)
+    prefetch_seconds: pydantic.NonNegativeFloat = 0.002
+    max_prefetch: pydantic.NonNegativeInt = 64
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    """Where one worker of a pool runs: its node and, for a GPU worker, its GPU."""
+
+    pool: str
+    index: int
+    hostname: str
+    gpu: Optional[int] = None
+
+    def policy(self) -> Policy:
+        if self.gpu is None:
+            return Policy(placement=Policy.Placement.HOST_NAME, host_name=self.hostname)
+        return Policy(placement=Policy.Placement.HOST_NAME, host_name=self.hostname, gpu_affinity=[self.gpu])
+
+    def environment(self, pool: WorkerPool, gpu_env_var: str) -> dict[str, str]:
+        """The worker's extra variables: its GPU, and the steering process's import path (as spawn would)."""
+        env = dict(pool.env)
+        env[gpu_env_var] = "" if self.gpu is None else str(self.gpu)  # CPU workers see no GPU at all
+        paths = [p for p in (env.get("PYTHONPATH", ""), *sys.path) if p and os.path.isdir(p)]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        return env
+
+
+def runtime_nodes() -> list[Node]:
+    """The nodes of the running Dragon runtime, primary node first."""
+    nodes = [Node(h_uid) for h_uid in System().nodes]
+    return sorted(nodes, key=lambda node: (not node.is_primary, node.hostname))
+
+
+def place_workers(name: str, pool: WorkerPool, nodes: list[Node]) -> list[WorkerSlot]:
+    """Decide the slot of every worker of a pool."""
+    if not pool.gpus:
+        count = pool.workers or sum(node.num_cpus for node in nodes)
+        return [WorkerSlot(name, i, nodes[i % len(nodes)].hostname) for i in range(count)]
+
+    gpu_slots: list[tuple[str, int]] = [(node.hostname, gpu) for node in nodes for gpu in range(node.num_gpus)]
+    if pool.workers is not None:
+        gpu_slots = gpu_slots[: pool.workers]
+    slots = [WorkerSlot(name, i, host, gpu) for i, (host, gpu) in enumerate(gpu_slots)]
+    for node in nodes:
+        if node.num_gpus == 0:
+            logger.warning(
+                f"Pool {name!r}: node {node.hostname} has no GPU; running {pool.cpu_fallback_workers} CPU worker(s) there instead"
+            )
+            for _ in range(pool.cpu_fallback_workers):
+                slots.append(WorkerSlot(name, len(slots), node.hostname))
+    return slots
+
+
+def gpu_env_var(nodes: list[Node]) -> str:
+    """The variable that selects GPUs on these nodes (CUDA_VISIBLE_DEVICES unless Dragon reports another vendor's)."""
+    for node in nodes:
+        if node.num_gpus and node.gpu_env_str:
+            return node.gpu_env_str
+    return "CUDA_VISIBLE_DEVICES"

@@ -1,0 +1,520 @@
+"""DragonTaskServer: runs the methods of a campaign on pools of long-lived Dragon worker processes.
+
+The server lives in the steering process beside its :class:`~dragon_campaign.queues.DragonQueues`.
+Three threads do its work:
+
+* dispatch runs inline, in whichever thread submitted a task or received a result: it takes waiting
+  tasks in priority order and hands them to workers that have room (see ``WorkerPool.prefetch_seconds``);
+* the *receiver* reads result batches from one Dragon queue, logs each result to ``results.jsonl``,
+  retries failures that have retries left, and delivers the rest to the thinker;
+* the *monitor* joins worker processes through Dragon's global services; a worker that dies is replaced
+  and the tasks it held are retried or reported failed with :class:`~dragon_campaign.exceptions.WorkerLost`.
+
+A *supervisor* thread waits for the kill signal and shuts everything down: workers stop (and are killed
+after ``shutdown_grace`` seconds), unfinished tasks come back as failed results, Dragon queues are destroyed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import pickle
+import queue
+import sys
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import cloudpickle
+from dragon.globalservices.process import multi_join
+from dragon.native.process import Process
+from dragon.native.queue import Queue
+
+from dragon_campaign.exceptions import WorkerLost
+from dragon_campaign.models import FailureInformation, Result, WorkerInformation
+from dragon_campaign.queues.dragon import PICKLE_PROTOCOL, DragonQueues
+from dragon_campaign.queues.waiting import WaitingTask
+from dragon_campaign.runs import ResultLog, RunDirectory
+from dragon_campaign.server.pool import WorkerPool, WorkerSlot, gpu_env_var, place_workers, runtime_nodes
+from dragon_campaign.server.worker import TaskRecord, WorkerKey, worker_main
+
+logger = logging.getLogger(__name__)
+
+MethodSpec = Callable[..., Any] | tuple[Callable[..., Any], dict[str, Any]]
+RESULT_QUEUE_SIZE = 1024
+STARTUP_FAILURES_BEFORE_GIVING_UP = 3
+RUNTIME_SMOOTHING = 0.2  # weight of the newest sample in a method's running-average duration
+
+
+@dataclass
+class _Worker:
+    """The steering process's view of one worker process."""
+
+    slot: WorkerSlot
+    generation: int
+    process: Process
+    tasks: Queue
+    inflight: dict[str, tuple[WaitingTask, float]] = field(default_factory=dict)
+    queued_work: float = 0.0
+    info: Optional[WorkerInformation] = None
+
+    @property
+    def key(self) -> WorkerKey:
+        return self.slot.pool, self.slot.index, self.generation
+
+
+class DragonTaskServer:
+    """Run registered methods on Dragon worker pools, fed by a :class:`DragonQueues`."""
+
+    def __init__(
+        self,
+        methods: Sequence[MethodSpec],
+        queues: DragonQueues,
+        pools: Optional[dict[str, WorkerPool]] = None,
+        run_dir: str | Path | RunDirectory | None = None,
+        shutdown_grace: float = 5.0,
+    ) -> None:
+        """
+        Args:
+            methods: Callables, or ``(callable, options)`` pairs. Options: ``pool`` (a pool name or a list
+                of names; default the first pool) and ``name`` (default the function's ``__name__``).
+            queues: The queues this server drains.
+            pools: Worker pools by name (default: one CPU pool with a worker per core).
+            run_dir: Where ``results.jsonl`` goes (default ``runs/<run-id>``).
+            shutdown_grace: Seconds workers get to finish their current task after the kill signal.
+        """
+        self.pools: dict[str, WorkerPool] = dict(pools) if pools else {"cpu": WorkerPool()}
+        self.queues = queues
+        self.shutdown_grace = shutdown_grace
+        self.run_dir = run_dir if isinstance(run_dir, RunDirectory) else RunDirectory(run_dir)
+        self._functions: dict[str, Callable[..., Any]] = {}
+        self._serving: dict[str, list[str]] = defaultdict(list)  # pool -> methods it serves
+        for spec in methods:
+            self._register(spec)
+        self._lock = threading.RLock()  # guards workers, ownership and running averages
+        self._workers: dict[WorkerKey, _Worker] = {}
+        self._owner: dict[str, WorkerKey] = {}
+        self._average_runtime: dict[str, float] = {}
+        self._startup_failures: dict[str, int] = defaultdict(int)
+        self._broken_pools: dict[str, str] = {}
+        self._stopping = False
+        self._started = False
+        self._stopped = threading.Event()
+        self._receiver_stop = threading.Event()
+        self._result_log: Optional[ResultLog] = None
+        self._result_queue: Optional[Queue] = None
+        self._methods_blob = b""
+        self._gpu_env_var = "CUDA_VISIBLE_DEVICES"
+        self._threads: list[threading.Thread] = []
+        queues.attach_server(self)
+
+    # -- registration ---------------------------------------------------------------------------------------
+    def _register(self, spec: MethodSpec) -> None:
+        function, options = spec if isinstance(spec, tuple) else (spec, {})
+        unknown = set(options) - {"pool", "name"}
+        if unknown:
+            raise ValueError(f"Unknown method options {sorted(unknown)}; use 'pool' and 'name'")
+        name = options.get("name", getattr(function, "__name__", None))
+        if not name:
+            raise ValueError(f"Method {function!r} has no __name__: give it one with ('name': ...)")
+        if name in self._functions:
+            raise ValueError(f"Two methods are named {name!r}")
+        pool_names = options.get("pool", next(iter(self.pools)))
+        pool_names = [pool_names] if isinstance(pool_names, str) else list(pool_names)
+        for pool in pool_names:
+            if pool not in self.pools:
+                raise ValueError(f"Method {name!r} is bound to pool {pool!r}, but the pools are {list(self.pools)}")
+            self._serving[pool].append(name)
+        self._functions[name] = function
+
+    def method_names(self) -> list[str]:
+        return list(self._functions)
+
+    # -- life cycle -----------------------------------------------------------------------------------------
+    def start(self) -> "DragonTaskServer":
+        """Start every pool's workers and the server's threads; returns at once (workers warm up in parallel)."""
+        if self._started:
+            raise RuntimeError("The task server was already started")
+        self._started = True
+        self._result_log = ResultLog(self.run_dir.results_path)
+        self._methods_blob = cloudpickle.dumps(self._functions)
+        self._result_queue = Queue(maxsize=RESULT_QUEUE_SIZE)
+        nodes = runtime_nodes()
+        self._gpu_env_var = gpu_env_var(nodes)
+        for name, pool in self.pools.items():
+            slots = place_workers(name, pool, nodes)
+            logger.info(f"Pool {name!r}: {len(slots)} worker(s) on {sorted({s.hostname for s in slots})}, methods {self._serving[name]}")
+            for slot in slots:
+                self._start_worker(slot, generation=0)
+        for target in (self._receive_loop, self._monitor_loop, self._supervise):
+            thread = threading.Thread(target=target, name=f"task-server-{target.__name__.strip('_')}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        atexit.register(self.stop)
+        self._dispatch()
+        return self
+
+    def add_pool(self, name: str, pool: WorkerPool, methods: Iterable[str]) -> list[WorkerSlot]:
+        """Start a new pool while the campaign runs; its workers take tasks of these methods at once."""
+        methods = list(methods)
+        unknown = [m for m in methods if m not in self._functions]
+        if unknown:
+            raise ValueError(f"Unknown methods {unknown}; the server runs {self.method_names()}")
+        if name in self.pools:
+            raise ValueError(f"A pool named {name!r} already exists")
+        if not self._started or self._stopping:
+            raise RuntimeError("Pools can only be added to a running task server")
+        slots = place_workers(name, pool, runtime_nodes())
+        with self._lock:
+            self.pools[name] = pool
+            self._serving[name].extend(methods)
+        for slot in slots:
+            self._start_worker(slot, generation=0)
+        logger.info(f"Pool {name!r} joined with {len(slots)} worker(s) serving {methods}")
+        self._dispatch()
+        return slots
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def worker_count(self, pool: Optional[str] = None) -> int:
+        """Live workers, of one pool or of all."""
+        with self._lock:
+            return sum(1 for w in self._workers.values() if pool is None or w.slot.pool == pool)
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the server has shut down (after ``queues.send_kill_signal()``); False on timeout."""
+        return self._stopped.wait(timeout)
+
+    def stop(self, timeout: Optional[float] = None) -> bool:
+        """Send the kill signal and wait for shutdown (safe to call more than once)."""
+        if not self._started:
+            return True
+        self.queues.send_kill_signal()
+        return self.join(timeout)
+
+    def __enter__(self) -> "DragonTaskServer":
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    # -- dispatch -------------------------------------------------------------------------------------------
+    def tasks_waiting(self) -> None:
+        """New tasks arrived: hand them to idle workers at once (lowest latency for a sequential thinker).
+
+        Busy workers are topped up when their results come back (``_dispatch`` from the receiver), so a burst
+        of submissions reaches them as a few large batches rather than as one message per task.
+        """
+        self._dispatch(idle_only=True)
+
+    def _dispatch(self, idle_only: bool = False) -> None:
+        """Take waiting tasks in priority order and send them to workers with room, one message per worker."""
+        if not self._started:
+            return
+        if self.queues.killed.is_set():
+            self._stopping = True
+            return
+        sends: dict[WorkerKey, list[WaitingTask]] = defaultdict(list)
+        with self.queues.waiting_tasks() as waiting, self._lock:
+            if self._stopping or not waiting:
+                return
+            for pool_name, methods in self._serving.items():
+                workers = [w for w in self._workers.values() if w.slot.pool == pool_name and (not idle_only or not w.inflight)]
+                assigned = True
+                while assigned:  # round-robin, one task per worker per pass
+                    assigned = False
+                    for worker in workers:
+                        task = waiting.peek(methods)
+                        if task is None:
+                            break
+                        if (not idle_only or not worker.inflight) and self._has_room(worker, task):
+                            waiting.pop(task.task_id)
+                            self._assign(worker, task)
+                            sends[worker.key].append(task)
+                            assigned = True
+            for key, tasks in sends.items():
+                self._send(self._workers[key], tasks)
+
+    def _has_room(self, worker: _Worker, task: WaitingTask) -> bool:
+        if not worker.inflight:
+            return True
+        pool = self.pools[worker.slot.pool]
+        estimate = self._average_runtime.get(task.method, float("inf"))
+        return len(worker.inflight) <= pool.max_prefetch and worker.queued_work + estimate <= pool.prefetch_seconds
+
+    def _assign(self, worker: _Worker, task: WaitingTask) -> None:
+        result: Result = task.payload[0]
+        result.priority = task.priority
+        result.timestamp.dispatched = time.time()
+        estimate = self._average_runtime.get(task.method, 0.0)
+        worker.inflight[task.task_id] = (task, estimate)
+        worker.queued_work += estimate
+        self._owner[task.task_id] = worker.key
+
+    def _send(self, worker: _Worker, tasks: list[WaitingTask]) -> None:
+        message = pickle.dumps([(t.task_id, t.method, t.payload[1]) for t in tasks], protocol=PICKLE_PROTOCOL)
+        worker.tasks.put(message)
+
+    # -- results --------------------------------------------------------------------------------------------
+    def _receive_loop(self) -> None:
+        assert self._result_queue is not None
+        while True:
+            try:
+                message = self._result_queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._receiver_stop.is_set():
+                    return
+                continue
+            received = time.time()
+            kind, key, *body = pickle.loads(message)
+            try:
+                if kind == "results":
+                    self._on_results(key, body[0], body[1], received)
+                elif kind == "ready":
+                    self._on_ready(key, body[0])
+                elif kind == "exited":
+                    self._on_worker_exit(key, body[0])
+                elif kind == "failed":
+                    logger.error(f"Worker {key} of pool {key[0]!r} could not start:\n{body[0]}")
+                    with self._lock:
+                        self._broken_pools.setdefault(key[0], body[0].strip().splitlines()[-1])
+            except Exception:
+                logger.exception(f"Could not process a {kind!r} message from worker {key}")
+
+    def _on_ready(self, key: WorkerKey, info: dict[str, Any]) -> None:
+        with self._lock:
+            worker = self._workers.get(key)
+            if worker is not None:
+                worker.info = WorkerInformation(**info)
+                self._startup_failures[key[0]] = 0
+        logger.debug(f"Worker {key} ready on {info['hostname']}")
+
+    def _on_results(self, key: WorkerKey, sent: float, records: list[TaskRecord], received: float) -> None:
+        completed: list[Result] = []
+        retries: list[WaitingTask] = []
+        with self._lock:
+            worker = self._workers.get(key)
+            for record in records:
+                task_id = record[0]
+                if worker is None or self._owner.get(task_id) != key:
+                    continue  # the task was already given up for lost and re-run elsewhere
+                del self._owner[task_id]
+                task, estimate = worker.inflight.pop(task_id)
+                worker.queued_work = max(0.0, worker.queued_work - estimate) if worker.inflight else 0.0
+                result = self._complete(task, record, worker, sent, received)
+                if result.success or not self._may_retry(task):
+                    completed.append(result)
+                else:
+                    retries.append(task)
+        self._finish(completed)
+        for task in retries:
+            self.queues.requeue(task)
+        self._dispatch()
+
+    def _complete(self, task: WaitingTask, record: TaskRecord, worker: _Worker, sent: float, received: float) -> Result:
+        """Fill a task's result from a worker's record."""
+        _, success, payload, failure, (got, started, ended), (deserialize, running, serialize) = record
+        result: Result = task.payload[0]
+        previous = self._average_runtime.get(task.method)
+        sample = running + deserialize + serialize
+        self._average_runtime[task.method] = sample if previous is None else previous + RUNTIME_SMOOTHING * (sample - previous)
+        result.worker_info = worker.info or WorkerInformation(
+            hostname=worker.slot.hostname, pool=worker.slot.pool, worker=worker.slot.index, gpu=worker.slot.gpu
+        )
+        stamps, spans = result.timestamp, result.time
+        stamps.input_received, stamps.compute_started, stamps.compute_ended = got, started, ended
+        stamps.result_sent, stamps.result_received = sent, received
+        spans.deserialize_inputs, spans.running, spans.serialize_results = deserialize, running, serialize
+        if success:
+            tick = time.perf_counter()
+            try:
+                result.value = pickle.loads(payload)
+            except Exception as exc:
+                success, failure = False, (f"Could not unpickle the value in the steering process: {exc!r}", "")
+            spans.deserialize_results = time.perf_counter() - tick
+        result.success = success
+        result.failure_info = None if success else FailureInformation(exception=failure[0], traceback=failure[1] or None)
+        return result
+
+    def _may_retry(self, task: WaitingTask) -> bool:
+        """Count a retry if the task has one left (the caller requeues it outside the lock)."""
+        result: Result = task.payload[0]
+        if result.retries >= result.max_retries or self._stopping:
+            return False
+        result.retries += 1
+        logger.info(f"Task {task.task_id} ({task.method}) failed; retry {result.retries} of {result.max_retries}")
+        return True
+
+    def _finish(self, results: list[Result]) -> None:
+        """Log results to results.jsonl, then hand them to the thinker."""
+        if not results:
+            return
+        assert self._result_log is not None
+        try:
+            self._result_log.append(results)
+        except Exception:
+            logger.exception(f"Could not append {len(results)} result(s) to {self._result_log.path}")
+        self.queues.deliver(results)
+
+    # -- worker processes -----------------------------------------------------------------------------------
+    def _start_worker(self, slot: WorkerSlot, generation: int) -> None:
+        pool = self.pools[slot.pool]
+        tasks = Queue(maxsize=pool.max_prefetch + 4)
+        process = Process(
+            target=worker_main,
+            args=(slot, generation, tasks, self._result_queue, self._methods_blob),
+            env=slot.environment(pool, self._gpu_env_var),
+            policy=slot.policy(),
+        )
+        process.start()
+        with self._lock:
+            self._workers[(slot.pool, slot.index, generation)] = _Worker(slot, generation, process, tasks)
+
+    def _monitor_loop(self) -> None:
+        """Report worker exits through the result queue, behind every result the worker sent before dying."""
+        assert self._result_queue is not None
+        reported: set[int] = set()
+        while not self._stopped.is_set():
+            with self._lock:
+                by_puid = {w.process.puid: w.key for w in self._workers.values() if w.process.puid not in reported}
+            if not by_puid:
+                time.sleep(0.05)
+                continue
+            try:
+                exited, _ = multi_join(list(by_puid), timeout=0.2)
+            except Exception:
+                logger.exception("Could not poll the worker processes")
+                time.sleep(0.5)
+                continue
+            for puid, exit_code in exited or []:
+                if puid in by_puid:
+                    reported.add(puid)
+                    self._result_queue.put(pickle.dumps(("exited", by_puid[puid], exit_code), protocol=PICKLE_PROTOCOL))
+
+    def _on_worker_exit(self, key: WorkerKey, exit_code: int) -> None:
+        lost_results: list[Result] = []
+        retries: list[WaitingTask] = []
+        with self._lock:
+            worker = self._workers.pop(key, None)
+            if worker is None:
+                return
+            stopping = self._stopping
+            where = f"worker {worker.slot.index} of pool {worker.slot.pool!r} on {worker.slot.hostname}"
+            if stopping:
+                reason = f"the task server shut down while the task ran ({where} exited with code {exit_code})"
+            else:
+                reason = f"{where} exited with code {exit_code}"
+                logger.warning(f"{reason.capitalize()} holding {len(worker.inflight)} task(s)")
+            for task_id, (task, _) in worker.inflight.items():
+                self._owner.pop(task_id, None)
+                result: Result = task.payload[0]
+                result.success = False
+                result.failure_info = FailureInformation.from_exception(WorkerLost(reason))
+                if self._may_retry(task):
+                    retries.append(task)
+                else:
+                    lost_results.append(result)
+            worker.inflight.clear()
+            if worker.info is None and not stopping:
+                self._startup_failures[worker.slot.pool] += 1
+            give_up = self._startup_failures[worker.slot.pool] >= STARTUP_FAILURES_BEFORE_GIVING_UP
+            if give_up:
+                self._broken_pools.setdefault(worker.slot.pool, f"workers exit at start-up (last exit code {exit_code})")
+        self._destroy_queue(worker.tasks)
+        self._finish(lost_results)
+        for task in retries:
+            self.queues.requeue(task)
+        if stopping:
+            return
+        if give_up:
+            logger.error(f"Pool {worker.slot.pool!r} is broken: {self._broken_pools[worker.slot.pool]}; not restarting its workers")
+            self._fail_unservable()
+            return
+        replacement = threading.Thread(target=self._replace_worker, args=(worker,), daemon=True)
+        replacement.start()
+
+    def _replace_worker(self, worker: _Worker) -> None:
+        self._start_worker(worker.slot, worker.generation + 1)
+        self._dispatch()
+
+    def _fail_unservable(self) -> None:
+        """Fail waiting tasks whose every pool is broken, so the thinker hears about it instead of waiting forever."""
+        with self._lock:
+            live = {p for p in self._serving if p not in self._broken_pools}
+            dead_methods = {m for p, ms in self._serving.items() if p in self._broken_pools for m in ms}
+            dead_methods -= {m for p in live for m in self._serving[p]}
+            reasons = "; ".join(f"pool {p!r}: {r}" for p, r in self._broken_pools.items())
+        if not dead_methods:
+            return
+        with self.queues.waiting_tasks() as waiting:
+            tasks = waiting.remove(waiting.ids_of(dead_methods))
+        results = []
+        for task in tasks:
+            result: Result = task.payload[0]
+            result.success = False
+            result.failure_info = FailureInformation(exception=f"No worker can run {task.method!r}: {reasons}")
+            results.append(result)
+        self._finish(results)
+
+    @staticmethod
+    def _destroy_queue(channel: Queue) -> None:
+        try:
+            channel.destroy()
+        except Exception:
+            logger.debug("A worker queue was already gone", exc_info=True)
+
+    # -- shutdown -------------------------------------------------------------------------------------------
+    def _supervise(self) -> None:
+        self.queues.killed.wait()
+        with self.queues.waiting_tasks(), self._lock:
+            self._stopping = True
+            workers = list(self._workers.values())
+        logger.info(f"Kill signal received: stopping {len(workers)} worker(s)")
+        stop_message = pickle.dumps(None, protocol=PICKLE_PROTOCOL)
+        for worker in workers:
+            try:
+                worker.tasks.put(stop_message, timeout=1)
+            except Exception:
+                logger.debug(f"Could not send the stop message to worker {worker.key}", exc_info=True)
+        deadline = time.monotonic() + self.shutdown_grace
+        while self.worker_count() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self._lock:
+            stragglers = list(self._workers.values())
+        for worker in stragglers:
+            logger.warning(f"Worker {worker.key} did not stop within {self.shutdown_grace} s; killing it")
+            try:
+                worker.process.kill()
+            except Exception:
+                logger.debug(f"Worker {worker.key} was already gone", exc_info=True)
+        while self.worker_count():  # the monitor reaps the killed workers
+            time.sleep(0.05)
+        self._receiver_stop.set()
+        for thread in self._threads:
+            if thread is not threading.current_thread() and thread.name.endswith("receive_loop"):
+                thread.join()
+        self._fail_leftovers()
+        assert self._result_queue is not None and self._result_log is not None
+        self._destroy_queue(self._result_queue)
+        self._result_log.close()
+        atexit.unregister(self.stop)
+        self._stopped.set()
+        logger.info("Task server stopped")
+
+    def _fail_leftovers(self) -> None:
+        """Report every task that never finished as failed, so no one waits for it."""
+        with self.queues.waiting_tasks() as waiting, self._lock:
+            tasks = waiting.drain()
+            self._owner.clear()
+        results = []
+        for task in tasks:
+            result: Result = task.payload[0]
+            result.success = False
+            result.failure_info = FailureInformation(exception="Cancelled: the task server shut down before the task ran")
+            results.append(result)
+        self._finish(results)

@@ -1,0 +1,98 @@
+"""The worker loop: a long-lived Dragon process that runs tasks from its own queue and batches results back.
+
+Wire format (pickled bytes over Dragon queues, so Dragon's direct-bytes path carries them):
+
+* steering → worker: a list of ``(task_id, method, pickled_inputs)``; ``None`` asks the worker to exit.
+* worker → steering: ``("ready", key, info)`` once started, ``("failed", key, traceback)`` if it could not
+  start, and ``("results", key, sent_time, records)`` with one record per finished task (see ``run_task``).
+
+Results are flushed as soon as the worker has nothing else queued, or when the oldest buffered result is
+``FLUSH_AFTER_S`` old, so a long task's result never waits behind the next one and a burst of tiny tasks
+costs one message.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import time
+import traceback
+from typing import Any, Callable, Optional
+
+import cloudpickle
+
+from dragon_campaign.server.pool import WorkerSlot
+
+PICKLE_PROTOCOL = 5
+FLUSH_AFTER_S = 0.002
+MAX_RESULTS_PER_MESSAGE = 64
+
+WorkerKey = tuple[str, int, int]  # pool, index, generation
+FailureTuple = tuple[str, str]  # repr(exception), formatted traceback
+TaskRecord = tuple[
+    str,  # task id
+    bool,  # success
+    Optional[bytes],  # pickled value
+    Optional[FailureTuple],
+    tuple[float, float, float],  # input received, compute started, compute ended (wall clock)
+    tuple[float, float, float],  # deserialize inputs, running, serialize result (seconds)
+]
+
+
+def run_task(methods: dict[str, Callable[..., Any]], task_id: str, method: str, inputs: bytes, received: float) -> TaskRecord:
+    """Run one task; every failure (bad inputs, exception, unpicklable value) becomes a failed record."""
+    deserialize = running = serialize = 0.0
+    started = ended = time.time()
+    try:
+        tick = time.perf_counter()
+        args, kwargs = pickle.loads(inputs)
+        deserialize = time.perf_counter() - tick
+        started = time.time()
+        tick = time.perf_counter()
+        try:
+            value = methods[method](*args, **kwargs)
+        finally:
+            running = time.perf_counter() - tick
+            ended = time.time()
+        tick = time.perf_counter()
+        try:
+            payload = pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+        except Exception as exc:
+            raise TypeError(f"The value returned by {method!r} cannot be pickled: {exc!r}") from exc
+        serialize = time.perf_counter() - tick
+        return task_id, True, payload, None, (received, started, ended), (deserialize, running, serialize)
+    except (Exception, SystemExit) as exc:
+        failure = (repr(exc), "".join(traceback.format_exception(exc)))
+        return task_id, False, None, failure, (received, started, ended), (deserialize, running, serialize)
+
+
+def worker_main(slot: WorkerSlot, generation: int, tasks: Any, results: Any, methods_blob: bytes) -> None:
+    """Entry point of a worker process (``tasks`` and ``results`` are Dragon queues)."""
+    key: WorkerKey = (slot.pool, slot.index, generation)
+    try:
+        methods: dict[str, Callable[..., Any]] = cloudpickle.loads(methods_blob)
+    except BaseException:
+        results.put(pickle.dumps(("failed", key, traceback.format_exc()), protocol=PICKLE_PROTOCOL))
+        raise
+    info = {"hostname": socket.gethostname(), "pool": slot.pool, "worker": slot.index, "pid": os.getpid(), "gpu": slot.gpu}
+    results.put(pickle.dumps(("ready", key, info), protocol=PICKLE_PROTOCOL))
+
+    while True:
+        message = tasks.get()
+        received = time.time()
+        batch = pickle.loads(message)
+        if batch is None:
+            return
+        outbox: list[TaskRecord] = []
+        oldest = 0.0
+        for position, (task_id, method, inputs) in enumerate(batch):
+            if not outbox:
+                oldest = time.perf_counter()
+            outbox.append(run_task(methods, task_id, method, inputs, received))
+            last = position == len(batch) - 1
+            if last or len(outbox) >= MAX_RESULTS_PER_MESSAGE or time.perf_counter() - oldest > FLUSH_AFTER_S:
+                # flush: the result must be in the queue before this process can exit, so that the steering
+                # process reads it ahead of the notice of this worker's exit
+                results.put(pickle.dumps(("results", key, time.time(), outbox), protocol=PICKLE_PROTOCOL), flush=True)
+                outbox = []

@@ -1,0 +1,157 @@
+"""ResourceCounter: slots allocated to task types, and the thread that moves them while an event lasts.
+
+Same semantics as Colmena 0.7's ``colmena.thinker.resources``: slots start unallocated (task type ``None``);
+``reallocate`` moves them between task types once they are free; ``acquire``/``release`` track use within a
+task type; requests of one task type are served first-come, first-served.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterable, Optional
+
+logger = logging.getLogger(__name__)
+
+_POLL_S = 0.05  # how often blocked calls look at their cancel event
+
+
+class ResourceCounter:
+    """Thread-safe count of the slots allocated to, and available for, each task type."""
+
+    def __init__(self, total_slots: int, task_types: Iterable[str] = ()) -> None:
+        task_types = list(task_types)
+        if None in task_types:
+            raise ValueError("`None` is reserved for the unallocated slots")
+        if total_slots < 0:
+            raise ValueError("total_slots cannot be negative")
+        self._total_slots = total_slots
+        names: list[Optional[str]] = [*task_types, None]
+        self._allocated: dict[Optional[str], int] = {name: 0 for name in names}
+        self._available: dict[Optional[str], int] = {name: 0 for name in names}
+        self._allocated[None] = self._available[None] = total_slots
+        self._changed = threading.Condition()
+        self._turn: dict[Optional[str], threading.Lock] = {name: threading.Lock() for name in names}  # FCFS per type
+        self._moving: dict[Optional[str], threading.Lock] = {name: threading.Lock() for name in names}
+        logger.info(f"Resource counter with {total_slots} slots for task types {task_types}")
+
+    @property
+    def total_slots(self) -> int:
+        return self._total_slots
+
+    @property
+    def unallocated_slots(self) -> int:
+        return self._allocated[None]
+
+    def allocated_slots(self, task: Optional[str]) -> int:
+        self._check(task)
+        return self._allocated[task]
+
+    def available_slots(self, task: Optional[str]) -> int:
+        self._check(task)
+        return self._available[task]
+
+    def release(self, task: Optional[str] = None, n_slots: int = 1, rerequest: bool = False, timeout: float = -1) -> Optional[bool]:
+        """Mark slots of a task type free again; with ``rerequest``, acquire them again at once."""
+        self._check(task)
+        with self._changed:
+            self._available[task] += n_slots
+            self._changed.notify_all()
+        return self.acquire(task, n_slots, timeout=timeout) if rerequest else None
+
+    def acquire(self, task: Optional[str], n_slots: int, timeout: float = -1, cancel_if: Optional[threading.Event] = None) -> bool:
+        """Block until ``n_slots`` of a task type are free and take them; False on timeout or cancellation."""
+        self._check(task)
+        deadline = time.monotonic() + timeout if timeout > 0 else float("inf")
+
+        def given_up() -> bool:
+            return (cancel_if is not None and cancel_if.is_set()) or time.monotonic() > deadline
+
+        while not self._turn[task].acquire(timeout=_POLL_S):
+            if given_up():
+                return False
+        try:
+            with self._changed:
+                while self._available[task] < n_slots:
+                    if given_up():
+                        return False
+                    self._changed.wait(_POLL_S)
+                self._available[task] -= n_slots
+                return True
+        finally:
+            self._turn[task].release()
+
+    def reallocate(
+        self,
+        task_from: Optional[str],
+        task_to: Optional[str],
+        n_slots: int | str,
+        block: bool = True,
+        callback: Optional[Callable[[], Any]] = None,
+        timeout: float = -1,
+        cancel_if: Optional[threading.Event] = None,
+    ) -> bool:
+        """Move slots from one task type to another once they are free (``n_slots="all"``: every allocated slot).
+
+        With ``block=False`` the move happens in a background thread that calls ``callback`` when done.
+        """
+        if task_from == task_to:
+            raise ValueError(f"Cannot move slots from {task_from!r} to itself")
+        self._check(task_from)
+        self._check(task_to)
+        if not block:
+            def _move() -> None:
+                self.reallocate(task_from, task_to, n_slots, True, timeout=timeout, cancel_if=cancel_if)
+                if callback is not None:
+                    callback()
+
+            threading.Thread(target=_move, daemon=True).start()
+            return True
+        with self._moving[task_from]:
+            count = self._allocated[task_from] if n_slots == "all" else int(n_slots)
+            if not self.acquire(task_from, count, timeout, cancel_if):
+                return False
+            with self._changed:
+                self._allocated[task_from] -= count
+                self._allocated[task_to] += count
+                self._available[task_to] += count
+                self._changed.notify_all()
+        logger.info(f"Moved {count} slots from {task_from} to {task_to}")
+        return True
+
+    def _check(self, task: Optional[str]) -> None:
+        if task not in self._allocated:
+            raise KeyError(f"Unknown task type {task!r}; known: {[t for t in self._allocated if t is not None]}")
+
+
+class ReallocatorThread(threading.Thread):
+    """Gather slots into one task type until ``stop_event`` is set, then move them all to ``disperse_to``."""
+
+    def __init__(
+        self,
+        resource_counter: ResourceCounter,
+        gather_from: Optional[str],
+        gather_to: Optional[str],
+        disperse_to: Optional[str],
+        max_slots: Optional[int] = None,
+        stop_event: Optional[threading.Event] = None,
+        slot_step: int = 1,
+        logger_name: Optional[str] = None,
+    ) -> None:
+        super().__init__(daemon=True)
+        self.resource_counter = resource_counter
+        self.gather_from, self.gather_to, self.disperse_to = gather_from, gather_to, disperse_to
+        self.max_slots = max_slots
+        self.slot_step = slot_step
+        self.stop_event = stop_event or threading.Event()
+        self.logger = logging.getLogger(logger_name) if logger_name else logger
+
+    def run(self) -> None:
+        counter = self.resource_counter
+        while not self.stop_event.is_set() and (self.max_slots is None or counter.allocated_slots(self.gather_to) < self.max_slots):
+            counter.reallocate(self.gather_from, self.gather_to, self.slot_step, cancel_if=self.stop_event)
+        self.stop_event.wait()
+        if self.gather_to != self.disperse_to:
+            counter.reallocate(self.gather_to, self.disperse_to, "all")
+        self.logger.info(f"Returned the slots of {self.gather_to} to {self.disperse_to}")

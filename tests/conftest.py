@@ -1,0 +1,43 @@
+"""The suite runs inside one real Dragon runtime: ``bash run-tests.sh`` (= ``dragon .venv/bin/pytest``)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from dragon_campaign import DragonQueues, DragonTaskServer, WorkerPool
+
+if "DRAGON_MY_PUID" not in os.environ:
+    raise pytest.UsageError("Run the tests under the Dragon runtime: bash run-tests.sh (or dragon $(which pytest))")
+
+multiprocessing.set_start_method("dragon", force=True)
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return tmp_path / "run"
+
+
+def start_server(methods: list, run_dir: Path, topics: tuple[str, ...] = (), **pools: WorkerPool) -> tuple[DragonQueues, DragonTaskServer]:
+    queues = DragonQueues(topics=topics)
+    server = DragonTaskServer(methods, queues, pools=pools or {"cpu": WorkerPool(workers=2)}, run_dir=run_dir)
+    return queues, server.start()
+
+
+@pytest.fixture
+def serve(run_dir: Path) -> Iterator:
+    """Start servers with ``serve(methods, topics=..., pool=WorkerPool(...))``; all are stopped after the test."""
+    servers: list[DragonTaskServer] = []
+
+    def _serve(methods: list, topics: tuple[str, ...] = (), **pools: WorkerPool) -> tuple[DragonQueues, DragonTaskServer]:
+        queues, server = start_server(methods, run_dir, topics, **pools)
+        servers.append(server)
+        return queues, server
+
+    yield _serve
+    for server in servers:
+        assert server.stop(timeout=60), "the task server did not shut down"

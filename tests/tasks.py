@@ -1,0 +1,53 @@
+"""Task functions used by the tests (importable by the workers, like a user's module)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+
+def noop(x: object = None) -> object:
+    return x
+
+
+def add(a: float, b: float = 0.0) -> float:
+    return a + b
+
+
+def sleep_then(value: object, seconds: float) -> object:
+    time.sleep(seconds)
+    return value
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def environment(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def whoami() -> int:
+    return os.getpid()
+
+
+def die(code: int) -> None:
+    """Kill the worker process itself, as a segfault or the OOM killer would."""
+    if code < 0:
+        os.kill(os.getpid(), -code)
+    os._exit(code)
+
+
+def die_once(marker: str) -> str:
+    """Kill the worker the first time (no marker file yet), succeed when re-run."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("died once")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "survived"
+
+
+def unpicklable_value() -> object:
+    return lambda: None

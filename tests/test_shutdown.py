@@ -1,0 +1,71 @@
+"""Clean shutdown: after Ctrl-C (SIGINT) and after an agent fails, no worker survives and results are kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tasks
+from dragon.native.process import Process
+
+from dragon_campaign import BaseThinker, DragonQueues, DragonTaskServer, RunDirectory, WorkerPool, agent, read_results
+from dragon_campaign.apps import streaming
+from dragon_campaign.campaign import CampaignFailed, run_campaign
+
+
+def campaign_until_interrupted(run_dir: str) -> None:
+    """Child process: a long streaming campaign; exits 130 when interrupted, as the launcher does."""
+    config = streaming.Config(budget=100_000, task_sleep=0.05)
+    try:
+        streaming.run(config, {"cpu": WorkerPool(workers=2)}, RunDirectory(run_dir))
+    except KeyboardInterrupt:
+        os._exit(130)  # everything is shut down already; sys.exit would make Dragon print a traceback
+    os._exit(0)
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_sigint_stops_campaign_cleanly(tmp_path):
+    run_dir = tmp_path / "run"
+    child = Process(target=campaign_until_interrupted, args=(str(run_dir),), env={"PYTHONPATH": os.pathsep.join(sys.path)})
+    child.start()
+    results_file = run_dir / "results.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not results_file.exists() or len(results_file.read_text().splitlines()) < 5):
+        time.sleep(0.1)
+    assert results_file.exists(), "the campaign never produced results"
+    child.send_signal(signal.SIGINT)
+    assert child.join(timeout=60) == 130, "the interrupted campaign did not exit with 130"
+    lines = results_file.read_text().splitlines()
+    results = [json.loads(line) for line in lines]  # every line complete
+    assert len(results) >= 5 and all(r["success"] for r in results[:5])
+    worker_pids = {r["worker_info"]["pid"] for r in results if r["worker_info"]}
+    assert worker_pids and not [pid for pid in worker_pids if process_exists(pid)], "workers outlived the campaign"
+
+
+class BrokenThinker(BaseThinker):
+    @agent
+    def submit_then_fail(self) -> None:
+        self.queues.send_inputs(1, method="noop")
+        self.queues.get_result(timeout=30)
+        raise RuntimeError("bad steering decision")
+
+
+def test_failed_agent_stops_campaign_and_keeps_results(tmp_path):
+    queues = DragonQueues()
+    server = DragonTaskServer([tasks.noop], queues, pools={"cpu": WorkerPool(workers=1)}, run_dir=tmp_path / "run")
+    with pytest.raises(CampaignFailed, match="bad steering decision"):
+        run_campaign(BrokenThinker(queues), server)
+    assert server.join(timeout=1) and server.worker_count() == 0
+    assert [r.value for r in read_results(Path(tmp_path / "run" / "results.jsonl"))] == [1]

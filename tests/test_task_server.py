@@ -1,0 +1,184 @@
+"""Queues and task server under the real Dragon runtime: results, failures, priorities, cancellation, workers."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import socket
+import time
+
+import pytest
+import tasks
+
+from dragon_campaign import KillSignalException, TimeoutException, WorkerPool, read_results
+
+
+def test_round_trip_records_worker_and_timings(serve, run_dir):
+    queues, server = serve([tasks.add], topics=("math",))
+    task_id = queues.send_inputs(1, method="add", input_kwargs={"b": 2}, topic="math", task_info={"tag": 7})
+    result = queues.get_result(topic="math", timeout=30)
+    assert (result.task_id, result.success, result.value, result.task_info) == (task_id, True, 3, {"tag": 7})
+    assert result.args == (1,) and result.kwargs == {"b": 2}
+    assert result.worker_info.hostname == socket.gethostname()
+    assert result.worker_info.pool == "cpu" and result.worker_info.gpu is None
+    stamps = result.timestamp
+    chain = [stamps.created, stamps.dispatched, stamps.input_received, stamps.compute_started,
+             stamps.compute_ended, stamps.result_sent, stamps.result_received]
+    assert all(not math.isnan(t) for t in chain) and chain == sorted(chain)
+    spans = result.time
+    assert all(s >= 0 for s in (spans.serialize_inputs, spans.deserialize_inputs, spans.running,
+                                spans.serialize_results, spans.deserialize_results))
+    server.stop(timeout=30)
+    logged = read_results(run_dir / "results.jsonl")
+    assert [r.task_id for r in logged] == [task_id] and logged[0].value == 3
+
+
+def test_get_result_any_topic_and_timeout(serve):
+    queues, _ = serve([tasks.noop], topics=("a", "b"))
+    queues.send_inputs("x", method="noop", topic="a")
+    queues.send_inputs("y", method="noop", topic="b")
+    values = {queues.get_result(topic=None, timeout=30).value for _ in range(2)}
+    assert values == {"x", "y"}
+    with pytest.raises(TimeoutException):
+        queues.get_result(topic="a", timeout=0.2)
+    assert queues.active_count == 0 and queues.wait_until_done(timeout=1)
+
+
+def test_bad_input_is_rejected_clearly(serve):
+    queues, _ = serve([tasks.noop])
+    with pytest.raises(ValueError, match="Unknown method 'nope'"):
+        queues.send_inputs(1, method="nope")
+    with pytest.raises(ValueError, match="Unknown topic 'nope'"):
+        queues.send_inputs(1, method="noop", topic="nope")
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        queues.send_inputs(lambda: 1, method="noop")
+    assert queues.active_count == 0
+
+
+def test_failures_carry_exception_and_traceback_and_are_retried(serve):
+    queues, _ = serve([tasks.fail, tasks.unpicklable_value])
+    queues.send_inputs("boom", method="fail", max_retries=2)
+    result = queues.get_result(timeout=30)
+    assert result.success is False and result.retries == 2
+    assert result.failure_info.exception == "ValueError('boom')"
+    assert "in fail" in result.failure_info.traceback and "ValueError: boom" in result.failure_info.traceback
+    queues.send_inputs(method="unpicklable_value")
+    result = queues.get_result(timeout=30)
+    assert result.success is False and "cannot be pickled" in result.failure_info.exception
+
+
+def test_priorities_order_execution_while_worker_busy(serve):
+    queues, _ = serve([tasks.noop, tasks.sleep_then], pool=WorkerPool(workers=1))
+    queues.send_inputs(None, method="noop")
+    queues.get_result(timeout=30)  # the worker is up and noop's duration is known
+    queues.send_inputs("busy", 1.5, method="sleep_then")
+    assert queues.waiting_count == 0, "the busy task should have gone to the idle worker at once"
+    rng = random.Random(42)
+    priority = {queues.send_inputs(i, method="noop", priority=p): p for i, p in enumerate(rng.uniform(0, 10) for _ in range(50))}
+    ids = list(priority)
+    raised = rng.sample(ids, 5)
+    assert queues.update_priority(raised, [100.0 + k for k in range(5)]) == raised
+    priority.update({task_id: 100.0 + k for k, task_id in enumerate(raised)})
+    order = [queues.get_result(timeout=60) for _ in range(51)]
+    assert order[0].value == "busy"
+    observed = [r.task_id for r in order[1:]]
+    assert observed[:5] == raised[::-1], "the five raised tasks must run first, highest first"
+    assert observed == sorted(ids, key=lambda t: (-priority[t], ids.index(t)))
+    assert [r.priority for r in order[1:]] == sorted(priority.values(), reverse=True)
+    starts = [r.timestamp.compute_started for r in order[1:]]
+    assert starts == sorted(starts)
+
+
+def test_cancelled_tasks_never_run(serve, run_dir):
+    queues, server = serve([tasks.sleep_then, tasks.noop], pool=WorkerPool(workers=1))
+    running = queues.send_inputs("busy", 1.0, method="sleep_then")
+    waiting = [queues.send_inputs(i, method="noop") for i in range(10)]
+    cancelled = queues.cancel(waiting[::2] + [running])
+    assert cancelled == waiting[::2], "only waiting tasks can be cancelled"
+    received = [queues.get_result(timeout=30).task_id for _ in range(6)]
+    assert set(received) == {running, *waiting[1::2]}
+    with pytest.raises(TimeoutException):
+        queues.get_result(timeout=0.5)
+    assert queues.active_count == 0
+    server.stop(timeout=30)
+    assert not set(cancelled) & {r.task_id for r in read_results(run_dir / "results.jsonl")}
+
+
+def test_dead_worker_is_replaced_and_its_task_reported(serve, tmp_path):
+    queues, server = serve([tasks.die, tasks.whoami, tasks.die_once], pool=WorkerPool(workers=1))
+    queues.send_inputs(method="whoami")
+    first_pid = queues.get_result(timeout=30).value
+    queues.send_inputs(-9, method="die")
+    lost = queues.get_result(timeout=60)
+    assert lost.success is False and "WorkerLost" in lost.failure_info.exception
+    assert "exited with code" in lost.failure_info.exception
+    queues.send_inputs(method="whoami")
+    replacement = queues.get_result(timeout=60)
+    assert replacement.success and replacement.value != first_pid
+    queues.send_inputs(str(tmp_path / "marker"), method="die_once", max_retries=1)
+    retried = queues.get_result(timeout=60)
+    assert (retried.success, retried.value, retried.retries) == (True, "survived", 1)
+    assert server.worker_count() == 1
+
+
+def test_gpu_pool_falls_back_to_cpu_workers(serve, caplog):
+    caplog.set_level(logging.WARNING, logger="dragon_campaign.server.pool")
+    queues, server = serve([tasks.environment], gpu=WorkerPool(gpus=True, cpu_fallback_workers=2))
+    assert server.worker_count("gpu") == 2
+    queues.send_inputs("CUDA_VISIBLE_DEVICES", method="environment")
+    result = queues.get_result(timeout=30)
+    assert result.success and result.value == "" and result.worker_info.gpu is None
+    assert any("has no GPU" in message for message in caplog.messages)
+
+
+def test_methods_are_routed_to_their_pools(run_dir):
+    from dragon_campaign import DragonQueues, DragonTaskServer
+
+    queues = DragonQueues()
+    server = DragonTaskServer(
+        [tasks.noop, (tasks.add, {"pool": "second"}), (tasks.whoami, {"pool": ["cpu", "second"], "name": "pid"})],
+        queues,
+        pools={"cpu": WorkerPool(workers=1), "second": WorkerPool(workers=1)},
+        run_dir=run_dir,
+    )
+    with pytest.raises(ValueError, match="bound to pool 'missing'"):
+        DragonTaskServer([(tasks.noop, {"pool": "missing"})], DragonQueues(), run_dir=run_dir)
+    with server:
+        queues.send_inputs(1, method="noop")
+        queues.send_inputs(1, 2, method="add")
+        queues.send_inputs(method="pid")
+        results = {r.method: r for r in (queues.get_result(timeout=30) for _ in range(3))}
+    assert results["noop"].worker_info.pool == "cpu"
+    assert results["add"].worker_info.pool == "second" and results["add"].value == 3
+    assert results["pid"].success
+
+
+def test_kill_signal_fails_unfinished_tasks_and_stops_workers(run_dir):
+    from dragon_campaign import DragonQueues, DragonTaskServer
+
+    queues = DragonQueues()
+    server = DragonTaskServer([tasks.sleep_then], queues, pools={"cpu": WorkerPool(workers=1)}, run_dir=run_dir, shutdown_grace=0.5)
+    server.start()
+    ids = [queues.send_inputs(i, 5.0, method="sleep_then") for i in range(3)]
+    time.sleep(0.5)
+    pids_before = server.worker_count()
+    queues.send_kill_signal()
+    with pytest.raises(KillSignalException):
+        queues.send_inputs(0, 0, method="sleep_then")
+    assert server.join(timeout=30)
+    results = [queues.get_result(timeout=5) for _ in ids]
+    assert {r.task_id for r in results} == set(ids) and not any(r.success for r in results)
+    assert queues.wait_until_done(timeout=1)
+    assert pids_before == 1 and server.worker_count() == 0
+    assert {r.task_id for r in read_results(run_dir / "results.jsonl")} == set(ids)
+
+
+def test_pool_added_mid_run_takes_tasks_from_the_same_queue(serve):
+    queues, server = serve([tasks.sleep_then], pool=WorkerPool(workers=1))
+    ids = [queues.send_inputs(i, 0.3, method="sleep_then") for i in range(8)]
+    server.add_pool("extra", WorkerPool(workers=1), methods=["sleep_then"])
+    results = [queues.get_result(timeout=60) for _ in ids]
+    assert {r.worker_info.pool for r in results} == {"pool", "extra"}
+    with pytest.raises(ValueError, match="already exists"):
+        server.add_pool("extra", WorkerPool(workers=1), methods=["sleep_then"])
