@@ -24,8 +24,9 @@ import logging
 import multiprocessing
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -95,15 +96,26 @@ def describe_app(app: Any) -> str:
     return "\n".join(lines)
 
 
-def configure_logging(level: str, run_dir: RunDirectory) -> None:
+@contextmanager
+def campaign_logging(level: str, run_dir: RunDirectory) -> Iterator[None]:
+    """Log to the console and to campaign.log while the campaign runs."""
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = logging.getLogger()
+    previous_level = root.level
+    handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(run_dir.path / "campaign.log")]
     root.setLevel(level)
-    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(run_dir.path / "campaign.log")):
+    for handler in handlers:
         handler.setFormatter(fmt)
         root.addHandler(handler)
     for noisy in ("dragon", "api_setup"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(previous_level)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -131,17 +143,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     run_dir = RunDirectory(run_dir_path)
     plan["run_dir"] = str(run_dir.path)
     (run_dir.path / "config.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
-    configure_logging(args.log_level, run_dir)
-    logger.info(f"Running {args.app} in {run_dir.path}")
     multiprocessing.set_start_method("dragon", force=True)
-    try:
-        summary = app.run(app_config, pools, run_dir)
-    except CampaignFailed as exc:
-        logger.error(f"The campaign failed: {exc}; results so far are in {run_dir.results_path}")
-        return 1
-    except KeyboardInterrupt as exc:
-        logger.warning(f"The campaign was interrupted ({exc}); results so far are in {run_dir.results_path}")
-        return 130
+    with campaign_logging(args.log_level, run_dir):
+        logger.info(f"Running {args.app} in {run_dir.path}")
+        try:
+            summary = app.run(app_config, pools, run_dir)
+        except CampaignFailed as exc:
+            logger.error(f"The campaign failed: {exc}; results so far are in {run_dir.results_path}")
+            return 1
+        except KeyboardInterrupt as exc:
+            logger.warning(f"The campaign was interrupted ({exc}); results so far are in {run_dir.results_path}")
+            return 130
     print(json.dumps(summary, indent=2))
     return 0
 
