@@ -41,3 +41,28 @@ def serve(run_dir: Path) -> Iterator:
     yield _serve
     for server in servers:
         assert server.stop(timeout=60), "the task server did not shut down"
+
+
+def run_in_process(function, *args, timeout: float = 120):
+    """Run ``function(*args)`` in a separate Dragon process and return what it returned (or raise what it raised)."""
+    import sys as _sys
+
+    from dragon.native.process import Process
+    from dragon.native.queue import Queue
+
+    replies = Queue()
+    child = Process(target=_call_and_reply, args=(function, args, replies), env={"PYTHONPATH": os.pathsep.join(_sys.path)})
+    child.start()
+    ok, value = replies.get(timeout=timeout)
+    child.join(timeout=timeout)
+    replies.destroy()
+    if not ok:
+        raise value
+    return value
+
+
+def _call_and_reply(function, args, replies) -> None:
+    try:
+        replies.put((True, function(*args)))
+    except Exception as exc:  # sent back to the test
+        replies.put((False, exc))

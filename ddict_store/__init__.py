@@ -1,0 +1,37 @@
+"""ddict_store: the in-memory data plane of dragon_campaign, on Dragon's distributed dictionary (DDict).
+
+Design, from what was measured on a 2-core VM with dragonhpc 0.15 (comparisons/transfer_bandwidth.py):
+
+* A plain DDict put/get of a large array pickles it through a manager's channels (about 0.7 GB/s for
+  128 MB), slower than the file system's page cache. So large values do not live in the DDict: they are
+  copied once into a managed-memory pool on the writer's node (:mod:`ddict_store.buffers`) and the DDict
+  holds a small descriptor. A reader on the same node attaches the allocation in ~0.03 ms and copies it
+  at memcpy speed; first-touch page faults of the reader's destination array are the main remaining
+  cost, which ``get(key, out=array)`` avoids for readers that reuse a buffer.
+* Arrays and tensors are stored as raw bytes plus dtype/shape (:mod:`ddict_store.codec`), never pickled.
+* Values bigger than one manager, and copies for readers on other nodes, are split into chunks spread
+  over the managers. They are read one chunk at a time: concurrent gets from threads of one DDict
+  client were slower and could stall (dragonhpc 0.15); separate processes can read different chunks.
+* Keys live in namespaces so concurrent runs never collide; ``wait``-style reads poll with backoff.
+
+Public API: :class:`DDictStore` (create; ``attach(handle)`` elsewhere), :class:`Namespace`,
+``publish_model`` / ``latest_model`` / ``model``, the ProxyStore connector ``DDictConnector``, and
+``checkpoint`` / ``restore`` for persistence across runtimes.
+"""
+
+from ddict_store.errors import StoreClosedError, StoreError, StoreFullError, UnsupportedTypeError
+from ddict_store.models import latest_model, model, model_versions, publish_model
+from ddict_store.store import DDictStore, Namespace
+
+__all__ = [
+    "DDictStore",
+    "Namespace",
+    "StoreClosedError",
+    "StoreError",
+    "StoreFullError",
+    "UnsupportedTypeError",
+    "latest_model",
+    "model",
+    "model_versions",
+    "publish_model",
+]

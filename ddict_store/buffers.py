@@ -1,0 +1,121 @@
+"""Large values in Dragon managed memory on the writer's node; only a small descriptor goes into the DDict.
+
+Why: a plain DDict put/get of a large array serializes it through the manager's channels (measured here
+at about 0.7 GB/s for 128 MB), slower than reading a file from the page cache. A managed-memory
+allocation, by contrast, is attached by any process on the same node from its serialized descriptor in
+microseconds and read at memcpy speed.
+
+Each node gets one buffer pool per store, created through Dragon's global services by the first process
+that writes on that node (``soft`` creation under a name derived from the store and the node, so
+concurrent writers agree on one pool). Global services own the pools, so the runtime reclaims them even
+if the campaign dies; ``destroy_pools`` removes them when the store is destroyed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from dragon.globalservices import pool as gs_pool
+from dragon.managed_memory import MemoryAlloc, MemoryPool
+from dragon.native.machine import current
+
+from ddict_store.errors import StoreFullError
+
+PARALLEL_COPY_BYTES = 64 * 2**20  # copies above this size are split across threads
+COPY_THREADS = 4
+
+
+@dataclass(frozen=True)
+class BufferRef:
+    """Where a value's bytes live: a managed-memory allocation on one node."""
+
+    host_uid: int
+    descriptor: bytes
+    nbytes: int
+
+
+def local_host_uid() -> int:
+    return current().h_uid
+
+
+class BufferPools:
+    """The store's per-node managed-memory pools, as seen from one process."""
+
+    def __init__(self, store_name: str, bytes_per_node: int) -> None:
+        self.store_name = store_name
+        self.bytes_per_node = bytes_per_node
+        self._pool: Optional[MemoryPool] = None
+        self._lock = threading.Lock()
+
+    def pool_name(self, host_uid: int) -> str:
+        """A name unique to this store and node, short enough for Dragon (28 characters at most)."""
+        return "dcs" + hashlib.sha1(f"{self.store_name}/{host_uid}".encode()).hexdigest()[:20]
+
+    def _local_pool(self) -> MemoryPool:
+        with self._lock:
+            if self._pool is None:
+                descriptor = gs_pool.create(self.bytes_per_node, user_name=self.pool_name(local_host_uid()), soft=True)
+                self._pool = MemoryPool.attach(descriptor.sdesc)
+            return self._pool
+
+    def write(self, data: np.ndarray, key: str) -> BufferRef:
+        """Copy flat uint8 ``data`` into a new allocation on this node."""
+        pool = self._local_pool()
+        try:
+            allocation = pool.alloc(max(data.nbytes, 1))
+        except Exception as exc:
+            raise StoreFullError(
+                f"No room for {key!r} ({data.nbytes:,} bytes) in the buffer pool of this node "
+                f"(capacity {self.bytes_per_node:,} bytes, {pool.free_space:,} free): {exc}"
+            ) from exc
+        try:
+            _copy(np.frombuffer(allocation.get_memview(), dtype=np.uint8, count=data.nbytes), data)
+            return BufferRef(local_host_uid(), bytes(allocation.serialize()), data.nbytes)
+        except BaseException:
+            allocation.free()
+            raise
+
+    @staticmethod
+    def is_local(ref: BufferRef) -> bool:
+        return ref.host_uid == local_host_uid()
+
+    @staticmethod
+    def read_into(ref: BufferRef, out: np.ndarray) -> None:
+        """Copy the bytes into ``out`` (flat uint8): a private copy, since the allocation may be freed later."""
+        allocation = MemoryAlloc.attach(ref.descriptor)
+        try:
+            _copy(out, np.frombuffer(allocation.get_memview(), dtype=np.uint8, count=ref.nbytes))
+        finally:
+            allocation.detach()
+
+    @staticmethod
+    def free(ref: BufferRef) -> None:
+        allocation = MemoryAlloc.attach(ref.descriptor)
+        allocation.free()
+
+    def destroy_pools(self, host_uids: list[int]) -> None:
+        """Remove this store's pool on each of these nodes (those never written to do not exist)."""
+        with self._lock:
+            if self._pool is not None:
+                self._pool.detach()
+                self._pool = None
+        for host_uid in host_uids:
+            try:
+                gs_pool.destroy(gs_pool.query(self.pool_name(host_uid)).m_uid)
+            except gs_pool.PoolError:
+                pass  # never created on that node
+
+
+def _copy(out: np.ndarray, source: np.ndarray) -> None:
+    """memcpy, split across threads for large buffers (numpy releases the GIL while copying)."""
+    if source.nbytes < PARALLEL_COPY_BYTES:
+        np.copyto(out, source)
+        return
+    bounds = np.linspace(0, source.nbytes, COPY_THREADS + 1, dtype=np.int64)
+    with ThreadPoolExecutor(COPY_THREADS) as threads:
+        list(threads.map(lambda i: np.copyto(out[bounds[i]:bounds[i + 1]], source[bounds[i]:bounds[i + 1]]), range(COPY_THREADS)))

@@ -1,0 +1,397 @@
+"""DDictStore: typed put/get of arrays, tensors and Python objects over Dragon's DDict, with namespaces.
+
+Where a value goes depends on its size (``Entry`` records which):
+
+* small values (up to ``inline_bytes``) sit inline in the DDict entry;
+* large values go to a managed-memory buffer on the writer's node (see :mod:`ddict_store.buffers`): the
+  DDict holds only the descriptor, and a reader on that node copies the bytes at memcpy speed;
+* with ``placement="chunks"`` (or when the runtime spans several nodes, so that readers elsewhere can
+  fetch it), the bytes are also split into chunks spread round-robin over the DDict's managers; a value
+  larger than one manager's memory must use chunks.
+
+Keys are strings; a :class:`Namespace` prefixes them (``campaign/topic/run``) so that concurrent runs never
+see each other's keys. The store is shared with any Dragon process by its ``handle`` (or by pickling it).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Mapping, Optional
+
+import numpy as np
+from dragon.data.ddict.ddict import DDict, DDictFullError
+from dragon.native.machine import System
+
+from ddict_store.buffers import BufferPools, BufferRef
+from ddict_store.codec import Encoded, decode, encode
+from ddict_store.errors import StoreClosedError, StoreError, StoreFullError
+
+logger = logging.getLogger(__name__)
+
+_MISSING = object()
+MB = 2**20
+SEPARATOR = "/"
+INTERNAL_PREFIX = "__ddict_store__"
+CHUNK_FRAMING_BYTES = 64 * 1024
+MANAGER_FULL_FRACTION = 0.85  # DDict managers call a pool full at 90% (manager_pool_full_thresh); keep a margin
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the DDict holds for one key."""
+
+    kind: str
+    header: tuple
+    nbytes: int
+    inline: Optional[bytes] = None
+    buffer: Optional[BufferRef] = None
+    chunks: Optional[tuple[tuple[int, str], ...]] = None  # (manager, chunk key) pairs
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Sizing of a store; travels inside the handle so every process sees the same settings."""
+
+    name: str
+    managers_per_node: int
+    nodes: int
+    ddict_bytes_per_node: int
+    buffer_bytes_per_node: int
+    inline_bytes: int
+    chunk_bytes: int
+    replicate_chunks: bool
+
+
+class Namespace:
+    """A view of the store whose keys all start with one prefix."""
+
+    def __init__(self, store: "DDictStore", prefix: str) -> None:
+        self.store = store
+        self.prefix = prefix
+
+    def namespace(self, *parts: str) -> "Namespace":
+        """A nested namespace: ``store.namespace("campaign").namespace("simulate")``."""
+        for part in parts:
+            if not part or SEPARATOR in part:
+                raise ValueError(f"Namespace parts must be non-empty and free of {SEPARATOR!r}: {part!r}")
+        return Namespace(self.store, SEPARATOR.join([p for p in (self.prefix, *parts) if p]))
+
+    def full_key(self, key: str) -> str:
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"Keys must be non-empty strings, got {key!r}")
+        return f"{self.prefix}{SEPARATOR}{key}" if self.prefix else key
+
+    def put(self, key: str, value: Any, placement: str = "auto") -> None:
+        """Store a value. ``placement``: "auto" (by size), "inline", "buffer" or "chunks"."""
+        self.store._put(self.full_key(key), value, placement)
+
+    def get(self, key: str, default: Any = _MISSING, *, timeout: Optional[float] = None,
+            out: Optional[np.ndarray] = None, map_location: Optional[str] = None) -> Any:
+        """Read a value (a private copy). With ``timeout``, wait up to that long for a writer to create it.
+
+        Args:
+            default: Returned if the key is missing (instead of raising KeyError); not with ``timeout``.
+            out: A contiguous numpy array of the right size and dtype to read an array into (no allocation).
+            map_location: Device for tensors (default: the writer's device if visible here, else CPU).
+        Raises:
+            KeyError: the key does not exist.
+            TimeoutError: the key did not appear within ``timeout`` seconds.
+        """
+        full = self.full_key(key)
+        try:
+            entry = self.store._entry(full) if timeout is None else self.store._wait_entry(full, timeout)
+        except KeyError:
+            if default is _MISSING:
+                raise
+            return default
+        return self.store._read(full, entry, out, map_location)
+
+    def wait(self, key: str, timeout: float) -> Any:
+        """Block until a producer has written ``key`` (up to ``timeout`` seconds), then read it."""
+        return self.get(key, timeout=timeout)
+
+    def put_batch(self, items: Mapping[str, Any], placement: str = "auto") -> None:
+        for key, value in items.items():
+            self.put(key, value, placement)
+
+    def get_batch(self, keys: Iterable[str], **options: Any) -> list[Any]:
+        return [self.get(key, **options) for key in keys]
+
+    def exists(self, key: str) -> bool:
+        return self.store._exists(self.full_key(key))
+
+    def __contains__(self, key: str) -> bool:
+        return self.exists(key)
+
+    def delete(self, key: str) -> None:
+        """Remove a key and free its buffer and chunks. Raises KeyError if missing."""
+        self.store._delete(self.full_key(key))
+
+    def keys(self) -> list[str]:
+        """Keys of this namespace (nested namespaces included), relative to it."""
+        start = f"{self.prefix}{SEPARATOR}" if self.prefix else ""
+        return sorted(k[len(start):] for k in self.store._all_keys() if k.startswith(start))
+
+    def clear(self) -> None:
+        for key in self.keys():
+            self.delete(key)
+
+
+class DDictStore(Namespace):
+    """The root namespace of a store over one DDict; create it once, attach to it anywhere."""
+
+    def __init__(
+        self,
+        name: Optional[str] = None,
+        *,
+        managers_per_node: int = 1,
+        nodes: Optional[int] = None,
+        ddict_bytes_per_node: int = 512 * MB,
+        buffer_bytes_per_node: int = 2048 * MB,
+        inline_bytes: int = 64 * 1024,
+        chunk_bytes: int = 32 * MB,
+        replicate_chunks: Optional[bool] = None,
+        timeout: float = 120.0,
+    ) -> None:
+        """Create a store (call inside a Dragon runtime).
+
+        Args:
+            name: Names the store's pools and checkpoints (default: a random name).
+            managers_per_node: DDict managers on each node.
+            nodes: Nodes with managers (default: every node of the runtime).
+            ddict_bytes_per_node: DDict memory per node (inline values, descriptors, chunks).
+            buffer_bytes_per_node: Managed memory per node for large values (created on first write there).
+            inline_bytes: Values up to this size are stored inline in the DDict.
+            chunk_bytes: Size of the chunks of values stored with placement "chunks".
+            replicate_chunks: Also write chunks for buffered values, so readers on other nodes can fetch
+                them (default: only when the runtime has more than one node).
+            timeout: Timeout of DDict operations, in seconds.
+        """
+        n_nodes = nodes or System().nnodes
+        config = StoreConfig(
+            name=name or f"store-{uuid.uuid4().hex[:8]}",
+            managers_per_node=managers_per_node,
+            nodes=n_nodes,
+            ddict_bytes_per_node=ddict_bytes_per_node,
+            buffer_bytes_per_node=buffer_bytes_per_node,
+            inline_bytes=inline_bytes,
+            chunk_bytes=chunk_bytes,
+            replicate_chunks=n_nodes > 1 if replicate_chunks is None else replicate_chunks,
+        )
+        ddict = DDict(managers_per_node, n_nodes, ddict_bytes_per_node * n_nodes, timeout=timeout, name=config.name)
+        self._setup(config, ddict, owner=True)
+
+    def _setup(self, config: StoreConfig, ddict: DDict, owner: bool) -> None:
+        super().__init__(self, "")
+        self.config = config
+        self._ddict: Optional[DDict] = ddict
+        self._owner = owner
+        self._buffers = BufferPools(config.name, config.buffer_bytes_per_node)
+        self._n_managers = config.managers_per_node * config.nodes
+        self._lock = threading.Lock()
+
+    # -- sharing --------------------------------------------------------------------------------------------
+    @property
+    def handle(self) -> str:
+        """A string any Dragon process can pass to :meth:`attach`."""
+        payload = {"config": self.config.__dict__, "ddict": self._dict.serialize()}
+        return base64.b64encode(json.dumps(payload).encode()).decode()
+
+    @classmethod
+    def attach(cls, handle: str) -> "DDictStore":
+        payload = json.loads(base64.b64decode(handle))
+        store = cls.__new__(cls)
+        store._setup(StoreConfig(**payload["config"]), DDict.attach(payload["ddict"]), owner=False)
+        return store
+
+    def __getstate__(self) -> dict[str, str]:
+        return {"handle": self.handle}
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        attached = DDictStore.attach(state["handle"])
+        self._setup(attached.config, attached._ddict, owner=False)
+
+    # -- life cycle -----------------------------------------------------------------------------------------
+    @property
+    def _dict(self) -> DDict:
+        if self._ddict is None:
+            raise StoreClosedError(f"The store {self.config.name!r} is closed or destroyed")
+        return self._ddict
+
+    def close(self) -> None:
+        """Detach this process from the store (the data stays for others)."""
+        if self._ddict is not None:
+            self._ddict.detach()
+            self._ddict = None
+
+    def destroy(self) -> None:
+        """Free every buffer and the DDict itself (creator only)."""
+        if not self._owner:
+            raise StoreError(f"Only the process that created the store {self.config.name!r} can destroy it; others close()")
+        ddict = self._dict
+        for key in self._all_keys():
+            try:
+                self._free(self._entry(key))
+            except Exception:
+                logger.debug(f"Could not free the buffer of {key!r}", exc_info=True)
+        self._buffers.destroy_pools([node for node in System().nodes])
+        ddict.destroy()
+        self._ddict = None
+
+    def __enter__(self) -> "DDictStore":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._ddict is not None:
+            self.destroy() if self._owner else self.close()
+
+    def capacity(self) -> dict[str, int]:
+        """Bytes of DDict memory in total and in use, and buffer memory per node."""
+        stats = self._dict.stats
+        return {
+            "ddict_total": sum(s.total_bytes for s in stats),
+            "ddict_used": sum(s.total_used_bytes for s in stats),
+            "buffer_per_node": self.config.buffer_bytes_per_node,
+        }
+
+    # -- the data path --------------------------------------------------------------------------------------
+    def _put(self, key: str, value: Any, placement: str) -> None:
+        if placement not in ("auto", "inline", "buffer", "chunks"):
+            raise ValueError(f"Unknown placement {placement!r}; use auto, inline, buffer or chunks")
+        encoded = encode(value)
+        if placement == "auto":
+            placement = "inline" if encoded.nbytes <= self.config.inline_bytes else "buffer"
+        inline = encoded.data.tobytes() if placement == "inline" else None
+        buffer = self._buffers.write(encoded.data, key) if placement == "buffer" else None
+        chunks = None
+        try:
+            if placement == "chunks" or (buffer is not None and self.config.replicate_chunks):
+                chunks = self._write_chunks(key, encoded)
+            entry = Entry(encoded.kind, encoded.header, encoded.nbytes, inline, buffer, chunks)
+            previous = self._entry(key) if self._exists(key) else None
+            self._ddict_put(self._dict, key, entry, encoded.nbytes)
+        except BaseException:
+            self._free(Entry(encoded.kind, encoded.header, encoded.nbytes, None, buffer, chunks))
+            raise
+        if previous is not None:
+            self._free(previous)
+
+    def _ddict_put(self, target: DDict, key: str, value: Any, nbytes: int) -> None:
+        try:
+            target[key] = value
+        except DDictFullError:
+            self._raise_full(key, nbytes)
+
+    @property
+    def _chunk_payload(self) -> int:
+        """Bytes of data per chunk: a little under ``chunk_bytes``, so that a chunk and its pickle framing
+        fit one power-of-two block of the manager's allocator instead of taking a block twice as large."""
+        return max(self.config.chunk_bytes - CHUNK_FRAMING_BYTES, CHUNK_FRAMING_BYTES)
+
+    def _write_chunks(self, key: str, encoded: Encoded) -> tuple[tuple[int, str], ...]:
+        size = self._chunk_payload
+        start_manager = hash(key) % self._n_managers
+        plan = [
+            ((start_manager + index) % self._n_managers, f"{INTERNAL_PREFIX}{SEPARATOR}chunk{SEPARATOR}{key}{SEPARATOR}{index}", offset)
+            for index, offset in enumerate(range(0, max(encoded.nbytes, 1), size))
+        ]
+        self._check_room(key, encoded.nbytes, [manager for manager, _, _ in plan])
+        chunks: list[tuple[int, str]] = []
+        try:
+            for manager, chunk_key, offset in plan:
+                self._ddict_put(self._dict.manager(manager), chunk_key, encoded.data[offset:offset + size].tobytes(), encoded.nbytes)
+                chunks.append((manager, chunk_key))
+        except BaseException:
+            self._free(Entry(encoded.kind, encoded.header, encoded.nbytes, chunks=tuple(chunks)))
+            raise
+        return tuple(chunks)
+
+    def _check_room(self, key: str, nbytes: int, managers: list[int]) -> None:
+        """Refuse a write the managers cannot hold: a full DDict manager blocks until its timeout instead of failing."""
+        stats = self._dict.dstats
+        needed: dict[int, int] = {}
+        for manager in managers:
+            needed[manager] = needed.get(manager, 0) + self.config.chunk_bytes
+        for manager, bytes_needed in needed.items():
+            usable = int(stats[manager].total_bytes * MANAGER_FULL_FRACTION) - stats[manager].total_used_bytes
+            if bytes_needed > usable:
+                self._raise_full(key, nbytes)
+
+    def _raise_full(self, key: str, nbytes: int) -> None:
+        capacity = self.config.ddict_bytes_per_node * self.config.nodes
+        raise StoreFullError(
+            f"No room for {key!r} ({nbytes:,} bytes) in the store {self.config.name!r}: its DDict holds "
+            f"{capacity:,} bytes over {self._n_managers} manager(s) of {capacity // self._n_managers:,} bytes each"
+        )
+
+    def _read(self, key: str, entry: Entry, out: Optional[np.ndarray], map_location: Optional[str]) -> Any:
+        if out is not None:
+            if entry.kind != "numpy":
+                raise TypeError(f"{key!r} holds a {entry.kind} value; out= works for numpy arrays only")
+            if not out.flags.c_contiguous or out.nbytes != entry.nbytes or out.dtype != np.dtype(entry.header[0]):
+                raise ValueError(f"out= must be a contiguous {np.dtype(entry.header[0])} array of {entry.nbytes} bytes for {key!r}")
+            target = out.reshape(-1).view(np.uint8)
+        else:
+            target = np.empty(entry.nbytes, dtype=np.uint8)
+        if entry.inline is not None:
+            target[:] = np.frombuffer(entry.inline, dtype=np.uint8)
+        elif entry.buffer is not None and BufferPools.is_local(entry.buffer):
+            BufferPools.read_into(entry.buffer, target)
+        elif entry.chunks is not None:
+            self._read_chunks(entry, target)
+        else:
+            raise KeyError(f"{key!r} is held in memory on another node and was stored without chunks (replicate_chunks=False)")
+        value = decode(entry.kind, entry.header, target, map_location)
+        return out.reshape(entry.header[1]) if out is not None else value
+
+    def _read_chunks(self, entry: Entry, target: np.ndarray) -> None:
+        # One chunk at a time: with dragonhpc 0.15, concurrent gets through one DDict client from several
+        # threads were slower than sequential ones and could stall on the client's receive buffers.
+        size = self._chunk_payload
+        for index, (manager, chunk_key) in enumerate(entry.chunks or ()):
+            target[index * size:(index + 1) * size] = np.frombuffer(self._dict.manager(manager)[chunk_key], dtype=np.uint8)
+
+    def _entry(self, key: str) -> Entry:
+        try:
+            entry = self._dict[key]
+        except KeyError:
+            raise KeyError(key) from None
+        return entry
+
+    def _wait_entry(self, key: str, timeout: float) -> Entry:
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            try:
+                return self._entry(key)
+            except KeyError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"No value for {key!r} appeared within {timeout} s") from None
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 0.05)
+
+    def _exists(self, key: str) -> bool:
+        return key in self._dict
+
+    def _delete(self, key: str) -> None:
+        entry = self._entry(key)
+        del self._dict[key]
+        self._free(entry)
+
+    def _free(self, entry: Entry) -> None:
+        if entry.buffer is not None:
+            BufferPools.free(entry.buffer)
+        for manager, chunk_key in entry.chunks or ():
+            try:
+                del self._dict.manager(manager)[chunk_key]
+            except KeyError:
+                pass
+
+    def _all_keys(self) -> Iterator[str]:
+        return (k for k in self._dict.keys() if isinstance(k, str) and not k.startswith(INTERNAL_PREFIX))
