@@ -11,7 +11,7 @@ from traceback import TracebackException
 from typing import Annotated, Any, Optional
 from uuid import uuid4
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_serializer
 
 # A time that may not have happened yet: NaN in Python (as in Colmena), null in JSON.
 Seconds = Annotated[float, BeforeValidator(lambda value: nan if value is None else value)]
@@ -108,9 +108,27 @@ class Result(BaseModel):
     def kwargs(self) -> dict[str, Any]:
         return self.inputs[1]
 
+    @field_serializer("value", when_used="json")
+    def _serialize_value(self, value: Any) -> Any:
+        return _name_proxy(value)
+
+    @field_serializer("inputs", when_used="json")
+    def _serialize_inputs(self, inputs: tuple[tuple[Any, ...], dict[str, Any]]) -> Any:
+        args, kwargs = inputs
+        return [[_name_proxy(a) for a in args], {k: _name_proxy(v) for k, v in kwargs.items()}]
+
     def json_line(self) -> str:
         """One line of JSON for results.jsonl; values JSON cannot hold are summarised, never dropped silently."""
         return self.model_dump_json(fallback=_json_fallback)
+
+
+def _name_proxy(value: Any) -> Any:
+    """A ProxyStore proxy becomes a short text naming its key; it is never resolved (type() does not resolve)."""
+    if type(value).__module__.startswith("proxystore."):
+        from proxystore.store.utils import get_key
+
+        return f"<proxy {get_key(value)!r}>"
+    return value
 
 
 def _json_fallback(obj: Any) -> Any:

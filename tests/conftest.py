@@ -62,7 +62,14 @@ def run_in_process(function, *args, timeout: float = 120):
 
 
 def _call_and_reply(function, args, replies) -> None:
+    import pickle
+    import traceback
+
     try:
         replies.put((True, function(*args)))
-    except Exception as exc:  # sent back to the test
+    except Exception as exc:  # sent back to the test, as a traceback if the exception cannot be pickled
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:
+            exc = RuntimeError("".join(traceback.format_exception(exc)))
         replies.put((False, exc))

@@ -51,3 +51,17 @@ def die_once(marker: str) -> str:
 
 def unpicklable_value() -> object:
     return lambda: None
+
+
+def describe_input(array: object, small: object) -> tuple[str, str, int]:
+    """The types the worker received, and a checksum of the array (resolving it if it is a proxy)."""
+    import numpy as np
+
+    kinds = (type(array).__name__, type(small).__name__)
+    return kinds[0], kinds[1], int(np.asarray(array).view(np.uint64).sum())
+
+
+def make_array(megabytes: int) -> object:
+    import numpy as np
+
+    return np.full(megabytes * 2**20 // 8, 7.0)

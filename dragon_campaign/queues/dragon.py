@@ -23,6 +23,7 @@ from typing import Any, Iterable, Iterator, Optional, Protocol, Sequence
 
 from dragon_campaign.exceptions import KillSignalException, TimeoutException
 from dragon_campaign.models import ResourceRequirements, Result
+from dragon_campaign.queues.proxying import ProxyRule, proxy_inputs
 from dragon_campaign.queues.waiting import WaitingTask, WaitingTasks
 
 PICKLE_PROTOCOL = 5
@@ -39,11 +40,20 @@ class TaskSink(Protocol):
 class DragonQueues:
     """Task queues with topics, priorities, re-prioritization and cancellation (Colmena's ``ColmenaQueues`` API)."""
 
-    def __init__(self, topics: Iterable[str] = (), keep_inputs: bool = True) -> None:
+    def __init__(
+        self,
+        topics: Iterable[str] = (),
+        keep_inputs: bool = True,
+        proxystore_name: Optional[str | dict[str, str]] = None,
+        proxystore_threshold: Optional[int | dict[str, int]] = None,
+    ) -> None:
         """
         Args:
             topics: Names of the topics results are sorted into; ``default`` is always present.
             keep_inputs: Default for ``send_inputs(keep_inputs=...)``: keep the inputs in the results.
+            proxystore_name: Name of a registered ProxyStore store, for every topic or per topic.
+            proxystore_threshold: Inputs and results above this many bytes travel as proxies through that
+                topic's store (for every topic or per topic).
         """
         self.topics: list[str] = ["default", *[t for t in topics if t != "default"]]
         self.keep_inputs = keep_inputs
@@ -57,6 +67,21 @@ class DragonQueues:
         self._waiting = WaitingTasks()
         self._killed = threading.Event()
         self._sink: Optional[TaskSink] = None
+        self.proxy_rules: dict[str, ProxyRule] = self._proxy_rules(proxystore_name, proxystore_threshold)
+
+    def _proxy_rules(self, names: Optional[str | dict[str, str]], thresholds: Optional[int | dict[str, int]]) -> dict[str, ProxyRule]:
+        if names is None:
+            return {}
+        if thresholds is None:
+            raise ValueError("proxystore_name needs a proxystore_threshold")
+        names = {topic: names for topic in self.topics} if isinstance(names, str) else dict(names)
+        thresholds = {topic: thresholds for topic in names} if isinstance(thresholds, int) else dict(thresholds)
+        for topic in (*names, *thresholds):
+            self._check_topic(topic)
+        missing = set(names) - set(thresholds)
+        if missing:
+            raise ValueError(f"No proxystore_threshold for topics {sorted(missing)}")
+        return {topic: ProxyRule(name, thresholds[topic]) for topic, name in names.items()}
 
     # -- submitting -------------------------------------------------------------------------------------
     def send_inputs(
@@ -91,6 +116,9 @@ class DragonQueues:
             priority=float(priority),
         )
         start = time.perf_counter()
+        rule = self.proxy_rules.get(topic)
+        if rule is not None:
+            input_args, input_kwargs = proxy_inputs(input_args, input_kwargs, rule)
         try:
             inputs = pickle.dumps((input_args, input_kwargs), protocol=PICKLE_PROTOCOL)
         except Exception as exc:

@@ -107,6 +107,7 @@ class DragonTaskServer:
         self._result_log: Optional[ResultLog] = None
         self._result_queue: Optional[Queue] = None
         self._methods_blob = b""
+        self._result_rules: dict[str, Any] = {}  # topic -> (ProxyStore config, threshold) for workers
         self._gpu_env_var = "CUDA_VISIBLE_DEVICES"
         self._threads: list[threading.Thread] = []
         queues.attach_server(self)
@@ -141,6 +142,7 @@ class DragonTaskServer:
         self._started = True
         self._result_log = ResultLog(self.run_dir.results_path)
         self._methods_blob = cloudpickle.dumps(self._functions)
+        self._result_rules = {topic: rule.for_worker() for topic, rule in self.queues.proxy_rules.items()}
         self._result_queue = Queue(maxsize=RESULT_QUEUE_SIZE)
         nodes = runtime_nodes()
         self._gpu_env_var = gpu_env_var(nodes)
@@ -257,7 +259,10 @@ class DragonTaskServer:
         self._owner[task.task_id] = worker.key
 
     def _send(self, worker: _Worker, tasks: list[WaitingTask]) -> None:
-        message = pickle.dumps([(t.task_id, t.method, t.payload[1]) for t in tasks], protocol=PICKLE_PROTOCOL)
+        message = pickle.dumps(
+            [(t.task_id, t.method, t.payload[1], self._result_rules.get(t.payload[0].topic)) for t in tasks],
+            protocol=PICKLE_PROTOCOL,
+        )
         worker.tasks.put(message)
 
     # -- results --------------------------------------------------------------------------------------------

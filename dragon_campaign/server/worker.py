@@ -2,7 +2,8 @@
 
 Wire format (pickled bytes over Dragon queues, so Dragon's direct-bytes path carries them):
 
-* steering → worker: a list of ``(task_id, method, pickled_inputs)``; ``None`` asks the worker to exit.
+* steering → worker: a list of ``(task_id, method, pickled_inputs, proxy_rule)``; ``None`` asks the worker
+  to exit. ``proxy_rule`` is None or the topic's (ProxyStore config, threshold) for large results.
 * worker → steering: ``("ready", key, info)`` once started, ``("failed", key, traceback)`` if it could not
   start, and ``("results", key, sent_time, records)`` with one record per finished task (see ``run_task``).
 
@@ -22,6 +23,7 @@ from typing import Any, Callable, Optional
 
 import cloudpickle
 
+from dragon_campaign.queues.proxying import proxy_result
 from dragon_campaign.server.pool import WorkerSlot
 
 PICKLE_PROTOCOL = 5
@@ -40,7 +42,9 @@ TaskRecord = tuple[
 ]
 
 
-def run_task(methods: dict[str, Callable[..., Any]], task_id: str, method: str, inputs: bytes, received: float) -> TaskRecord:
+def run_task(
+    methods: dict[str, Callable[..., Any]], task_id: str, method: str, inputs: bytes, proxy_rule: Any, received: float
+) -> TaskRecord:
     """Run one task; every failure (bad inputs, exception, unpicklable value) becomes a failed record."""
     deserialize = running = serialize = 0.0
     started = ended = time.time()
@@ -57,7 +61,7 @@ def run_task(methods: dict[str, Callable[..., Any]], task_id: str, method: str, 
             ended = time.time()
         tick = time.perf_counter()
         try:
-            payload = pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+            payload = pickle.dumps(proxy_result(value, proxy_rule), protocol=PICKLE_PROTOCOL)
         except Exception as exc:
             raise TypeError(f"The value returned by {method!r} cannot be pickled: {exc!r}") from exc
         serialize = time.perf_counter() - tick
@@ -86,10 +90,10 @@ def worker_main(slot: WorkerSlot, generation: int, tasks: Any, results: Any, met
             return
         outbox: list[TaskRecord] = []
         oldest = 0.0
-        for position, (task_id, method, inputs) in enumerate(batch):
+        for position, (task_id, method, inputs, proxy_rule) in enumerate(batch):
             if not outbox:
                 oldest = time.perf_counter()
-            outbox.append(run_task(methods, task_id, method, inputs, received))
+            outbox.append(run_task(methods, task_id, method, inputs, proxy_rule, received))
             last = position == len(batch) - 1
             if last or len(outbox) >= MAX_RESULTS_PER_MESSAGE or time.perf_counter() - oldest > FLUSH_AFTER_S:
                 # flush: the result must be in the queue before this process can exit, so that the steering

@@ -1,0 +1,85 @@
+"""DDictConnector: ProxyStore's ``Connector`` protocol over a :class:`~ddict_store.DDictStore`.
+
+    from proxystore.store import Store
+    store = Store("ddict", DDictConnector(DDictStore()))
+    proxy = store.proxy(big_array)        # pass `proxy` to any Dragon process; it resolves from the store
+
+Objects arrive already serialized (bytes); they are stored as raw uint8 buffers, so large ones take the
+store's managed-memory path and small ones sit inline in the DDict. ``config()`` carries the store's
+handle, so a worker that receives a proxy rebuilds the connector with ``from_config`` and attaches.
+``close()`` detaches from a store the connector attached to itself; it never deletes stored objects.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Optional
+
+import numpy as np
+
+from ddict_store.store import DDictStore
+
+BytesLike = bytes | bytearray | memoryview
+
+
+class DDictKey(NamedTuple):
+    """Key of an object stored through the connector."""
+
+    ddict_key: str
+
+
+class DDictConnector:
+    """ProxyStore connector backed by Dragon's DDict and managed memory."""
+
+    def __init__(self, store: DDictStore | str, namespace: str = "proxystore") -> None:
+        """
+        Args:
+            store: A store, or its ``handle`` (the connector then attaches and owns that attachment).
+            namespace: Namespace of the store that holds the connector's objects.
+        """
+        self._attached = isinstance(store, str)
+        self.store = DDictStore.attach(store) if isinstance(store, str) else store
+        self.namespace_name = namespace
+        self._objects = self.store.namespace(namespace)
+
+    def __repr__(self) -> str:
+        return f"DDictConnector(store={self.store.config.name!r}, namespace={self.namespace_name!r})"
+
+    def close(self) -> None:
+        if self._attached:
+            self.store.close()
+            self._attached = False
+
+    def config(self) -> dict[str, Any]:
+        # ProxyStore rebuilds connectors as DDictConnector(**config): keys match __init__'s parameters
+        return {"store": self.store.handle, "namespace": self.namespace_name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "DDictConnector":
+        return cls(**config)
+
+    def put(self, obj: BytesLike) -> DDictKey:
+        key = DDictKey(uuid.uuid4().hex)
+        self._objects.put(key.ddict_key, np.frombuffer(obj, dtype=np.uint8))
+        return key
+
+    def put_batch(self, objs: Sequence[BytesLike]) -> list[DDictKey]:
+        return [self.put(obj) for obj in objs]
+
+    def get(self, key: DDictKey) -> Optional[BytesLike]:
+        array = self._objects.get(key.ddict_key, default=None)
+        return None if array is None else memoryview(array)
+
+    def get_batch(self, keys: Sequence[DDictKey]) -> list[Optional[BytesLike]]:
+        return [self.get(key) for key in keys]
+
+    def exists(self, key: DDictKey) -> bool:
+        return self._objects.exists(key.ddict_key)
+
+    def evict(self, key: DDictKey) -> None:
+        """Remove the object (no error if it is already gone, as ProxyStore expects)."""
+        try:
+            self._objects.delete(key.ddict_key)
+        except KeyError:
+            pass

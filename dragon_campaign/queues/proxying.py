@@ -1,0 +1,81 @@
+"""Per-topic ProxyStore rules: values above a size threshold travel as proxies instead of bytes.
+
+As in Colmena (``proxystore_name`` / ``proxystore_threshold``), stores are named: register them with
+ProxyStore first (``Store(name, connector, register=True)``). Task inputs are proxied in the steering
+process; results are proxied on the worker, which rebuilds the store from its configuration the first
+time it needs it. Proxied objects stay in the store (readers may resolve them more than once); clear the
+store's namespace, or evict by key, when a campaign no longer needs them.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from proxystore.proxy import Proxy
+from proxystore.store import Store, get_store, register_store
+from proxystore.store.config import StoreConfig
+
+
+@dataclass(frozen=True)
+class ProxyRule:
+    """Proxy values of more than ``threshold`` bytes through the store named ``store_name``."""
+
+    store_name: str
+    threshold: int
+
+    def store(self) -> Store:
+        store = get_store(self.store_name)
+        if store is None:
+            raise ValueError(f"No ProxyStore store named {self.store_name!r} is registered; create it with register=True")
+        return store
+
+    def for_worker(self) -> tuple[StoreConfig, int]:
+        """What a worker needs to apply the rule to results: the store's configuration and the threshold."""
+        return self.store().config(), self.threshold
+
+
+def size_of(value: Any) -> int:
+    """Bytes a value would occupy on the wire (arrays and tensors by their buffer, others pickled)."""
+    if type(value) is Proxy:
+        return 0
+    nbytes = getattr(value, "nbytes", None)
+    if isinstance(nbytes, int):
+        return nbytes
+    if hasattr(value, "element_size") and hasattr(value, "numel"):  # torch.Tensor
+        return value.element_size() * value.numel()
+    if isinstance(value, (bytes, bytearray, memoryview, str)):
+        return len(value)
+    try:
+        return len(pickle.dumps(value, protocol=5))
+    except Exception:
+        return 0  # the queue's own pickling will report the problem
+
+
+def maybe_proxy(value: Any, store: Store, threshold: int) -> Any:
+    return store.proxy(value) if size_of(value) > threshold else value
+
+
+def proxy_inputs(args: tuple, kwargs: dict[str, Any], rule: ProxyRule) -> tuple[tuple, dict[str, Any]]:
+    store = rule.store()
+    return (
+        tuple(maybe_proxy(a, store, rule.threshold) for a in args),
+        {k: maybe_proxy(v, store, rule.threshold) for k, v in kwargs.items()},
+    )
+
+
+_worker_stores: dict[str, Store] = {}
+
+
+def proxy_result(value: Any, rule: Optional[tuple[StoreConfig, int]]) -> Any:
+    """On a worker: proxy a result above the threshold, creating the store from its config once."""
+    if rule is None:
+        return value
+    config, threshold = rule
+    store = _worker_stores.get(config.name) or get_store(config.name)
+    if store is None:
+        store = Store.from_config(config)
+        register_store(store, exist_ok=True)
+    _worker_stores[config.name] = store
+    return maybe_proxy(value, store, threshold)

@@ -1,0 +1,53 @@
+"""Per-topic ProxyStore thresholds in the task queues, with the DDict connector as the backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tasks
+from proxystore.proxy import Proxy
+from proxystore.store import Store
+
+from ddict_store import DDictStore
+from ddict_store.connector import DDictConnector
+from dragon_campaign import DragonQueues, DragonTaskServer, WorkerPool
+
+MB = 2**20
+
+
+@pytest.fixture(scope="module")
+def ddict_proxystore():
+    with DDictStore(buffer_bytes_per_node=512 * MB) as data:
+        store = Store("queue-ddict", DDictConnector(data, namespace="queue"), register=True)
+        yield data, store
+        store.close()
+
+
+def test_arguments_and_results_above_threshold_travel_as_ddict_proxies(ddict_proxystore, run_dir):
+    data, _ = ddict_proxystore
+    queues = DragonQueues(topics=["big", "plain"], proxystore_name={"big": "queue-ddict"}, proxystore_threshold={"big": 1 * MB})
+    server = DragonTaskServer([tasks.describe_input, tasks.make_array], queues, pools={"cpu": WorkerPool(workers=1)}, run_dir=run_dir)
+    array = np.random.default_rng(5).random(16 * MB // 8)
+    with server:
+        before = set(data.namespace("queue").keys())
+        queues.send_inputs(array, "tiny", method="describe_input", topic="big")
+        result = queues.get_result(topic="big", timeout=60)
+        assert result.success, result.failure_info
+        assert result.value == ("Proxy", "str", int(array.view(np.uint64).sum()))
+        assert len(set(data.namespace("queue").keys()) - before) == 1, "exactly the 16 MB argument was proxied"
+
+        queues.send_inputs(array, "tiny", method="describe_input", topic="plain")
+        assert queues.get_result(topic="plain", timeout=60).value[0] == "ndarray"
+
+        queues.send_inputs(4, method="make_array", topic="big")
+        proxied = queues.get_result(topic="big", timeout=60)
+        assert type(proxied.value) is Proxy and np.array_equal(np.asarray(proxied.value), np.full(4 * MB // 8, 7.0))
+    logged = (run_dir / "results.jsonl").read_text()
+    assert "<proxy DDictKey(" in logged, "logging a proxied result must not resolve it"
+
+
+def test_proxy_options_are_validated():
+    with pytest.raises(ValueError, match="needs a proxystore_threshold"):
+        DragonQueues(topics=["a"], proxystore_name="x")
+    with pytest.raises(ValueError, match="Unknown topic 'b'"):
+        DragonQueues(topics=["a"], proxystore_name={"b": "x"}, proxystore_threshold=10)
