@@ -21,6 +21,7 @@ Public API: :class:`DDictStore` (create; ``attach(handle)`` elsewhere), :class:`
 
 from ddict_store.errors import StoreClosedError, StoreError, StoreFullError, UnsupportedTypeError
 from ddict_store.models import latest_model, model, model_versions, publish_model
+from ddict_store.persist import checkpoint, restore
 from ddict_store.store import DDictStore, Namespace
 
 __all__ = [
@@ -30,8 +31,10 @@ __all__ = [
     "StoreError",
     "StoreFullError",
     "UnsupportedTypeError",
+    "checkpoint",
     "latest_model",
     "model",
     "model_versions",
     "publish_model",
+    "restore",
 ]

@@ -261,10 +261,23 @@ class DDictStore(Namespace):
         }
 
     # -- the data path --------------------------------------------------------------------------------------
+    def export_value(self, key: str) -> tuple[str, tuple, np.ndarray]:
+        """A key's stored form: kind, header and raw bytes (a private copy), for checkpoints."""
+        entry = self._entry(key)
+        data = np.empty(entry.nbytes, dtype=np.uint8)
+        self._read_bytes(key, entry, data)
+        return entry.kind, entry.header, data
+
+    def import_value(self, key: str, kind: str, header: tuple, data: np.ndarray) -> None:
+        """Store a value given in its stored form (the inverse of ``export_value``)."""
+        self._store(key, Encoded(kind, header, data), "auto")
+
     def _put(self, key: str, value: Any, placement: str) -> None:
         if placement not in ("auto", "inline", "buffer", "chunks"):
             raise ValueError(f"Unknown placement {placement!r}; use auto, inline, buffer or chunks")
-        encoded = encode(value)
+        self._store(key, encode(value), placement)
+
+    def _store(self, key: str, encoded: Encoded, placement: str) -> None:
         if placement == "auto":
             placement = "inline" if encoded.nbytes <= self.config.inline_bytes else "buffer"
         inline = encoded.data.tobytes() if placement == "inline" else None
@@ -339,6 +352,11 @@ class DDictStore(Namespace):
             target = out.reshape(-1).view(np.uint8)
         else:
             target = np.empty(entry.nbytes, dtype=np.uint8)
+        self._read_bytes(key, entry, target)
+        value = decode(entry.kind, entry.header, target, map_location)
+        return out.reshape(entry.header[1]) if out is not None else value
+
+    def _read_bytes(self, key: str, entry: Entry, target: np.ndarray) -> None:
         if entry.inline is not None:
             target[:] = np.frombuffer(entry.inline, dtype=np.uint8)
         elif entry.buffer is not None and BufferPools.is_local(entry.buffer):
@@ -347,8 +365,6 @@ class DDictStore(Namespace):
             self._read_chunks(entry, target)
         else:
             raise KeyError(f"{key!r} is held in memory on another node and was stored without chunks (replicate_chunks=False)")
-        value = decode(entry.kind, entry.header, target, map_location)
-        return out.reshape(entry.header[1]) if out is not None else value
 
     def _read_chunks(self, entry: Entry, target: np.ndarray) -> None:
         # One chunk at a time: with dragonhpc 0.15, concurrent gets through one DDict client from several
