@@ -14,6 +14,7 @@ if the campaign dies; ``destroy_pools`` removes them when the store is destroyed
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from dragon.native.machine import current
 from ddict_store.errors import StoreFullError
 
 PARALLEL_COPY_BYTES = 64 * 2**20  # copies above this size are split across threads
-COPY_THREADS = 4
+COPY_THREADS = max(1, min(4, (os.cpu_count() or 1) // 2))  # on a 2-core node a second copy thread only contends
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,14 @@ class BufferPools:
             allocation.detach()
 
     @staticmethod
+    def view(ref: BufferRef) -> np.ndarray:
+        """A read-only view of the bytes in place: no copy, valid until the allocation is freed."""
+        allocation = MemoryAlloc.attach(ref.descriptor)
+        view = np.frombuffer(allocation.get_memview(), dtype=np.uint8, count=ref.nbytes)
+        view.flags.writeable = False
+        return view
+
+    @staticmethod
     def free(ref: BufferRef) -> None:
         allocation = MemoryAlloc.attach(ref.descriptor)
         allocation.free()
@@ -113,7 +122,7 @@ class BufferPools:
 
 def _copy(out: np.ndarray, source: np.ndarray) -> None:
     """memcpy, split across threads for large buffers (numpy releases the GIL while copying)."""
-    if source.nbytes < PARALLEL_COPY_BYTES:
+    if source.nbytes < PARALLEL_COPY_BYTES or COPY_THREADS == 1:
         np.copyto(out, source)
         return
     bounds = np.linspace(0, source.nbytes, COPY_THREADS + 1, dtype=np.int64)

@@ -68,7 +68,8 @@ class DDictConnector:
         return [self.put(obj) for obj in objs]
 
     def get(self, key: DDictKey) -> Optional[BytesLike]:
-        array = self._objects.get(key.ddict_key, default=None)
+        # a read-only view of a same-node buffer: ProxyStore deserializes it at once, so no private copy is needed
+        array = self._objects.get(key.ddict_key, default=None, copy=False)
         return None if array is None else memoryview(array)
 
     def get_batch(self, keys: Sequence[DDictKey]) -> list[Optional[BytesLike]]:

@@ -91,12 +91,15 @@ class Namespace:
         """Store a value. ``placement``: "auto" (by size), "inline", "buffer" or "chunks"."""
         self.store._put(self.full_key(key), value, placement)
 
-    def get(self, key: str, default: Any = _MISSING, *, timeout: Optional[float] = None,
+    def get(self, key: str, default: Any = _MISSING, *, timeout: Optional[float] = None, copy: bool = True,
             out: Optional[np.ndarray] = None, map_location: Optional[str] = None) -> Any:
-        """Read a value (a private copy). With ``timeout``, wait up to that long for a writer to create it.
+        """Read a value. With ``timeout``, wait up to that long for a writer to create it.
 
         Args:
             default: Returned if the key is missing (instead of raising KeyError); not with ``timeout``.
+            copy: False: a numpy array held in a buffer on this node comes back as a read-only view of
+                that buffer, without copying; it stays valid until the key is deleted or overwritten.
+                Other values are copied as usual.
             out: A contiguous numpy array of the right size and dtype to read an array into (no allocation).
             map_location: Device for tensors (default: the writer's device if visible here, else CPU).
         Raises:
@@ -110,6 +113,8 @@ class Namespace:
             if default is _MISSING:
                 raise
             return default
+        if not copy and out is None and entry.kind == "numpy" and entry.buffer is not None and BufferPools.is_local(entry.buffer):
+            return decode(entry.kind, entry.header, BufferPools.view(entry.buffer))
         return self.store._read(full, entry, out, map_location)
 
     def wait(self, key: str, timeout: float) -> Any:
