@@ -16,18 +16,17 @@ import argparse
 import csv
 import json
 import os
-import platform
-import shlex
-import socket
 import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any, Callable
+from typing import Any
+
+from common import provenance
 
 WARMUP_TASKS = 50
 
@@ -98,17 +97,7 @@ def measure_colmena(args: argparse.Namespace) -> dict[str, Any]:
             server.join()
 
 
-def machine_description() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{socket.gethostname()}: {model}, {os.cpu_count()} cores, {memory_gb:.0f} GiB, Python {platform.python_version()}"
-
-
-def write_report(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -> Path:
+def write_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> Path:
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     fields = ["system", "workers", "round_trip_median_ms", "round_trip_p90_ms", "throughput_tasks_per_s"]
@@ -120,9 +109,7 @@ def write_report(rows: list[dict[str, Any]], args: argparse.Namespace, command: 
     lines = [
         "# Dispatch overhead: no-op tasks",
         "",
-        f"- Machine: {machine_description()}",
-        f"- Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- Command: `{command}`",
+        *provenance(),
         f"- Versions: dragonhpc {version('dragonhpc')}, dragon-campaign {version('dragon-campaign')}, "
         f"colmena {version('colmena')}, parsl {version('parsl')}",
         f"- Method: {WARMUP_TASKS} warm-up tasks; latency = median of {args.latency_tasks} sequential round trips "
@@ -167,7 +154,6 @@ def main() -> None:
         return
     if "DRAGON_MY_PUID" not in os.environ:
         sys.exit("Run under the Dragon runtime: PATH=$PWD/.venv/bin:$PATH dragon comparisons/dispatch_overhead.py")
-    command = "dragon " + shlex.join(sys.argv)
     print(f"Measuring dragon_campaign with {args.workers} workers ...", flush=True)
     ours = {"system": "dragon_campaign (Dragon pools)", "workers": args.workers, **measure_dragon_campaign(args)}
     print(json.dumps(ours), flush=True)
@@ -178,7 +164,7 @@ def main() -> None:
         sys.exit(f"The Colmena measurement failed:\n{completed.stderr[-4000:]}")
     peer = {"system": "Colmena 0.7.2 + Parsl HTEX", "workers": args.workers, **json.loads(completed.stdout.strip().splitlines()[-1])}
     print(json.dumps(peer), flush=True)
-    report = write_report([ours, peer], args, command)
+    report = write_report([ours, peer], args)
     print(report.read_text())
 
 

@@ -23,8 +23,6 @@ import csv
 import multiprocessing
 import os
 import pickle
-import platform
-import shlex
 import shutil
 import socket
 import statistics
@@ -32,12 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+from common import provenance
 
 MB = 2**20
 
@@ -96,7 +95,7 @@ def pipe_consumer(connection: Any) -> None:
 class Redis:
     """A throwaway redis-server on a free loopback port."""
 
-    def __enter__(self) -> "Redis":
+    def __enter__(self) -> Redis:
         if shutil.which("redis-server") is None:
             sys.exit("redis-server is needed for the Redis path: apt-get install redis-server")
         with socket.socket() as probe:
@@ -288,16 +287,7 @@ def measure_one(path: str, move: Callable[[str, np.ndarray, int], tuple[float, f
     return row
 
 
-def machine_description() -> str:
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{socket.gethostname()}: {model}, {os.cpu_count()} cores, {memory_gb:.0f} GiB, Python {platform.python_version()}"
-
-
-def write_report(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -> Path:
+def write_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> Path:
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     fields = ["path", "size_mb", "write_s", "read_s", "read_gbps", "ratio_to_memcpy", "repeats"]
@@ -313,9 +303,7 @@ def write_report(rows: list[dict[str, Any]], args: argparse.Namespace, command: 
     lines = [
         "# Transfer bandwidth between two processes on one node",
         "",
-        f"- Machine: {machine_description()}",
-        f"- Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- Command: `{command}`",
+        *provenance(),
         f"- Versions: dragonhpc {version('dragonhpc')}, proxystore {version('proxystore')}, redis-py {version('redis')}, "
         f"redis-server {subprocess.run(['redis-server', '--version'], capture_output=True, text=True).stdout.split()[2]}, numpy {np.__version__}",
         "- Method: the reader's timed region is obtaining the array plus a uint64 checksum over all of its bytes "
@@ -370,14 +358,13 @@ def main() -> None:
     import dragon  # noqa: F401  (registers the "dragon" start method)
 
     multiprocessing.set_start_method("dragon", force=True)
-    command = "dragon " + shlex.join(sys.argv)
     try:
         with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as workdir, Redis() as redis:
             rows = measure(args, Path(workdir), redis.port, pipe_end)
     finally:
         pipe_end.send(None)
         pipe_reader.join(timeout=60)
-    print(write_report(rows, args, command).read_text())
+    print(write_report(rows, args).read_text())
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 from dragon.globalservices import pool as gs_pool
@@ -50,7 +49,7 @@ class BufferPools:
     def __init__(self, store_name: str, bytes_per_node: int) -> None:
         self.store_name = store_name
         self.bytes_per_node = bytes_per_node
-        self._pool: Optional[MemoryPool] = None
+        self._pool: MemoryPool | None = None
         self._lock = threading.Lock()
 
     def pool_name(self, host_uid: int) -> str:

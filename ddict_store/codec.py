@@ -10,7 +10,7 @@ from __future__ import annotations
 import pickle
 import sys
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +56,7 @@ def encode(value: Any) -> Encoded:
     return Encoded("pickle", (), np.frombuffer(payload, dtype=np.uint8))
 
 
-def decode(kind: str, header: tuple, data: np.ndarray, map_location: Optional[str] = None) -> Any:
+def decode(kind: str, header: tuple, data: np.ndarray, map_location: str | None = None) -> Any:
     """Rebuild a value from its bytes; ``data`` must be owned by the caller (it is not copied again)."""
     if kind == "numpy":
         dtype, shape = header

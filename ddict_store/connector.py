@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -56,7 +56,7 @@ class DDictConnector:
         return {"store": self.store.handle, "namespace": self.namespace_name}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "DDictConnector":
+    def from_config(cls, config: dict[str, Any]) -> DDictConnector:
         return cls(**config)
 
     def put(self, obj: BytesLike) -> DDictKey:
@@ -67,12 +67,12 @@ class DDictConnector:
     def put_batch(self, objs: Sequence[BytesLike]) -> list[DDictKey]:
         return [self.put(obj) for obj in objs]
 
-    def get(self, key: DDictKey) -> Optional[BytesLike]:
+    def get(self, key: DDictKey) -> BytesLike | None:
         # a read-only view of a same-node buffer: ProxyStore deserializes it at once, so no private copy is needed
         array = self._objects.get(key.ddict_key, default=None, copy=False)
         return None if array is None else memoryview(array)
 
-    def get_batch(self, keys: Sequence[DDictKey]) -> list[Optional[BytesLike]]:
+    def get_batch(self, keys: Sequence[DDictKey]) -> list[BytesLike | None]:
         return [self.get(key) for key in keys]
 
     def exists(self, key: DDictKey) -> bool:

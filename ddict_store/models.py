@@ -6,7 +6,8 @@ A version is written tensor by tensor (raw buffers, no pickling of weights), the
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any
+from collections.abc import Mapping
 
 from ddict_store.store import Namespace
 
@@ -17,7 +18,7 @@ def _models(namespace: Namespace, name: str) -> Namespace:
     return namespace.namespace("models", name)
 
 
-def publish_model(namespace: Namespace, name: str, state_dict: Mapping[str, Any], version: Optional[int] = None) -> int:
+def publish_model(namespace: Namespace, name: str, state_dict: Mapping[str, Any], version: int | None = None) -> int:
     """Store a state dict as a new version (default: the latest version + 1) and return its number."""
     models = _models(namespace, name)
     if version is None:
@@ -33,7 +34,7 @@ def publish_model(namespace: Namespace, name: str, state_dict: Mapping[str, Any]
     return version
 
 
-def model(namespace: Namespace, name: str, version: int, map_location: Optional[str] = None) -> dict[str, Any]:
+def model(namespace: Namespace, name: str, version: int, map_location: str | None = None) -> dict[str, Any]:
     """The state dict of one version. Raises KeyError if it was never published."""
     models = _models(namespace, name)
     try:
@@ -43,7 +44,7 @@ def model(namespace: Namespace, name: str, version: int, map_location: Optional[
     return {tensor: models.get(f"v{version}/{tensor}", map_location=map_location) for tensor in names}
 
 
-def latest_model(namespace: Namespace, name: str, map_location: Optional[str] = None) -> tuple[int, dict[str, Any]]:
+def latest_model(namespace: Namespace, name: str, map_location: str | None = None) -> tuple[int, dict[str, Any]]:
     """The newest version and its state dict. Raises KeyError if none was published."""
     try:
         version = _models(namespace, name).get(LATEST)

@@ -21,7 +21,7 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -31,13 +31,13 @@ MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
-def _keys(store: DDictStore, namespaces: Optional[Iterable[str]]) -> list[str]:
+def _keys(store: DDictStore, namespaces: Iterable[str] | None) -> list[str]:
     if namespaces is None:
         return store.keys()
     return sorted({f"{ns}/{key}" for ns in namespaces for key in store.namespace(*ns.split("/")).keys()})
 
 
-def checkpoint(store: DDictStore, directory: str | Path, namespaces: Optional[Iterable[str]] = None) -> Path:
+def checkpoint(store: DDictStore, directory: str | Path, namespaces: Iterable[str] | None = None) -> Path:
     """Write the keys of ``namespaces`` (``"campaign/run"`` style; default: every key) to ``directory``."""
     target = Path(directory)
     partial = target.with_name(target.name + ".partial")

@@ -22,7 +22,8 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Optional
+from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 from dragon.data.ddict.ddict import DDict, DDictFullError
@@ -49,9 +50,9 @@ class Entry:
     kind: str
     header: tuple
     nbytes: int
-    inline: Optional[bytes] = None
-    buffer: Optional[BufferRef] = None
-    chunks: Optional[tuple[tuple[int, str], ...]] = None  # (manager, chunk key) pairs
+    inline: bytes | None = None
+    buffer: BufferRef | None = None
+    chunks: tuple[tuple[int, str], ...] | None = None  # (manager, chunk key) pairs
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,11 @@ class StoreConfig:
 class Namespace:
     """A view of the store whose keys all start with one prefix."""
 
-    def __init__(self, store: "DDictStore", prefix: str) -> None:
+    def __init__(self, store: DDictStore, prefix: str) -> None:
         self.store = store
         self.prefix = prefix
 
-    def namespace(self, *parts: str) -> "Namespace":
+    def namespace(self, *parts: str) -> Namespace:
         """A nested namespace: ``store.namespace("campaign").namespace("simulate")``."""
         for part in parts:
             if not part or SEPARATOR in part:
@@ -91,8 +92,8 @@ class Namespace:
         """Store a value. ``placement``: "auto" (by size), "inline", "buffer" or "chunks"."""
         self.store._put(self.full_key(key), value, placement)
 
-    def get(self, key: str, default: Any = _MISSING, *, timeout: Optional[float] = None, copy: bool = True,
-            out: Optional[np.ndarray] = None, map_location: Optional[str] = None) -> Any:
+    def get(self, key: str, default: Any = _MISSING, *, timeout: float | None = None, copy: bool = True,
+            out: np.ndarray | None = None, map_location: str | None = None) -> Any:
         """Read a value. With ``timeout``, wait up to that long for a writer to create it.
 
         Args:
@@ -153,15 +154,15 @@ class DDictStore(Namespace):
 
     def __init__(
         self,
-        name: Optional[str] = None,
+        name: str | None = None,
         *,
         managers_per_node: int = 1,
-        nodes: Optional[int] = None,
+        nodes: int | None = None,
         ddict_bytes_per_node: int = 512 * MB,
         buffer_bytes_per_node: int = 2048 * MB,
         inline_bytes: int = 64 * 1024,
         chunk_bytes: int = 32 * MB,
-        replicate_chunks: Optional[bool] = None,
+        replicate_chunks: bool | None = None,
         timeout: float = 120.0,
     ) -> None:
         """Create a store (call inside a Dragon runtime).
@@ -195,7 +196,7 @@ class DDictStore(Namespace):
     def _setup(self, config: StoreConfig, ddict: DDict, owner: bool) -> None:
         super().__init__(self, "")
         self.config = config
-        self._ddict: Optional[DDict] = ddict
+        self._ddict: DDict | None = ddict
         self._owner = owner
         self._buffers = BufferPools(config.name, config.buffer_bytes_per_node)
         self._n_managers = config.managers_per_node * config.nodes
@@ -209,7 +210,7 @@ class DDictStore(Namespace):
         return base64.b64encode(json.dumps(payload).encode()).decode()
 
     @classmethod
-    def attach(cls, handle: str) -> "DDictStore":
+    def attach(cls, handle: str) -> DDictStore:
         payload = json.loads(base64.b64decode(handle))
         store = cls.__new__(cls)
         store._setup(StoreConfig(**payload["config"]), DDict.attach(payload["ddict"]), owner=False)
@@ -249,7 +250,7 @@ class DDictStore(Namespace):
         ddict.destroy()
         self._ddict = None
 
-    def __enter__(self) -> "DDictStore":
+    def __enter__(self) -> DDictStore:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -348,7 +349,7 @@ class DDictStore(Namespace):
             f"{capacity:,} bytes over {self._n_managers} manager(s) of {capacity // self._n_managers:,} bytes each"
         )
 
-    def _read(self, key: str, entry: Entry, out: Optional[np.ndarray], map_location: Optional[str]) -> Any:
+    def _read(self, key: str, entry: Entry, out: np.ndarray | None, map_location: str | None) -> Any:
         if out is not None:
             if entry.kind != "numpy":
                 raise TypeError(f"{key!r} holds a {entry.kind} value; out= works for numpy arrays only")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from math import nan
 from traceback import TracebackException
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 from uuid import uuid4
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_serializer
@@ -21,10 +21,10 @@ class FailureInformation(BaseModel):
     """Why a task failed: the exception's repr and its formatted traceback."""
 
     exception: str = Field(..., description="repr() of the exception raised by the task")
-    traceback: Optional[str] = Field(None, description="Formatted traceback, where one exists")
+    traceback: str | None = Field(None, description="Formatted traceback, where one exists")
 
     @classmethod
-    def from_exception(cls, exc: BaseException) -> "FailureInformation":
+    def from_exception(cls, exc: BaseException) -> FailureInformation:
         tb = TracebackException.from_exception(exc)
         return cls(exception=repr(exc), traceback="".join(tb.format()))
 
@@ -34,11 +34,11 @@ class WorkerInformation(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    hostname: Optional[str] = Field(None, description="Host name of the node that ran the task")
-    pool: Optional[str] = Field(None, description="Name of the worker pool")
-    worker: Optional[int] = Field(None, description="Index of the worker within its pool")
-    pid: Optional[int] = Field(None, description="Operating-system process id of the worker")
-    gpu: Optional[int] = Field(None, description="GPU the worker is pinned to, None for a CPU worker")
+    hostname: str | None = Field(None, description="Host name of the node that ran the task")
+    pool: str | None = Field(None, description="Name of the worker pool")
+    worker: int | None = Field(None, description="Index of the worker within its pool")
+    pid: int | None = Field(None, description="Operating-system process id of the worker")
+    gpu: int | None = Field(None, description="GPU the worker is pinned to, None for a CPU worker")
 
 
 class ResourceRequirements(BaseModel):
@@ -88,11 +88,11 @@ class Result(BaseModel):
     value: Any = Field(None, description="What the method returned")
     method: str = Field(..., description="Name of the method that was run")
     topic: str = Field("default", description="Topic the result is delivered to")
-    success: Optional[bool] = Field(None, description="Whether the method returned without raising")
-    failure_info: Optional[FailureInformation] = Field(None, description="Exception and traceback of a failure")
+    success: bool | None = Field(None, description="Whether the method returned without raising")
+    failure_info: FailureInformation | None = Field(None, description="Exception and traceback of a failure")
     task_info: dict[str, Any] = Field(default_factory=dict, description="User data carried with the task")
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
-    worker_info: Optional[WorkerInformation] = Field(None, description="Which worker ran the task")
+    worker_info: WorkerInformation | None = Field(None, description="Which worker ran the task")
     keep_inputs: bool = Field(True, description="Whether inputs stay in the result once it completes")
     priority: float = Field(0.0, description="Priority when the task was dispatched (higher runs first)")
     retries: int = Field(0, description="How many times the task was re-run after a failure")

@@ -11,7 +11,8 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Iterable, TypeVar
+from typing import TypeVar
+from collections.abc import Iterable
 
 import yaml
 from pydantic import BaseModel, ValidationError

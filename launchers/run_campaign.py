@@ -26,7 +26,8 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
+from collections.abc import Iterator
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,12 +47,12 @@ class CampaignConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    pools: Optional[dict[str, WorkerPool]] = Field(None, description="Worker pools by name (default: one CPU pool, a worker per core)")
+    pools: dict[str, WorkerPool] | None = Field(None, description="Worker pools by name (default: one CPU pool, a worker per core)")
     app: dict[str, Any] = Field(default_factory=dict, description="Parameters of the application")
-    run_dir: Optional[str] = Field(None, description="Run directory (default runs/<run-id>)")
+    run_dir: str | None = Field(None, description="Run directory (default runs/<run-id>)")
 
 
-def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="dragon launchers/run_campaign.py",
         description=__doc__,
@@ -70,7 +71,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def resolve(args: argparse.Namespace) -> tuple[Any, BaseModel, dict[str, WorkerPool], Optional[Path]]:
+def resolve(args: argparse.Namespace) -> tuple[Any, BaseModel, dict[str, WorkerPool], Path | None]:
     """Load and validate everything before any work starts."""
     app = importlib.import_module(APPLICATIONS[args.app])
     source = str(args.config) if args.config else "(defaults)"
@@ -118,7 +119,7 @@ def campaign_logging(level: str, run_dir: RunDirectory) -> Iterator[None]:
         root.setLevel(previous_level)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         app, app_config, pools, run_dir_path = resolve(args)

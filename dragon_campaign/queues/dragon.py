@@ -19,7 +19,8 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Optional, Protocol, Sequence
+from typing import Any, Protocol
+from collections.abc import Iterable, Iterator, Sequence
 
 from dragon_campaign.exceptions import KillSignalException, TimeoutException
 from dragon_campaign.models import ResourceRequirements, Result
@@ -44,8 +45,8 @@ class DragonQueues:
         self,
         topics: Iterable[str] = (),
         keep_inputs: bool = True,
-        proxystore_name: Optional[str | dict[str, str]] = None,
-        proxystore_threshold: Optional[int | dict[str, int]] = None,
+        proxystore_name: str | dict[str, str] | None = None,
+        proxystore_threshold: int | dict[str, int] | None = None,
     ) -> None:
         """
         Args:
@@ -66,10 +67,10 @@ class DragonQueues:
         self._all_done.set()
         self._waiting = WaitingTasks()
         self._killed = threading.Event()
-        self._sink: Optional[TaskSink] = None
+        self._sink: TaskSink | None = None
         self.proxy_rules: dict[str, ProxyRule] = self._proxy_rules(proxystore_name, proxystore_threshold)
 
-    def _proxy_rules(self, names: Optional[str | dict[str, str]], thresholds: Optional[int | dict[str, int]]) -> dict[str, ProxyRule]:
+    def _proxy_rules(self, names: str | dict[str, str] | None, thresholds: int | dict[str, int] | None) -> dict[str, ProxyRule]:
         if names is None:
             return {}
         if thresholds is None:
@@ -88,11 +89,11 @@ class DragonQueues:
         self,
         *input_args: Any,
         method: str,
-        input_kwargs: Optional[dict[str, Any]] = None,
+        input_kwargs: dict[str, Any] | None = None,
         topic: str = "default",
-        keep_inputs: Optional[bool] = None,
-        resources: Optional[ResourceRequirements | dict[str, Any]] = None,
-        task_info: Optional[dict[str, Any]] = None,
+        keep_inputs: bool | None = None,
+        resources: ResourceRequirements | dict[str, Any] | None = None,
+        task_info: dict[str, Any] | None = None,
         max_retries: int = 0,
         priority: float = 0.0,
     ) -> str:
@@ -147,7 +148,7 @@ class DragonQueues:
         return removed
 
     # -- receiving --------------------------------------------------------------------------------------
-    def get_result(self, topic: Optional[str] = "default", timeout: Optional[float] = None) -> Result:
+    def get_result(self, topic: str | None = "default", timeout: float | None = None) -> Result:
         """Wait for the next result of a topic (``topic=None``: of any topic), oldest first.
 
         Raises:
@@ -167,7 +168,7 @@ class DragonQueues:
                     raise TimeoutException(f"No result for topic {topic!r} within {timeout} s")
                 self._results_ready.wait(remaining)
 
-    def iterate_results(self, topic: Optional[str] = None, timeout: Optional[float] = None) -> Iterator[Result]:
+    def iterate_results(self, topic: str | None = None, timeout: float | None = None) -> Iterator[Result]:
         """Yield results as they complete until no task is active (``as_completed`` style).
 
         Raises:
@@ -188,7 +189,7 @@ class DragonQueues:
         with self._lock:
             return len(self._waiting)
 
-    def wait_until_done(self, timeout: Optional[float] = None) -> bool:
+    def wait_until_done(self, timeout: float | None = None) -> bool:
         """Block until every submitted task has been received or cancelled; False on timeout."""
         return self._all_done.wait(timeout)
 
@@ -231,7 +232,7 @@ class DragonQueues:
             self._results_ready.notify_all()
 
     # -- helpers ----------------------------------------------------------------------------------------
-    def _pop_result(self, topic: Optional[str]) -> Optional[Result]:
+    def _pop_result(self, topic: str | None) -> Result | None:
         if topic is None:
             if not self._arrival:
                 return None

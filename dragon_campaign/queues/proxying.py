@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pickle
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from proxystore.proxy import Proxy
 from proxystore.store import Store, get_store, register_store
@@ -68,7 +68,7 @@ def proxy_inputs(args: tuple, kwargs: dict[str, Any], rule: ProxyRule) -> tuple[
 _worker_stores: dict[str, Store] = {}
 
 
-def proxy_result(value: Any, rule: Optional[tuple[StoreConfig, int]]) -> Any:
+def proxy_result(value: Any, rule: tuple[StoreConfig, int] | None) -> Any:
     """On a worker: proxy a result above the threshold, creating the store from its config once."""
     if rule is None:
         return value

@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 
 @dataclass
@@ -74,9 +74,9 @@ class WaitingTasks:
         self._heaps.clear()
         return tasks
 
-    def peek(self, methods: Iterable[str]) -> Optional[WaitingTask]:
+    def peek(self, methods: Iterable[str]) -> WaitingTask | None:
         """The task that should run next among these methods, without removing it."""
-        best: Optional[tuple[float, int, str]] = None
+        best: tuple[float, int, str] | None = None
         for method in methods:
             heap = self._heaps.get(method)
             head = self._valid_head(heap) if heap else None
@@ -90,7 +90,7 @@ class WaitingTasks:
         heapq.heappop(self._heaps[task.method])
         return task
 
-    def _valid_head(self, heap: list[tuple[float, int, str]]) -> Optional[tuple[float, int, str]]:
+    def _valid_head(self, heap: list[tuple[float, int, str]]) -> tuple[float, int, str] | None:
         """Discard stale entries (re-prioritized or cancelled tasks) until the head is current."""
         while heap:
             neg_priority, seq, task_id = heap[0]

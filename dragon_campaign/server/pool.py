@@ -6,7 +6,6 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Optional
 
 import pydantic
 from dragon.infrastructure.policy import Policy
@@ -33,7 +32,7 @@ class WorkerPool:
         max_prefetch: Upper bound on the tasks a worker holds beyond its current one.
     """
 
-    workers: Optional[pydantic.PositiveInt] = None
+    workers: pydantic.PositiveInt | None = None
     gpus: bool = False
     cpu_fallback_workers: pydantic.PositiveInt = 1
     env: dict[str, str] = field(default_factory=dict)
@@ -48,7 +47,7 @@ class WorkerSlot:
     pool: str
     index: int
     hostname: str
-    gpu: Optional[int] = None
+    gpu: int | None = None
 
     def policy(self) -> Policy:
         if self.gpu is None:

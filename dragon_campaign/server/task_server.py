@@ -20,13 +20,13 @@ import atexit
 import logging
 import pickle
 import queue
-import sys
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any
+from collections.abc import Callable, Iterable, Sequence
 
 import cloudpickle
 from dragon.globalservices.process import multi_join
@@ -59,7 +59,7 @@ class _Worker:
     tasks: Queue
     inflight: dict[str, tuple[WaitingTask, float]] = field(default_factory=dict)
     queued_work: float = 0.0
-    info: Optional[WorkerInformation] = None
+    info: WorkerInformation | None = None
 
     @property
     def key(self) -> WorkerKey:
@@ -73,7 +73,7 @@ class DragonTaskServer:
         self,
         methods: Sequence[MethodSpec],
         queues: DragonQueues,
-        pools: Optional[dict[str, WorkerPool]] = None,
+        pools: dict[str, WorkerPool] | None = None,
         run_dir: str | Path | RunDirectory | None = None,
         shutdown_grace: float = 5.0,
     ) -> None:
@@ -104,8 +104,8 @@ class DragonTaskServer:
         self._started = False
         self._stopped = threading.Event()
         self._receiver_stop = threading.Event()
-        self._result_log: Optional[ResultLog] = None
-        self._result_queue: Optional[Queue] = None
+        self._result_log: ResultLog | None = None
+        self._result_queue: Queue | None = None
         self._methods_blob = b""
         self._result_rules: dict[str, Any] = {}  # topic -> (ProxyStore config, threshold) for workers
         self._gpu_env_var = "CUDA_VISIBLE_DEVICES"
@@ -135,7 +135,7 @@ class DragonTaskServer:
         return list(self._functions)
 
     # -- life cycle -----------------------------------------------------------------------------------------
-    def start(self) -> "DragonTaskServer":
+    def start(self) -> DragonTaskServer:
         """Start every pool's workers and the server's threads; returns at once (workers warm up in parallel)."""
         if self._started:
             raise RuntimeError("The task server was already started")
@@ -183,23 +183,23 @@ class DragonTaskServer:
     def started(self) -> bool:
         return self._started
 
-    def worker_count(self, pool: Optional[str] = None) -> int:
+    def worker_count(self, pool: str | None = None) -> int:
         """Live workers, of one pool or of all."""
         with self._lock:
             return sum(1 for w in self._workers.values() if pool is None or w.slot.pool == pool)
 
-    def join(self, timeout: Optional[float] = None) -> bool:
+    def join(self, timeout: float | None = None) -> bool:
         """Wait until the server has shut down (after ``queues.send_kill_signal()``); False on timeout."""
         return self._stopped.wait(timeout)
 
-    def stop(self, timeout: Optional[float] = None) -> bool:
+    def stop(self, timeout: float | None = None) -> bool:
         """Send the kill signal and wait for shutdown (safe to call more than once)."""
         if not self._started:
             return True
         self.queues.send_kill_signal()
         return self.join(timeout)
 
-    def __enter__(self) -> "DragonTaskServer":
+    def __enter__(self) -> DragonTaskServer:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:

@@ -19,7 +19,8 @@ import pickle
 import socket
 import time
 import traceback
-from typing import Any, Callable, Optional
+from typing import Any
+from collections.abc import Callable
 
 import cloudpickle
 
@@ -35,8 +36,8 @@ FailureTuple = tuple[str, str]  # repr(exception), formatted traceback
 TaskRecord = tuple[
     str,  # task id
     bool,  # success
-    Optional[bytes],  # pickled value
-    Optional[FailureTuple],
+    bytes | None,  # pickled value
+    FailureTuple | None,
     tuple[float, float, float],  # input received, compute started, compute ended (wall clock)
     tuple[float, float, float],  # deserialize inputs, running, serialize result (seconds)
 ]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from functools import partial, update_wrapper
 from threading import Event
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from dragon_campaign.exceptions import TimeoutException
 from dragon_campaign.thinker.resources import ReallocatorThread
@@ -18,7 +19,7 @@ REACTION_TIME_S = 0.1  # how quickly a waiting agent notices that the thinker is
 AgentFunction = Callable[["BaseThinker"], None]
 
 
-def agent(func: Optional[AgentFunction] = None, startup: bool = False) -> Callable:
+def agent(func: AgentFunction | None = None, startup: bool = False) -> Callable:
     """Mark a method as an agent thread, started with the thinker.
 
     Args:
@@ -40,7 +41,7 @@ def _wrap(kind: str, runner: Callable, f: Callable, **options: object) -> AgentF
     return agent(wrapped)
 
 
-def _result_processor_loop(thinker: "BaseThinker", process_func: Callable, topic: Optional[str]) -> None:
+def _result_processor_loop(thinker: BaseThinker, process_func: Callable, topic: str | None) -> None:
     while not thinker.aborted.is_set() and (
         not (thinker.done.is_set() and thinker.submitters_done.is_set()) or thinker.queues.active_count > 0
     ):
@@ -53,7 +54,7 @@ def _result_processor_loop(thinker: "BaseThinker", process_func: Callable, topic
         thinker.logger.debug(f"Processed a result of topic {topic} in {time.perf_counter() - start:.3e} s")
 
 
-def result_processor(func: Optional[Callable] = None, topic: Optional[str] = "default") -> Callable:
+def result_processor(func: Callable | None = None, topic: str | None = "default") -> Callable:
     """An agent that calls the method with each result of ``topic`` (None: any topic) until the thinker is
     done, every submitter has finished and no task is outstanding."""
 
@@ -63,14 +64,14 @@ def result_processor(func: Optional[Callable] = None, topic: Optional[str] = "de
     return decorator if func is None else decorator(func)
 
 
-def _task_submitter_loop(thinker: "BaseThinker", process_func: Callable, task_type: Optional[str], n_slots: int | str) -> None:
+def _task_submitter_loop(thinker: BaseThinker, process_func: Callable, task_type: str | None, n_slots: int | str) -> None:
     slots = n_slots if isinstance(n_slots, int) else getattr(thinker, n_slots)
     while not thinker.done.is_set():
         if thinker.rec.acquire(task_type, slots, cancel_if=thinker.done):
             process_func(thinker)
 
 
-def task_submitter(func: Optional[Callable] = None, task_type: Optional[str] = None, n_slots: int | str = 1) -> Callable:
+def task_submitter(func: Callable | None = None, task_type: str | None = None, n_slots: int | str = 1) -> Callable:
     """An agent that calls the method each time ``n_slots`` slots of ``task_type`` are acquired from the
     thinker's ResourceCounter (``n_slots`` may name an attribute of the thinker)."""
 
@@ -81,13 +82,13 @@ def task_submitter(func: Optional[Callable] = None, task_type: Optional[str] = N
 
 
 def _event_responder_loop(
-    thinker: "BaseThinker",
+    thinker: BaseThinker,
     process_func: Callable,
     event_name: str,
     reallocate_resources: bool,
-    gather_from: Optional[str],
-    gather_to: Optional[str],
-    disperse_to: Optional[str],
+    gather_from: str | None,
+    gather_to: str | None,
+    disperse_to: str | None,
     max_slots: int | str | None,
     slot_step: int,
 ) -> None:
@@ -118,12 +119,12 @@ def _event_responder_loop(
 
 
 def event_responder(
-    func: Optional[Callable] = None,
-    event_name: Optional[str] = None,
+    func: Callable | None = None,
+    event_name: str | None = None,
     reallocate_resources: bool = False,
-    gather_from: Optional[str] = None,
-    gather_to: Optional[str] = None,
-    disperse_to: Optional[str] = None,
+    gather_from: str | None = None,
+    gather_to: str | None = None,
+    disperse_to: str | None = None,
     max_slots: int | str | None = None,
     slot_step: int = 1,
 ) -> Callable:

@@ -14,7 +14,7 @@ import os
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from dragon_campaign.queues.dragon import DragonQueues
 from dragon_campaign.thinker.resources import ResourceCounter
@@ -23,7 +23,7 @@ from dragon_campaign.thinker.resources import ResourceCounter
 class _AgentLocal(threading.local):
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
-        self.name: Optional[str] = None
+        self.name: str | None = None
 
 
 class BaseThinker(threading.Thread):
@@ -33,9 +33,9 @@ class BaseThinker(threading.Thread):
     def __init__(
         self,
         queues: DragonQueues,
-        resource_counter: Optional[ResourceCounter] = None,
+        resource_counter: ResourceCounter | None = None,
         daemon: bool = True,
-        logger_name: Optional[str] = None,
+        logger_name: str | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(daemon=daemon, **kwargs)
@@ -55,10 +55,10 @@ class BaseThinker(threading.Thread):
         return self._local.logger
 
     @property
-    def agent_name(self) -> Optional[str]:
+    def agent_name(self) -> str | None:
         return self._local.name
 
-    def make_logger(self, name: Optional[str] = None) -> logging.Logger:
+    def make_logger(self, name: str | None = None) -> logging.Logger:
         base = self.logger_name or f"{type(self).__module__}.{type(self).__name__}"
         return logging.getLogger(base if name is None else f"{base}.{name}")
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
+from collections.abc import Callable, Iterable
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +28,13 @@ class ResourceCounter:
         if total_slots < 0:
             raise ValueError("total_slots cannot be negative")
         self._total_slots = total_slots
-        names: list[Optional[str]] = [*task_types, None]
-        self._allocated: dict[Optional[str], int] = {name: 0 for name in names}
-        self._available: dict[Optional[str], int] = {name: 0 for name in names}
+        names: list[str | None] = [*task_types, None]
+        self._allocated: dict[str | None, int] = {name: 0 for name in names}
+        self._available: dict[str | None, int] = {name: 0 for name in names}
         self._allocated[None] = self._available[None] = total_slots
         self._changed = threading.Condition()
-        self._turn: dict[Optional[str], threading.Lock] = {name: threading.Lock() for name in names}  # FCFS per type
-        self._moving: dict[Optional[str], threading.Lock] = {name: threading.Lock() for name in names}
+        self._turn: dict[str | None, threading.Lock] = {name: threading.Lock() for name in names}  # FCFS per type
+        self._moving: dict[str | None, threading.Lock] = {name: threading.Lock() for name in names}
         logger.info(f"Resource counter with {total_slots} slots for task types {task_types}")
 
     @property
@@ -44,15 +45,15 @@ class ResourceCounter:
     def unallocated_slots(self) -> int:
         return self._allocated[None]
 
-    def allocated_slots(self, task: Optional[str]) -> int:
+    def allocated_slots(self, task: str | None) -> int:
         self._check(task)
         return self._allocated[task]
 
-    def available_slots(self, task: Optional[str]) -> int:
+    def available_slots(self, task: str | None) -> int:
         self._check(task)
         return self._available[task]
 
-    def release(self, task: Optional[str] = None, n_slots: int = 1, rerequest: bool = False, timeout: float = -1) -> Optional[bool]:
+    def release(self, task: str | None = None, n_slots: int = 1, rerequest: bool = False, timeout: float = -1) -> bool | None:
         """Mark slots of a task type free again; with ``rerequest``, acquire them again at once."""
         self._check(task)
         with self._changed:
@@ -60,7 +61,7 @@ class ResourceCounter:
             self._changed.notify_all()
         return self.acquire(task, n_slots, timeout=timeout) if rerequest else None
 
-    def acquire(self, task: Optional[str], n_slots: int, timeout: float = -1, cancel_if: Optional[threading.Event] = None) -> bool:
+    def acquire(self, task: str | None, n_slots: int, timeout: float = -1, cancel_if: threading.Event | None = None) -> bool:
         """Block until ``n_slots`` of a task type are free and take them; False on timeout or cancellation."""
         self._check(task)
         deadline = time.monotonic() + timeout if timeout > 0 else float("inf")
@@ -84,13 +85,13 @@ class ResourceCounter:
 
     def reallocate(
         self,
-        task_from: Optional[str],
-        task_to: Optional[str],
+        task_from: str | None,
+        task_to: str | None,
         n_slots: int | str,
         block: bool = True,
-        callback: Optional[Callable[[], Any]] = None,
+        callback: Callable[[], Any] | None = None,
         timeout: float = -1,
-        cancel_if: Optional[threading.Event] = None,
+        cancel_if: threading.Event | None = None,
     ) -> bool:
         """Move slots from one task type to another once they are free (``n_slots="all"``: every allocated slot).
 
@@ -120,7 +121,7 @@ class ResourceCounter:
         logger.info(f"Moved {count} slots from {task_from} to {task_to}")
         return True
 
-    def _check(self, task: Optional[str]) -> None:
+    def _check(self, task: str | None) -> None:
         if task not in self._allocated:
             raise KeyError(f"Unknown task type {task!r}; known: {[t for t in self._allocated if t is not None]}")
 
@@ -131,13 +132,13 @@ class ReallocatorThread(threading.Thread):
     def __init__(
         self,
         resource_counter: ResourceCounter,
-        gather_from: Optional[str],
-        gather_to: Optional[str],
-        disperse_to: Optional[str],
-        max_slots: Optional[int] = None,
-        stop_event: Optional[threading.Event] = None,
+        gather_from: str | None,
+        gather_to: str | None,
+        disperse_to: str | None,
+        max_slots: int | None = None,
+        stop_event: threading.Event | None = None,
         slot_step: int = 1,
-        logger_name: Optional[str] = None,
+        logger_name: str | None = None,
     ) -> None:
         super().__init__(daemon=True)
         self.resource_counter = resource_counter

@@ -6,7 +6,7 @@ import json
 import random
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,7 +48,7 @@ class StreamingOptimizer(BaseThinker):
         self.submitted = 0
         self.completed = 0
         self.failed = 0
-        self.best: Optional[tuple[float, list[float]]] = None
+        self.best: tuple[float, list[float]] | None = None
         self.trace: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self.rec.reallocate(None, "evaluate", slots)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def rastrigin(x: Sequence[float], sleep: float = 0.0) -> float:

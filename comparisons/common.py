@@ -1,0 +1,29 @@
+"""What every benchmark report states: the machine, the date and the command that produced it."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import socket
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+def machine_description() -> str:
+    """Host, CPU model, cores, memory and Python version."""
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")] if cpuinfo.exists() else []
+    model = models[0] if models else platform.processor() or "unknown CPU"
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{socket.gethostname()}: {model}, {os.cpu_count()} cores, {memory_gb:.0f} GiB, Python {platform.python_version()}"
+
+
+def provenance() -> list[str]:
+    """The markdown lines naming machine, date and command (run under `dragon`)."""
+    return [
+        f"- Machine: {machine_description()}",
+        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Command: `dragon {shlex.join(sys.argv)}`",
+    ]
