@@ -3,35 +3,54 @@
 Colmena-compatible steering (``BaseThinker`` and its agent decorators, ``ResourceCounter``) over task queues
 with priorities and cancellation (``DragonQueues``), executed by long-lived Dragon worker pools
 (``DragonTaskServer``, ``WorkerPool``). Run programs that use it under the runtime: ``dragon script.py``.
+
+Names are imported on first use, so that processes which only read results, or Parsl workers running an
+application's tasks, never import Dragon (importing ``dragon`` replaces parts of ``multiprocessing``).
 """
 
-from dragon_campaign.exceptions import KillSignalException, TimeoutException, WorkerLost
-from dragon_campaign.models import FailureInformation, ResourceRequirements, Result, WorkerInformation
-from dragon_campaign.queues import DragonQueues
-from dragon_campaign.runs import ConfigError, RunDirectory, read_results
-from dragon_campaign.server import DragonTaskServer, WorkerPool
-from dragon_campaign.thinker import BaseThinker, ResourceCounter, agent, event_responder, result_processor, task_submitter
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BaseThinker",
-    "ConfigError",
-    "DragonQueues",
-    "DragonTaskServer",
-    "FailureInformation",
-    "KillSignalException",
-    "ResourceCounter",
-    "ResourceRequirements",
-    "Result",
-    "RunDirectory",
-    "TimeoutException",
-    "WorkerInformation",
-    "WorkerLost",
-    "WorkerPool",
-    "agent",
-    "event_responder",
-    "read_results",
-    "result_processor",
-    "task_submitter",
-]
+_EXPORTS = {
+    "BaseThinker": "dragon_campaign.thinker",
+    "ResourceCounter": "dragon_campaign.thinker",
+    "agent": "dragon_campaign.thinker",
+    "event_responder": "dragon_campaign.thinker",
+    "result_processor": "dragon_campaign.thinker",
+    "task_submitter": "dragon_campaign.thinker",
+    "DragonQueues": "dragon_campaign.queues",
+    "DragonTaskServer": "dragon_campaign.server",
+    "WorkerPool": "dragon_campaign.server",
+    "FailureInformation": "dragon_campaign.models",
+    "ResourceRequirements": "dragon_campaign.models",
+    "Result": "dragon_campaign.models",
+    "WorkerInformation": "dragon_campaign.models",
+    "ConfigError": "dragon_campaign.runs",
+    "RunDirectory": "dragon_campaign.runs",
+    "read_results": "dragon_campaign.runs",
+    "KillSignalException": "dragon_campaign.exceptions",
+    "TimeoutException": "dragon_campaign.exceptions",
+    "WorkerLost": "dragon_campaign.exceptions",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time names resolve in __getattr__
+    from dragon_campaign.exceptions import KillSignalException, TimeoutException, WorkerLost  # noqa: F401
+    from dragon_campaign.models import FailureInformation, ResourceRequirements, Result, WorkerInformation  # noqa: F401
+    from dragon_campaign.queues import DragonQueues  # noqa: F401
+    from dragon_campaign.runs import ConfigError, RunDirectory, read_results  # noqa: F401
+    from dragon_campaign.server import DragonTaskServer, WorkerPool  # noqa: F401
+    from dragon_campaign.thinker import BaseThinker, ResourceCounter, agent, event_responder, result_processor, task_submitter  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'dragon_campaign' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

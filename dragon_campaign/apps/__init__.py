@@ -6,5 +6,6 @@ Each application package exposes ``Config`` (a pydantic model of its parameters)
 
 APPLICATIONS: dict[str, str] = {
     "streaming": "dragon_campaign.apps.streaming",
+    "wave": "dragon_campaign.apps.wave",
 }
 DEFAULT_APPLICATION = "streaming"

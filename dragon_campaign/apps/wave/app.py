@@ -1,0 +1,31 @@
+"""Entry point of the producer-consumer workflow for the launcher (``--app wave``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from dragon_campaign import RunDirectory, WorkerPool
+from dragon_campaign.apps.wave.workflow import Config, append_csv, default_pools, run_dragon, run_parsl
+
+logger = logging.getLogger(__name__)
+
+
+def run(config: Config, pools: dict[str, WorkerPool], run_dir: RunDirectory) -> dict[str, Any]:
+    """Run one data path; append its row to <run_dir>/producer_consumer.csv; return the report."""
+    from dragon.native.machine import System
+
+    nodes = System().nnodes
+    logger.info(f"Producer-consumer over {config.data_path}: {config.num_sims} simulations, {len(config.trainer_kernels)} trainers")
+    if config.data_path in ("futures", "files"):
+        report = run_parsl(config, run_dir, nodes=1)
+    else:
+        chosen = {**default_pools(config), **{k: v for k, v in pools.items() if k in ("cpu", "gpu")}}
+        report = run_dragon(config, run_dir, nodes, chosen)
+    append_csv(report, config, run_dir.path / "producer_consumer.csv")
+    summary = {**report.csv_row(config), "trainers": report.trainers}
+    (run_dir.path / "summary.json").write_text(json.dumps(summary, indent=2))
+    if not report.all_samples_seen:
+        raise RuntimeError(f"A trainer did not see every sample: {report.trainers}")
+    return summary

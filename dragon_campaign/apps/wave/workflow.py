@@ -1,0 +1,217 @@
+"""The producer-consumer workflow: N wave simulations, then M CNN trainers that each train one epoch on
+ALL the data, over one of four data paths (``--data_path``):
+
+* ``futures``: Parsl apps whose results and arguments carry the arrays (pickled through the executor);
+* ``files``: Parsl apps; simulations write .npy files, trainers read all of them;
+* ``ddict``: Dragon worker pools; simulations write to ``ddict_store``, trainers read from it;
+* ``proxystore``: Dragon worker pools; the task queues turn the simulation results into DDict proxies,
+  which the trainers receive as arguments and resolve.
+
+Simulations run on a CPU pool, trainers on a GPU pool (one pinned worker per GPU, CPU workers where there
+is none). Run time is the wall time of a phase; I/O time is the mean over tasks of the time each spent in
+its own write (simulations) or read (trainers). For ``futures`` the transfer happens inside Parsl, outside
+any task, so its I/O times are reported as not available, as in the original study.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ddict_store import DDictStore
+from dragon_campaign import DragonQueues, DragonTaskServer, RunDirectory, WorkerPool
+from dragon_campaign.apps.wave import tasks
+from dragon_campaign.apps.wave.simulation import data_bytes, simulate
+from dragon_campaign.apps.wave.training import sample_checksum
+
+DataPath = Literal["futures", "files", "ddict", "proxystore"]
+CSV_FIELDS = ["implementation", "nodes", "data_gb", "sim_run_s", "sim_io_s", "train_run_s", "train_io_s",
+              "num_sims", "grid_size", "num_steps", "sim_sleep", "num_trainers", "all_samples_seen"]
+
+
+class Config(BaseModel):
+    """Parameters of the producer-consumer workflow (the ``app:`` section, or command-line flags)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_sims: int = Field(4, ge=1, description="Number of simulations")
+    grid_size: int = Field(64, ge=4, description="Grid points per side")
+    num_steps: int = Field(20, ge=1, description="Time steps per simulation (one training pair each)")
+    sim_sleep: float = Field(0.5, ge=0, description="Emulated compute per step, seconds (0.5 in the original study)")
+    kernel_sizes: list[int] = Field(default_factory=lambda: [3, 5, 7, 9], description="Kernel sizes of the trainers (cycled)")
+    num_trainers: Optional[int] = Field(None, ge=1, description="Trainers (default: one per kernel size)")
+    data_path: DataPath = Field("ddict", description="futures, files, ddict or proxystore")
+    sim_workers: Optional[int] = Field(None, ge=1, description="Simulation workers (default: one per core)")
+    seed: int = Field(0, description="Seed of the trainers' initial weights")
+
+    @property
+    def trainer_kernels(self) -> list[int]:
+        count = self.num_trainers or len(self.kernel_sizes)
+        return [self.kernel_sizes[i % len(self.kernel_sizes)] for i in range(count)]
+
+
+@dataclass
+class RunReport:
+    """One row of the timing table, plus what each trainer saw."""
+
+    implementation: str
+    nodes: int
+    data_gb: float
+    sim_run_s: float
+    sim_io_s: Optional[float]
+    train_run_s: float
+    train_io_s: Optional[float]
+    trainers: list[dict] = field(default_factory=list)
+    expected_samples: int = 0
+    expected_checksum: int = 0
+
+    @property
+    def all_samples_seen(self) -> bool:
+        return all(t["samples"] == self.expected_samples and t["checksum"] == self.expected_checksum for t in self.trainers)
+
+    def csv_row(self, config: Config) -> dict[str, Any]:
+        row = {k: v for k, v in asdict(self).items() if k in CSV_FIELDS}
+        row.update(num_sims=config.num_sims, grid_size=config.grid_size, num_steps=config.num_steps,
+                   sim_sleep=config.sim_sleep, num_trainers=len(self.trainers), all_samples_seen=self.all_samples_seen)
+        return {k: ("NA" if row[k] is None else row[k]) for k in CSV_FIELDS}
+
+
+def expected_account(config: Config) -> tuple[int, int]:
+    """Samples and checksum every trainer must report (recomputed here, without sleeping)."""
+    samples = checksum = 0
+    for sim_id in range(config.num_sims):
+        count, crc = sample_checksum(*simulate(sim_id, config.grid_size, config.num_steps))
+        samples += count
+        checksum ^= crc
+    return samples, checksum
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def default_pools(config: Config) -> dict[str, WorkerPool]:
+    cores = os.cpu_count() or 1
+    return {
+        "cpu": WorkerPool(workers=config.sim_workers or cores),
+        "gpu": WorkerPool(gpus=True, cpu_fallback_workers=min(len(config.trainer_kernels), cores)),
+    }
+
+
+def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[str, WorkerPool]) -> RunReport:
+    """The ddict and proxystore paths, on Dragon worker pools ("cpu" for simulations, "gpu" for trainers)."""
+    kernels = config.trainer_kernels
+    with DDictStore(buffer_bytes_per_node=2 * data_bytes(config.num_sims, config.grid_size, config.num_steps) + 256 * 2**20) as store:
+        if config.data_path == "proxystore":
+            from proxystore.store import Store
+
+            from ddict_store.connector import DDictConnector
+
+            proxy_store = Store(f"wave-{run_dir.path.name}", DDictConnector(store), register=True)
+            queues = DragonQueues(topics=["simulate", "train"], proxystore_name={"simulate": proxy_store.name},
+                                  proxystore_threshold={"simulate": 100_000})
+            methods = [tasks.simulate_arrays, (tasks.train_on_arrays, {"pool": "gpu"})]
+        else:
+            queues = DragonQueues(topics=["simulate", "train"])
+            methods = [tasks.simulate_to_store, (tasks.train_from_store, {"pool": "gpu"})]
+        namespace = f"wave/{run_dir.path.name}"
+        with DragonTaskServer(methods, queues, pools=pools, run_dir=run_dir):
+            start = time.perf_counter()
+            for sim_id in range(config.num_sims):
+                args = (sim_id, config.grid_size, config.num_steps, config.sim_sleep)
+                if config.data_path == "proxystore":
+                    queues.send_inputs(*args, method="simulate_arrays", topic="simulate", keep_inputs=False)
+                else:
+                    queues.send_inputs(*args, store.handle, namespace, method="simulate_to_store", topic="simulate", keep_inputs=False)
+            sims = [queues.get_result("simulate") for _ in range(config.num_sims)]
+            sim_run = time.perf_counter() - start
+            failed = [r.failure_info.exception for r in sims if not r.success]
+            if failed:
+                raise RuntimeError(f"{len(failed)} simulation(s) failed: {failed[0]}")
+            if config.data_path == "proxystore":
+                datasets = [r.value for r in sims]  # proxies: the trainers resolve them
+                sim_io = _mean([r.time.serialize_results for r in sims])  # proxying = writing to the store
+            else:
+                datasets = [r.value[0] for r in sims]
+                sim_io = _mean([r.value[1] for r in sims])
+            start = time.perf_counter()
+            for kernel in kernels:
+                if config.data_path == "proxystore":
+                    queues.send_inputs(datasets, kernel, config.seed, method="train_on_arrays", topic="train", keep_inputs=False)
+                else:
+                    queues.send_inputs(datasets, kernel, config.seed, store.handle, namespace, method="train_from_store",
+                                       topic="train", keep_inputs=False)
+            trained = [queues.get_result("train") for _ in kernels]
+            train_run = time.perf_counter() - start
+        if config.data_path == "proxystore":
+            proxy_store.close()
+    return _report(config, nodes, sim_run, sim_io, train_run, trained)
+
+
+def _report(config: Config, nodes: int, sim_run: float, sim_io: Optional[float], train_run: float, trained: list) -> RunReport:
+    failed = [r.failure_info.exception for r in trained if not r.success]
+    if failed:
+        raise RuntimeError(f"{len(failed)} trainer(s) failed: {failed[0]}")
+    samples, checksum = expected_account(config)
+    reports = [r.value[0] for r in trained]
+    train_io = None if config.data_path == "futures" else _mean([r.value[1] for r in trained])
+    size = data_bytes(config.num_sims, config.grid_size, config.num_steps) / 1e9
+    return RunReport(config.data_path, nodes, size, sim_run, sim_io, train_run, train_io, reports, samples, checksum)
+
+
+def run_parsl(config: Config, run_dir: RunDirectory, nodes: int) -> RunReport:
+    """The futures and files paths, on a Parsl HighThroughputExecutor on this node."""
+    import parsl
+    from parsl import python_app
+    from parsl.config import Config as ParslConfig
+    from parsl.executors import HighThroughputExecutor
+    from parsl.providers import LocalProvider
+
+    cores = os.cpu_count() or 1
+    executor = HighThroughputExecutor(max_workers_per_node=config.sim_workers or cores, address="127.0.0.1",
+                                      provider=LocalProvider(init_blocks=1, max_blocks=1))
+    data_dir = run_dir.path / "data"
+    data_dir.mkdir(exist_ok=True)
+    kernels = config.trainer_kernels
+    with parsl.load(ParslConfig(executors=[executor], run_dir=str(run_dir.path / "parsl"))):
+        simulate_app = python_app(tasks.simulate_arrays if config.data_path == "futures" else tasks.simulate_to_files)
+        train_app = python_app(tasks.train_on_arrays if config.data_path == "futures" else tasks.train_from_files)
+        extra = () if config.data_path == "futures" else (str(data_dir),)
+        start = time.perf_counter()
+        futures = [simulate_app(i, config.grid_size, config.num_steps, config.sim_sleep, *extra) for i in range(config.num_sims)]
+        sims = [f.result() for f in futures]
+        sim_run = time.perf_counter() - start
+        start = time.perf_counter()
+        if config.data_path == "futures":
+            trainer_futures = [train_app(sims, k, config.seed) for k in kernels]  # Parsl pickles the arrays to each trainer
+            sim_io = None
+        else:
+            trainer_futures = [train_app([paths for paths, _ in sims], k, config.seed) for k in kernels]
+            sim_io = _mean([io for _, io in sims])
+        trained = [_ParslResult(f.result()) for f in trainer_futures]
+        train_run = time.perf_counter() - start
+    return _report(config, nodes, sim_run, sim_io, train_run, trained)
+
+
+@dataclass
+class _ParslResult:
+    """Gives a Parsl app's return value the shape of a task Result for ``_report``."""
+
+    value: Any
+    success: bool = True
+    failure_info: Any = None
+
+
+def append_csv(report: RunReport, config: Config, path: Path) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as fp:
+        writer = csv.DictWriter(fp, fieldnames=CSV_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow(report.csv_row(config))
