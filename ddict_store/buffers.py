@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -24,8 +25,9 @@ from dragon.globalservices import pool as gs_pool
 from dragon.managed_memory import MemoryAlloc, MemoryPool
 from dragon.native.machine import current
 
-from ddict_store.errors import StoreFullError
+from ddict_store.errors import StoreError, StoreFullError
 
+POOL_CREATION_TIMEOUT_S = 60.0
 PARALLEL_COPY_BYTES = 64 * 2**20  # copies above this size are split across threads
 COPY_THREADS = max(1, min(4, (os.cpu_count() or 1) // 2))  # on a 2-core node a second copy thread only contends
 
@@ -59,7 +61,14 @@ class BufferPools:
     def _local_pool(self) -> MemoryPool:
         with self._lock:
             if self._pool is None:
-                descriptor = gs_pool.create(self.bytes_per_node, user_name=self.pool_name(local_host_uid()), soft=True)
+                name = self.pool_name(local_host_uid())
+                descriptor = gs_pool.create(self.bytes_per_node, user_name=name, soft=True)
+                deadline = time.monotonic() + POOL_CREATION_TIMEOUT_S
+                while not descriptor.sdesc:  # another process on this node is still creating the pool
+                    if time.monotonic() > deadline:
+                        raise StoreError(f"The buffer pool {name} of this node was not ready within {POOL_CREATION_TIMEOUT_S} s")
+                    time.sleep(0.01)
+                    descriptor = gs_pool.query(name)
                 self._pool = MemoryPool.attach(descriptor.sdesc)
             return self._pool
 

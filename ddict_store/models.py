@@ -6,8 +6,8 @@ A version is written tensor by tensor (raw buffers, no pickling of weights), the
 
 from __future__ import annotations
 
-from typing import Any
 from collections.abc import Mapping
+from typing import Any
 
 from ddict_store.store import Namespace
 

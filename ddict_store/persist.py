@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 

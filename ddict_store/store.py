@@ -21,9 +21,9 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 from dragon.data.ddict.ddict import DDict, DDictFullError

@@ -11,8 +11,8 @@ import logging
 import signal
 import threading
 import time
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from dragon_campaign.server.task_server import DragonTaskServer
 from dragon_campaign.thinker.base import BaseThinker

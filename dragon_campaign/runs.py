@@ -10,9 +10,9 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
-from collections.abc import Iterable
 
 import yaml
 from pydantic import BaseModel, ValidationError

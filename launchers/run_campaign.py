@@ -24,10 +24,10 @@ import logging
 import multiprocessing
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterator
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field

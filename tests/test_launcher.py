@@ -72,3 +72,20 @@ def test_default_app_runs_end_to_end(launcher, capsys, tmp_path):
     assert summary["evaluations"] == 12 and summary["failed"] == 0
     assert len((run_dir / "results.jsonl").read_text().splitlines()) == 12
     assert (run_dir / "campaign.log").stat().st_size > 0 and (run_dir / "config.yaml").exists()
+
+
+def test_producer_consumer_launcher_has_the_study_flags(capsys):
+    spec = importlib.util.spec_from_file_location("producer_consumer", LAUNCHER.parent / "producer_consumer.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    config, run_dir = module.parse_args(["--data_path", "files", "--num_sims", "3", "--kernel_sizes", "3", "7",
+                                         "--sim_sleep", "0", "--run-dir", "x"])
+    assert (config.data_path, config.num_sims, config.kernel_sizes, config.sim_sleep, str(run_dir)) == ("files", 3, [3, 7], 0.0, "x")
+    with pytest.raises(SystemExit):
+        module.parse_args(["--help"])
+    text = capsys.readouterr().out
+    for flag in ("--num_sims", "--grid_size", "--num_steps", "--sim_sleep", "--kernel_sizes", "--num_trainers", "--data_path"):
+        assert flag in text
+    with pytest.raises(SystemExit):
+        module.parse_args(["--data_path", "carrier-pigeon"])

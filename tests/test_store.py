@@ -190,3 +190,23 @@ def read_latest(handle: str) -> tuple[int, dict]:
         return latest_model(store.namespace("models-test"), "mpnn")
     finally:
         store.close()
+
+
+def write_one(handle: str, index: int) -> int:
+    store = DDictStore.attach(handle)
+    try:
+        store.namespace("race").put(f"w{index}", np.full(MB, index, dtype=np.uint8))  # a buffer: the pool is created now
+        return index
+    finally:
+        store.close()
+
+
+def test_concurrent_first_writers_share_the_node_pool():
+    with DDictStore(buffer_bytes_per_node=64 * MB) as fresh:
+        writers = [threading.Thread(target=run_in_process, args=(write_one, fresh.handle, i)) for i in range(4)]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join()
+        assert fresh.namespace("race").keys() == [f"w{i}" for i in range(4)]
+        assert all(fresh.namespace("race").get(f"w{i}")[0] == i for i in range(4))

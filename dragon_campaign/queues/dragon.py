@@ -18,9 +18,9 @@ import pickle
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
-from collections.abc import Iterable, Iterator, Sequence
 
 from dragon_campaign.exceptions import KillSignalException, TimeoutException
 from dragon_campaign.models import ResourceRequirements, Result

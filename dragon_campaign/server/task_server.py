@@ -23,10 +23,10 @@ import queue
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Iterable, Sequence
 
 import cloudpickle
 from dragon.globalservices.process import multi_join

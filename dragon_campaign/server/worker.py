@@ -19,8 +19,8 @@ import pickle
 import socket
 import time
 import traceback
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 import cloudpickle
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial, update_wrapper
 from threading import Event
 from typing import TYPE_CHECKING
-from collections.abc import Callable
 
 from dragon_campaign.exceptions import TimeoutException
 from dragon_campaign.thinker.resources import ReallocatorThread

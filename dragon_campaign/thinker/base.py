@@ -13,8 +13,8 @@ import logging
 import os
 import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from dragon_campaign.queues.dragon import DragonQueues
 from dragon_campaign.thinker.resources import ResourceCounter

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 from collections.abc import Callable, Iterable
+from typing import Any
 
 logger = logging.getLogger(__name__)
 

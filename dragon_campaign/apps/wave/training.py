@@ -47,11 +47,11 @@ def pick_device() -> str:
 
 
 def train_epoch(datasets: Iterable[tuple[np.ndarray, np.ndarray]], kernel_size: int, seed: int = 0,
-                learning_rate: float = 1e-3) -> TrainingReport:
+                learning_rate: float = 1e-3, channels: int = 16) -> TrainingReport:
     """Train a fresh WaveCNN for one epoch (batch size 4, MSE, Adam) over every (inputs, outputs) pair."""
     torch.manual_seed(seed)
     device = pick_device()
-    model = WaveCNN(kernel_size).to(device)
+    model = WaveCNN(kernel_size, channels).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     loss_function = nn.MSELoss()
     samples = checksum = 0

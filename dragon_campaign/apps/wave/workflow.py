@@ -48,6 +48,8 @@ class Config(BaseModel):
     num_trainers: Optional[int] = Field(None, ge=1, description="Trainers (default: one per kernel size)")
     data_path: DataPath = Field("ddict", description="futures, files, ddict or proxystore")
     sim_workers: Optional[int] = Field(None, ge=1, description="Simulation workers (default: one per core)")
+    channels: int = Field(16, ge=1, description="Channels of the CNN's hidden layers")
+    proxy_threshold: int = Field(100_000, ge=0, description="proxystore path: results above this many bytes travel as proxies")
     seed: int = Field(0, description="Seed of the trainers' initial weights")
 
     @property
@@ -115,13 +117,18 @@ def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[st
 
             proxy_store = Store(f"wave-{run_dir.path.name}", DDictConnector(store), register=True)
             queues = DragonQueues(topics=["simulate", "train"], proxystore_name={"simulate": proxy_store.name},
-                                  proxystore_threshold={"simulate": 100_000})
+                                  proxystore_threshold={"simulate": config.proxy_threshold})
             methods = [tasks.simulate_arrays, (tasks.train_on_arrays, {"pool": "gpu"})]
         else:
             queues = DragonQueues(topics=["simulate", "train"])
             methods = [tasks.simulate_to_store, (tasks.train_from_store, {"pool": "gpu"})]
+        methods.append((tasks.warm_up, {"pool": ["cpu", "gpu"]}))
         namespace = f"wave/{run_dir.path.name}"
-        with DragonTaskServer(methods, queues, pools=pools, run_dir=run_dir):
+        with DragonTaskServer(methods, queues, pools=pools, run_dir=run_dir) as server:
+            for _ in range(server.worker_count()):  # idle workers get one task each: every worker warms up
+                queues.send_inputs(method="warm_up")
+            for _ in range(server.worker_count()):
+                queues.get_result()
             start = time.perf_counter()
             for sim_id in range(config.num_sims):
                 args = (sim_id, config.grid_size, config.num_steps, config.sim_sleep)
@@ -143,9 +150,9 @@ def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[st
             start = time.perf_counter()
             for kernel in kernels:
                 if config.data_path == "proxystore":
-                    queues.send_inputs(datasets, kernel, config.seed, method="train_on_arrays", topic="train", keep_inputs=False)
+                    queues.send_inputs(datasets, kernel, config.seed, config.channels, method="train_on_arrays", topic="train", keep_inputs=False)
                 else:
-                    queues.send_inputs(datasets, kernel, config.seed, store.handle, namespace, method="train_from_store",
+                    queues.send_inputs(datasets, kernel, config.seed, config.channels, store.handle, namespace, method="train_from_store",
                                        topic="train", keep_inputs=False)
             trained = [queues.get_result("train") for _ in kernels]
             train_run = time.perf_counter() - start
@@ -180,6 +187,9 @@ def run_parsl(config: Config, run_dir: RunDirectory, nodes: int) -> RunReport:
     data_dir.mkdir(exist_ok=True)
     kernels = config.trainer_kernels
     with parsl.load(ParslConfig(executors=[executor], run_dir=str(run_dir.path / "parsl"))):
+        warm_up_app = python_app(tasks.warm_up)
+        for future in [warm_up_app() for _ in range(4 * (config.sim_workers or cores))]:
+            future.result()  # untimed: workers started, task module and torch imported
         simulate_app = python_app(tasks.simulate_arrays if config.data_path == "futures" else tasks.simulate_to_files)
         train_app = python_app(tasks.train_on_arrays if config.data_path == "futures" else tasks.train_from_files)
         extra = () if config.data_path == "futures" else (str(data_dir),)
@@ -189,10 +199,10 @@ def run_parsl(config: Config, run_dir: RunDirectory, nodes: int) -> RunReport:
         sim_run = time.perf_counter() - start
         start = time.perf_counter()
         if config.data_path == "futures":
-            trainer_futures = [train_app(sims, k, config.seed) for k in kernels]  # Parsl pickles the arrays to each trainer
+            trainer_futures = [train_app(sims, k, config.seed, config.channels) for k in kernels]  # Parsl pickles the arrays to each trainer
             sim_io = None
         else:
-            trainer_futures = [train_app([paths for paths, _ in sims], k, config.seed) for k in kernels]
+            trainer_futures = [train_app([paths for paths, _ in sims], k, config.seed, config.channels) for k in kernels]
             sim_io = _mean([io for _, io in sims])
         trained = [_ParslResult(f.result()) for f in trainer_futures]
         train_run = time.perf_counter() - start
