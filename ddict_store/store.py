@@ -293,7 +293,7 @@ class DDictStore(Namespace):
             if placement == "chunks" or (buffer is not None and self.config.replicate_chunks):
                 chunks = self._write_chunks(key, encoded)
             entry = Entry(encoded.kind, encoded.header, encoded.nbytes, inline, buffer, chunks)
-            previous = self._entry(key) if self._exists(key) else None
+            previous = self._dict.get(key)  # one round trip to the manager, whether the key exists or not
             self._ddict_put(self._dict, key, entry, encoded.nbytes)
         except BaseException:
             self._free(Entry(encoded.kind, encoded.header, encoded.nbytes, None, buffer, chunks))
@@ -402,8 +402,10 @@ class DDictStore(Namespace):
         return key in self._dict
 
     def _delete(self, key: str) -> None:
-        entry = self._entry(key)
-        del self._dict[key]
+        try:
+            entry = self._dict.pop(key)  # read and remove in one round trip
+        except KeyError:
+            raise KeyError(key) from None
         self._free(entry)
 
     def _free(self, entry: Entry) -> None:
