@@ -110,6 +110,7 @@ def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[st
     """The ddict and proxystore paths, on Dragon worker pools ("cpu" for simulations, "gpu" for trainers)."""
     kernels = config.trainer_kernels
     with DDictStore(buffer_bytes_per_node=2 * data_bytes(config.num_sims, config.grid_size, config.num_steps) + 256 * 2**20) as store:
+        namespace = f"wave/{run_dir.path.name}"
         if config.data_path == "proxystore":
             from proxystore.store import Store
 
@@ -118,12 +119,11 @@ def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[st
             proxy_store = Store(f"wave-{run_dir.path.name}", DDictConnector(store), register=True)
             queues = DragonQueues(topics=["simulate", "train"], proxystore_name={"simulate": proxy_store.name},
                                   proxystore_threshold={"simulate": config.proxy_threshold})
-            methods = [tasks.simulate_arrays, (tasks.train_on_arrays, {"pool": "gpu"})]
+            simulate_method, train_method, store_args = tasks.simulate_arrays, tasks.train_on_arrays, ()
         else:
             queues = DragonQueues(topics=["simulate", "train"])
-            methods = [tasks.simulate_to_store, (tasks.train_from_store, {"pool": "gpu"})]
-        methods.append((tasks.warm_up, {"pool": ["cpu", "gpu"]}))
-        namespace = f"wave/{run_dir.path.name}"
+            simulate_method, train_method, store_args = tasks.simulate_to_store, tasks.train_from_store, (store.handle, namespace)
+        methods = [simulate_method, (train_method, {"pool": "gpu"}), (tasks.warm_up, {"pool": ["cpu", "gpu"]})]
         with DragonTaskServer(methods, queues, pools=pools, run_dir=run_dir) as server:
             for _ in range(server.worker_count()):  # idle workers get one task each: every worker warms up
                 queues.send_inputs(method="warm_up")
@@ -131,11 +131,8 @@ def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[st
                 queues.get_result()
             start = time.perf_counter()
             for sim_id in range(config.num_sims):
-                args = (sim_id, config.grid_size, config.num_steps, config.sim_sleep)
-                if config.data_path == "proxystore":
-                    queues.send_inputs(*args, method="simulate_arrays", topic="simulate", keep_inputs=False)
-                else:
-                    queues.send_inputs(*args, store.handle, namespace, method="simulate_to_store", topic="simulate", keep_inputs=False)
+                queues.send_inputs(sim_id, config.grid_size, config.num_steps, config.sim_sleep, *store_args,
+                                   method=simulate_method.__name__, topic="simulate", keep_inputs=False)
             sims = [queues.get_result("simulate") for _ in range(config.num_sims)]
             sim_run = time.perf_counter() - start
             failed = [r.failure_info.exception for r in sims if not r.success]
@@ -149,11 +146,8 @@ def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[st
                 sim_io = _mean([r.value[1] for r in sims])
             start = time.perf_counter()
             for kernel in kernels:
-                if config.data_path == "proxystore":
-                    queues.send_inputs(datasets, kernel, config.seed, config.channels, method="train_on_arrays", topic="train", keep_inputs=False)
-                else:
-                    queues.send_inputs(datasets, kernel, config.seed, config.channels, store.handle, namespace, method="train_from_store",
-                                       topic="train", keep_inputs=False)
+                queues.send_inputs(datasets, kernel, config.seed, config.channels, *store_args,
+                                   method=train_method.__name__, topic="train", keep_inputs=False)
             trained = [queues.get_result("train") for _ in kernels]
             train_run = time.perf_counter() - start
         if config.data_path == "proxystore":
