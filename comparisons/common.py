@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import platform
 import shlex
@@ -27,3 +28,17 @@ def provenance() -> list[str]:
         f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Command: `dragon {shlex.join(sys.argv)}`",
     ]
+
+
+def require_dragon_runtime(script: str) -> None:
+    """Exit with the right command unless this process was started by ``dragon``."""
+    if "DRAGON_MY_PUID" not in os.environ:
+        sys.exit(f"Run under the Dragon runtime: PATH=$PWD/.venv/bin:$PATH dragon comparisons/{script}")
+
+
+def use_dragon_processes() -> None:
+    """Import this checkout's packages and start processes through Dragon."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import dragon  # noqa: F401  (registers the "dragon" start method)
+
+    multiprocessing.set_start_method("dragon", force=True)

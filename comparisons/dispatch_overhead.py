@@ -26,7 +26,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from common import provenance
+from common import provenance, require_dragon_runtime
 
 WARMUP_TASKS = 50
 
@@ -152,8 +152,7 @@ def main() -> None:
     if args.peer == "colmena":
         print(json.dumps(measure_colmena(args)))
         return
-    if "DRAGON_MY_PUID" not in os.environ:
-        sys.exit("Run under the Dragon runtime: PATH=$PWD/.venv/bin:$PATH dragon comparisons/dispatch_overhead.py")
+    require_dragon_runtime("dispatch_overhead.py")
     print(f"Measuring dragon_campaign with {args.workers} workers ...", flush=True)
     ours = {"system": "dragon_campaign (Dragon pools)", "workers": args.workers, **measure_dragon_campaign(args)}
     print(json.dumps(ours), flush=True)

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import multiprocessing
-import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import provenance
+from common import provenance, require_dragon_runtime, use_dragon_processes
 
 DATA_PATHS = ["futures", "files", "ddict", "proxystore"]
 LABELS = {"futures": "Parsl + futures", "files": "Parsl + file system", "ddict": "DragonHPC + DDict (ddict_store)",
@@ -110,15 +107,12 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 def main() -> None:
     args = parse_args()
-    if "DRAGON_MY_PUID" not in os.environ:
-        sys.exit("Run under the Dragon runtime: PATH=$PWD/.venv/bin:$PATH dragon comparisons/producer_consumer_table.py")
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import dragon  # noqa: F401  (registers the "dragon" start method)
+    require_dragon_runtime("producer_consumer_table.py")
+    use_dragon_processes()
 
     from dragon_campaign import RunDirectory
     from dragon_campaign.apps import wave
 
-    multiprocessing.set_start_method("dragon", force=True)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for steps in args.steps:

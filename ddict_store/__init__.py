@@ -14,7 +14,8 @@ Design, from what was measured on a 2-core VM with dragonhpc 0.15 (comparisons/t
   client were slower and could stall (dragonhpc 0.15); separate processes can read different chunks.
 * Keys live in namespaces so concurrent runs never collide; ``wait``-style reads poll with backoff.
 
-Public API: :class:`DDictStore` (create; ``attach(handle)`` elsewhere), :class:`Namespace`,
+Public API: :class:`DDictStore` (create; ``attach(handle)`` elsewhere, ``attached(handle)`` once per
+process in task functions), :class:`Namespace`, :class:`ValueRef` (what ``put`` returns; ``read(ref)``),
 ``publish_model`` / ``latest_model`` / ``model``, the ProxyStore connector ``DDictConnector``, and
 ``checkpoint`` / ``restore`` for persistence across runtimes.
 """
@@ -22,7 +23,7 @@ Public API: :class:`DDictStore` (create; ``attach(handle)`` elsewhere), :class:`
 from ddict_store.errors import StoreClosedError, StoreError, StoreFullError, UnsupportedTypeError
 from ddict_store.models import latest_model, model, model_versions, publish_model
 from ddict_store.persist import checkpoint, restore
-from ddict_store.store import DDictStore, Namespace
+from ddict_store.store import DDictStore, Namespace, ValueRef, attached
 
 __all__ = [
     "DDictStore",
@@ -31,6 +32,8 @@ __all__ = [
     "StoreError",
     "StoreFullError",
     "UnsupportedTypeError",
+    "attached",
+    "ValueRef",
     "checkpoint",
     "latest_model",
     "model",

@@ -9,10 +9,19 @@ Each node gets one buffer pool per store, created through Dragon's global servic
 that writes on that node (``soft`` creation under a name derived from the store and the node, so
 concurrent writers agree on one pool). Global services own the pools, so the runtime reclaims them even
 if the campaign dies; ``destroy_pools`` removes them when the store is destroyed.
+
+Dragon gives every allocation a unique id and refuses to attach a descriptor whose allocation was freed.
+A reader holding only a reference (no DDict lookup) therefore attaches before copying and again after: if
+the second attach succeeds, the allocation was never freed during the copy, so the bytes are the value's.
+
+Copies go in blocks of 8 MB: one ``memcpy`` of a whole 256 MB buffer ran 3x slower here than the same
+copy in blocks (glibc switches to non-temporal stores above a size tied to the cache, which loses badly on
+freshly mapped pages), and blocks let threads share a copy on nodes with cores to spare.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -22,14 +31,19 @@ from dataclasses import dataclass
 
 import numpy as np
 from dragon.globalservices import pool as gs_pool
-from dragon.managed_memory import MemoryAlloc, MemoryPool
+from dragon.managed_memory import DragonMemoryError, MemoryAlloc, MemoryPool
 from dragon.native.machine import current
 
 from ddict_store.errors import StoreError, StoreFullError
 
 POOL_CREATION_TIMEOUT_S = 60.0
+COPY_BLOCK_BYTES = 8 * 2**20
 PARALLEL_COPY_BYTES = 64 * 2**20  # copies above this size are split across threads
 COPY_THREADS = max(1, min(4, (os.cpu_count() or 1) // 2))  # on a 2-core node a second copy thread only contends
+
+
+class StaleBufferError(KeyError):
+    """The allocation a reference points to was freed (its key was deleted or overwritten)."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +55,9 @@ class BufferRef:
     nbytes: int
 
 
+@functools.cache
 def local_host_uid() -> int:
+    """This process's node (a global-services query, so asked once)."""
     return current().h_uid
 
 
@@ -83,7 +99,7 @@ class BufferPools:
                 f"(capacity {self.bytes_per_node:,} bytes, {pool.free_space:,} free): {exc}"
             ) from exc
         try:
-            _copy(np.frombuffer(allocation.get_memview(), dtype=np.uint8, count=data.nbytes), data)
+            copy_bytes(np.frombuffer(allocation.get_memview(), dtype=np.uint8, count=data.nbytes), data)
             return BufferRef(local_host_uid(), bytes(allocation.serialize()), data.nbytes)
         except BaseException:
             allocation.free()
@@ -95,25 +111,28 @@ class BufferPools:
 
     @staticmethod
     def read_into(ref: BufferRef, out: np.ndarray) -> None:
-        """Copy the bytes into ``out`` (flat uint8): a private copy, since the allocation may be freed later."""
-        allocation = MemoryAlloc.attach(ref.descriptor)
+        """Copy the bytes into ``out`` (flat uint8): a private copy, since the allocation may be freed later.
+
+        Raises:
+            StaleBufferError: the allocation was freed before or during the copy.
+        """
+        allocation = _attach(ref)
         try:
-            _copy(out, np.frombuffer(allocation.get_memview(), dtype=np.uint8, count=ref.nbytes))
+            copy_bytes(out, np.frombuffer(allocation.get_memview(), dtype=np.uint8, count=ref.nbytes))
+            _attach(ref).detach()  # still allocated after the copy, so it was never freed during it
         finally:
             allocation.detach()
 
     @staticmethod
     def view(ref: BufferRef) -> np.ndarray:
         """A read-only view of the bytes in place: no copy, valid until the allocation is freed."""
-        allocation = MemoryAlloc.attach(ref.descriptor)
-        view = np.frombuffer(allocation.get_memview(), dtype=np.uint8, count=ref.nbytes)
+        view = np.frombuffer(_attach(ref).get_memview(), dtype=np.uint8, count=ref.nbytes)
         view.flags.writeable = False
         return view
 
     @staticmethod
     def free(ref: BufferRef) -> None:
-        allocation = MemoryAlloc.attach(ref.descriptor)
-        allocation.free()
+        _attach(ref).free()
 
     def destroy_pools(self, host_uids: list[int]) -> None:
         """Remove this store's pool on each of these nodes (those never written to do not exist)."""
@@ -128,11 +147,25 @@ class BufferPools:
                 pass  # never created on that node
 
 
-def _copy(out: np.ndarray, source: np.ndarray) -> None:
-    """memcpy, split across threads for large buffers (numpy releases the GIL while copying)."""
-    if source.nbytes < PARALLEL_COPY_BYTES or COPY_THREADS == 1:
-        np.copyto(out, source)
+def _attach(ref: BufferRef) -> MemoryAlloc:
+    try:
+        return MemoryAlloc.attach(ref.descriptor)
+    except DragonMemoryError:
+        raise StaleBufferError("The buffer of this value was freed (its key was deleted or overwritten)") from None
+
+
+def copy_bytes(out: np.ndarray, source: np.ndarray) -> None:
+    """memcpy in blocks of ``COPY_BLOCK_BYTES``, split across threads for large buffers (numpy releases the GIL)."""
+    threads = COPY_THREADS if source.nbytes >= PARALLEL_COPY_BYTES else 1
+    bounds = np.linspace(0, source.nbytes, threads + 1, dtype=np.int64)
+
+    def copy_range(part: int) -> None:
+        for start in range(int(bounds[part]), int(bounds[part + 1]), COPY_BLOCK_BYTES):
+            end = min(start + COPY_BLOCK_BYTES, int(bounds[part + 1]))
+            np.copyto(out[start:end], source[start:end])
+
+    if threads == 1:
+        copy_range(0)
         return
-    bounds = np.linspace(0, source.nbytes, COPY_THREADS + 1, dtype=np.int64)
-    with ThreadPoolExecutor(COPY_THREADS) as threads:
-        list(threads.map(lambda i: np.copyto(out[bounds[i]:bounds[i + 1]], source[bounds[i]:bounds[i + 1]]), range(COPY_THREADS)))
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(copy_range, range(threads)))

@@ -18,15 +18,20 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ddict_store.store import DDictStore
+from ddict_store.store import DDictStore, ValueRef
 
 BytesLike = bytes | bytearray | memoryview
 
 
 class DDictKey(NamedTuple):
-    """Key of an object stored through the connector."""
+    """Key of an object stored through the connector.
+
+    For an object in a managed-memory buffer the key also carries its :class:`ValueRef` (a few hundred
+    bytes), so a reader on the writer's node resolves the proxy without a DDict round trip.
+    """
 
     ddict_key: str
+    ref: ValueRef | None = None
 
 
 class DDictConnector:
@@ -60,17 +65,20 @@ class DDictConnector:
         return cls(**config)
 
     def put(self, obj: BytesLike) -> DDictKey:
-        key = DDictKey(uuid.uuid4().hex)
-        self._objects.put(key.ddict_key, np.frombuffer(obj, dtype=np.uint8))
-        return key
+        name = uuid.uuid4().hex
+        ref = self._objects.put(name, np.frombuffer(obj, dtype=np.uint8))
+        return DDictKey(name, ref if ref.entry.buffer is not None else None)
 
     def put_batch(self, objs: Sequence[BytesLike]) -> list[DDictKey]:
         return [self.put(obj) for obj in objs]
 
     def get(self, key: DDictKey) -> BytesLike | None:
         # a read-only view of a same-node buffer: ProxyStore deserializes it at once, so no private copy is needed
-        array = self._objects.get(key.ddict_key, default=None, copy=False)
-        return None if array is None else memoryview(array)
+        try:
+            array = self._objects.read(key.ref, copy=False) if key.ref is not None else self._objects.get(key.ddict_key, copy=False)
+        except KeyError:
+            return None
+        return memoryview(array)
 
     def get_batch(self, keys: Sequence[DDictKey]) -> list[BytesLike | None]:
         return [self.get(key) for key in keys]

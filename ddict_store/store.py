@@ -29,9 +29,10 @@ import numpy as np
 from dragon.data.ddict.ddict import DDict, DDictFullError
 from dragon.native.machine import System
 
-from ddict_store.buffers import BufferPools, BufferRef
+from ddict_store.buffers import BufferPools, BufferRef, StaleBufferError
 from ddict_store.codec import Encoded, decode, encode
 from ddict_store.errors import StoreClosedError, StoreError, StoreFullError
+from ddict_store.workarounds import keep_root_logging, lower_orchestrator_priority
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +51,28 @@ class Entry:
     kind: str
     header: tuple
     nbytes: int
+    token: bytes  # random per write: tells this value from a later one under the same key
     inline: bytes | None = None
     buffer: BufferRef | None = None
     chunks: tuple[tuple[int, str], ...] | None = None  # (manager, chunk key) pairs
+
+
+@dataclass(frozen=True)
+class ValueRef:
+    """What ``put`` returns: a small picklable reference to the value just written.
+
+    Pass it in a task's arguments or result instead of the key: ``store.read(ref)`` on the writer's node
+    copies the bytes straight from the writer's buffer without a DDict round trip (which costs milliseconds,
+    tens under load). It reads exactly the value it was made for, or raises ``KeyError`` once that value
+    was deleted or overwritten.
+    """
+
+    key: str
+    entry: Entry
+
+    @property
+    def nbytes(self) -> int:
+        return self.entry.nbytes
 
 
 @dataclass(frozen=True)
@@ -88,9 +108,12 @@ class Namespace:
             raise TypeError(f"Keys must be non-empty strings, got {key!r}")
         return f"{self.prefix}{SEPARATOR}{key}" if self.prefix else key
 
-    def put(self, key: str, value: Any, placement: str = "auto") -> None:
-        """Store a value. ``placement``: "auto" (by size), "inline", "buffer" or "chunks"."""
-        self.store._put(self.full_key(key), value, placement)
+    def put(self, key: str, value: Any, placement: str = "auto") -> ValueRef:
+        """Store a value; ``placement``: "auto" (by size), "inline", "buffer" or "chunks".
+
+        Returns a :class:`ValueRef` that readers can use instead of the key to skip the DDict lookup.
+        """
+        return self.store._put(self.full_key(key), value, placement)
 
     def get(self, key: str, default: Any = _MISSING, *, timeout: float | None = None, copy: bool = True,
             out: np.ndarray | None = None, map_location: str | None = None) -> Any:
@@ -114,17 +137,22 @@ class Namespace:
             if default is _MISSING:
                 raise
             return default
-        if not copy and out is None and entry.kind == "numpy" and entry.buffer is not None and BufferPools.is_local(entry.buffer):
-            return decode(entry.kind, entry.header, BufferPools.view(entry.buffer))
-        return self.store._read(full, entry, out, map_location)
+        return self.store._value(full, entry, copy, out, map_location)
+
+    def read(self, ref: ValueRef, *, copy: bool = True, out: np.ndarray | None = None, map_location: str | None = None) -> Any:
+        """Read the value ``ref`` points to (options as for ``get``); no DDict lookup if its buffer is on this node.
+
+        Raises:
+            KeyError: the value was deleted or overwritten since ``ref`` was made.
+        """
+        return self.store._read_ref(ref, copy, out, map_location)
 
     def wait(self, key: str, timeout: float) -> Any:
         """Block until a producer has written ``key`` (up to ``timeout`` seconds), then read it."""
         return self.get(key, timeout=timeout)
 
-    def put_batch(self, items: Mapping[str, Any], placement: str = "auto") -> None:
-        for key, value in items.items():
-            self.put(key, value, placement)
+    def put_batch(self, items: Mapping[str, Any], placement: str = "auto") -> list[ValueRef]:
+        return [self.put(key, value, placement) for key, value in items.items()]
 
     def get_batch(self, keys: Iterable[str], **options: Any) -> list[Any]:
         return [self.get(key, **options) for key in keys]
@@ -190,7 +218,8 @@ class DDictStore(Namespace):
             chunk_bytes=chunk_bytes,
             replicate_chunks=n_nodes > 1 if replicate_chunks is None else replicate_chunks,
         )
-        ddict = DDict(managers_per_node, n_nodes, ddict_bytes_per_node * n_nodes, timeout=timeout, name=config.name)
+        with keep_root_logging():
+            ddict = DDict(managers_per_node, n_nodes, ddict_bytes_per_node * n_nodes, timeout=timeout, name=config.name)
         self._setup(config, ddict, owner=True)
 
     def _setup(self, config: StoreConfig, ddict: DDict, owner: bool) -> None:
@@ -201,6 +230,8 @@ class DDictStore(Namespace):
         self._buffers = BufferPools(config.name, config.buffer_bytes_per_node)
         self._n_managers = config.managers_per_node * config.nodes
         self._lock = threading.Lock()
+        if owner:
+            lower_orchestrator_priority(ddict)
 
     # -- sharing --------------------------------------------------------------------------------------------
     @property
@@ -213,7 +244,9 @@ class DDictStore(Namespace):
     def attach(cls, handle: str) -> DDictStore:
         payload = json.loads(base64.b64decode(handle))
         store = cls.__new__(cls)
-        store._setup(StoreConfig(**payload["config"]), DDict.attach(payload["ddict"]), owner=False)
+        with keep_root_logging():
+            ddict = DDict.attach(payload["ddict"])
+        store._setup(StoreConfig(**payload["config"]), ddict, owner=False)
         return store
 
     def __getstate__(self) -> dict[str, str]:
@@ -267,6 +300,14 @@ class DDictStore(Namespace):
         }
 
     # -- the data path --------------------------------------------------------------------------------------
+    def _read_ref(self, ref: ValueRef, copy: bool, out: np.ndarray | None, map_location: str | None) -> Any:
+        entry = ref.entry
+        if entry.buffer is None or not BufferPools.is_local(entry.buffer):
+            entry = self._entry(ref.key)
+            if entry.token != ref.entry.token:
+                raise KeyError(f"{ref.key!r} was overwritten since this reference was made")
+        return self._value(ref.key, entry, copy, out, map_location)
+
     def export_value(self, key: str) -> tuple[str, tuple, np.ndarray]:
         """A key's stored form: kind, header and raw bytes (a private copy), for checkpoints."""
         entry = self._entry(key)
@@ -278,28 +319,30 @@ class DDictStore(Namespace):
         """Store a value given in its stored form (the inverse of ``export_value``)."""
         self._store(key, Encoded(kind, header, data), "auto")
 
-    def _put(self, key: str, value: Any, placement: str) -> None:
+    def _put(self, key: str, value: Any, placement: str) -> ValueRef:
         if placement not in ("auto", "inline", "buffer", "chunks"):
             raise ValueError(f"Unknown placement {placement!r}; use auto, inline, buffer or chunks")
-        self._store(key, encode(value), placement)
+        return self._store(key, encode(value), placement)
 
-    def _store(self, key: str, encoded: Encoded, placement: str) -> None:
+    def _store(self, key: str, encoded: Encoded, placement: str) -> ValueRef:
         if placement == "auto":
             placement = "inline" if encoded.nbytes <= self.config.inline_bytes else "buffer"
+        token = uuid.uuid4().bytes
         inline = encoded.data.tobytes() if placement == "inline" else None
         buffer = self._buffers.write(encoded.data, key) if placement == "buffer" else None
         chunks = None
         try:
             if placement == "chunks" or (buffer is not None and self.config.replicate_chunks):
                 chunks = self._write_chunks(key, encoded)
-            entry = Entry(encoded.kind, encoded.header, encoded.nbytes, inline, buffer, chunks)
+            entry = Entry(encoded.kind, encoded.header, encoded.nbytes, token, inline, buffer, chunks)
             previous = self._dict.get(key)  # one round trip to the manager, whether the key exists or not
             self._ddict_put(self._dict, key, entry, encoded.nbytes)
         except BaseException:
-            self._free(Entry(encoded.kind, encoded.header, encoded.nbytes, None, buffer, chunks))
+            self._free(Entry(encoded.kind, encoded.header, encoded.nbytes, token, None, buffer, chunks))
             raise
         if previous is not None:
             self._free(previous)
+        return ValueRef(key, entry)
 
     def _ddict_put(self, target: DDict, key: str, value: Any, nbytes: int) -> None:
         try:
@@ -327,7 +370,7 @@ class DDictStore(Namespace):
                 self._ddict_put(self._dict.manager(manager), chunk_key, encoded.data[offset:offset + size].tobytes(), encoded.nbytes)
                 chunks.append((manager, chunk_key))
         except BaseException:
-            self._free(Entry(encoded.kind, encoded.header, encoded.nbytes, chunks=tuple(chunks)))
+            self._free(Entry(encoded.kind, encoded.header, encoded.nbytes, b"", chunks=tuple(chunks)))
             raise
         return tuple(chunks)
 
@@ -349,6 +392,14 @@ class DDictStore(Namespace):
             f"{capacity:,} bytes over {self._n_managers} manager(s) of {capacity // self._n_managers:,} bytes each"
         )
 
+    def _value(self, key: str, entry: Entry, copy: bool, out: np.ndarray | None, map_location: str | None) -> Any:
+        if not copy and out is None and entry.kind == "numpy" and entry.buffer is not None and BufferPools.is_local(entry.buffer):
+            try:
+                return decode(entry.kind, entry.header, BufferPools.view(entry.buffer))
+            except StaleBufferError:
+                raise KeyError(f"{key!r} was deleted or overwritten while being read") from None
+        return self._read(key, entry, out, map_location)
+
     def _read(self, key: str, entry: Entry, out: np.ndarray | None, map_location: str | None) -> Any:
         if out is not None:
             if entry.kind != "numpy":
@@ -366,7 +417,10 @@ class DDictStore(Namespace):
         if entry.inline is not None:
             target[:] = np.frombuffer(entry.inline, dtype=np.uint8)
         elif entry.buffer is not None and BufferPools.is_local(entry.buffer):
-            BufferPools.read_into(entry.buffer, target)
+            try:
+                BufferPools.read_into(entry.buffer, target)
+            except StaleBufferError:
+                raise KeyError(f"{key!r} was deleted or overwritten while being read") from None
         elif entry.chunks is not None:
             self._read_chunks(entry, target)
         else:
@@ -410,7 +464,10 @@ class DDictStore(Namespace):
 
     def _free(self, entry: Entry) -> None:
         if entry.buffer is not None:
-            BufferPools.free(entry.buffer)
+            try:
+                BufferPools.free(entry.buffer)
+            except StaleBufferError:
+                pass  # a concurrent writer of the same key freed it first
         for manager, chunk_key in entry.chunks or ():
             try:
                 del self._dict.manager(manager)[chunk_key]
@@ -419,3 +476,16 @@ class DDictStore(Namespace):
 
     def _all_keys(self) -> Iterator[str]:
         return (k for k in self._dict.keys() if isinstance(k, str) and not k.startswith(INTERNAL_PREFIX))
+
+
+_attached: dict[str, DDictStore] = {}
+_attached_lock = threading.Lock()
+
+
+def attached(handle: str) -> DDictStore:
+    """The store behind ``handle``, attached once per process: for task functions, which run many times in
+    one long-lived worker and should not pay an attach (a DDict round trip) per task."""
+    with _attached_lock:
+        if handle not in _attached:
+            _attached[handle] = DDictStore.attach(handle)
+        return _attached[handle]

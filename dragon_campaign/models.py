@@ -79,7 +79,7 @@ class TimeSpans(BaseModel):
 class Result(BaseModel):
     """One task: its inputs, its value or failure, where it ran, and its timings."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, ser_json_bytes="base64")  # bytes in values: base64 in results.jsonl
 
     task_id: str = Field(default_factory=lambda: uuid4().hex, description="Unique id of the task")
     inputs: tuple[tuple[Any, ...], dict[str, Any]] = Field(

@@ -47,7 +47,7 @@ class CampaignConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    pools: dict[str, WorkerPool] | None = Field(None, description="Worker pools by name (default: one CPU pool, a worker per core)")
+    pools: dict[str, WorkerPool] | None = Field(None, description="Worker pools by name (default: the app's default_pools, else one CPU pool with a worker per core)")
     app: dict[str, Any] = Field(default_factory=dict, description="Parameters of the application")
     run_dir: str | None = Field(None, description="Run directory (default runs/<run-id>)")
 
@@ -77,7 +77,8 @@ def resolve(args: argparse.Namespace) -> tuple[Any, BaseModel, dict[str, WorkerP
     source = str(args.config) if args.config else "(defaults)"
     config = load_config(args.config, CampaignConfig) if args.config else CampaignConfig()
     app_config = parse_config(config.app, app.Config, source=source, prefix="app.")
-    pools = dict(config.pools or {"cpu": WorkerPool()})
+    default_pools = getattr(app, "default_pools", lambda _: {"cpu": WorkerPool()})
+    pools = dict(config.pools or default_pools(app_config))
     if args.workers is not None:
         if args.workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {args.workers}")

@@ -5,7 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A dataclass holding bytes, like ddict_store's ValueRef."""
+
+    data: bytes
 
 
 def noop(x: object = None) -> object:

@@ -26,7 +26,8 @@ def test_transfer_bandwidth_reports_every_path(tmp_path):
     paths = {row["path"] for row in rows}
     assert paths == {
         "memcpy (one process)", "pickled pipe", "np.save / np.load", "ProxyStore + FileConnector",
-        "ProxyStore + RedisConnector", "ddict_store", "ddict_store, zero-copy view", "ddict_store, reused out= buffer",
+        "ProxyStore + RedisConnector", "ddict_store", "ddict_store, by reference", "ddict_store, zero-copy view",
+        "ddict_store, reused out= buffer",
         "ProxyStore + DDictConnector", "plain DDict",
     }
     assert all(float(row["read_gbps"]) > 0 for row in rows)
@@ -40,3 +41,14 @@ def test_dispatch_overhead_measures_both_systems(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "dispatch_overhead.csv")))
     assert [row["system"] for row in rows] == ["dragon_campaign (Dragon pools)", "Colmena 0.7.2 + Parsl HTEX"]
     assert all(float(row["throughput_tasks_per_s"]) > 0 for row in rows)
+
+
+def test_steering_policies_compares_every_policy(tmp_path):
+    run_script("steering_policies.py", "--budget", "8", "--seeds", "0", "--retrain_every", "4", "--batch_size", "4",
+               "--space_limit", "400", "--output", str(tmp_path))
+    rows = list(csv.DictReader(open(tmp_path / "steering_policies.csv")))
+    assert [row["policy"] for row in rows] == ["random", "batch", "streaming", "interleaved"]
+    assert all(int(row["simulations"]) + int(row["failed"]) == 8 for row in rows)
+    assert all(int(row["retrainings"]) >= 1 for row in rows if row["policy"] != "random")
+    report = (tmp_path / "steering_policies.md").read_text()
+    assert "- Machine:" in report and "| interleaved |" in report and "Target (ML-steered search" in report

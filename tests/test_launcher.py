@@ -46,6 +46,8 @@ def test_dry_run_prints_plan_without_running(launcher, capsys, tmp_path):
         ("pools:\n  cpu: {workers: 0}\n", "pools.cpu.workers: Input should be greater than 0"),
         ("app:\n  budget: many\n", "app.budget: Input should be a valid integer"),
         ("app:\n  bugdet: 3\n", "app.bugdet: unknown key"),
+        ("app:\n  policy: greedy\n", "app.policy: Input should be 'random', 'batch', 'streaming' or 'interleaved'"),
+        ("app:\n  budget: 50\n  space_limit: 10\n", "budget (50 simulations) exceeds the search space (10 molecules)"),
         ("colour: blue\n", "colour: unknown key"),
         ("pools: [1, 2\n", "not valid YAML"),
     ],
@@ -65,13 +67,16 @@ def test_missing_config_file(launcher, capsys, tmp_path):
 
 def test_default_app_runs_end_to_end(launcher, capsys, tmp_path):
     config = tmp_path / "small.yaml"
-    config.write_text("app:\n  budget: 12\n  task_sleep: 0\n")
+    config.write_text("app:\n  budget: 12\n  retrain_every: 6\n  ensemble: 2\n  epochs: 5\n  space_limit: 1500\n  chunk_size: 500\n")
     run_dir = tmp_path / "run"
     assert launcher.main(["--config", str(config), "--run-dir", str(run_dir), "--workers", "2"]) == 0
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["evaluations"] == 12 and summary["failed"] == 0
-    assert len((run_dir / "results.jsonl").read_text().splitlines()) == 12
-    assert (run_dir / "campaign.log").stat().st_size > 0 and (run_dir / "config.yaml").exists()
+    assert summary["app"] == "moldesign" and summary["simulations"] == 12 and summary["failed"] == 0
+    methods = [json.loads(line)["method"] for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert methods.count("simulate") == 12 and methods.count("train") == 2 * summary["retrainings"] > 0
+    log = (run_dir / "campaign.log").read_text()
+    assert "best IP so far" in log and "Model v0 trained" in log, "the thinker's log lines must reach campaign.log"
+    assert (run_dir / "config.yaml").exists()
 
 
 def test_producer_consumer_launcher_has_the_study_flags(capsys):

@@ -117,6 +117,33 @@ def test_overwrite_and_delete_free_buffers(store):
     assert ns.get("big", default=None) is None
 
 
+def read_refs(handle: str, refs: list) -> list[object]:
+    store = DDictStore.attach(handle)
+    try:
+        return [store.read(ref) for ref in refs]
+    finally:
+        store.close()
+
+
+def test_references_read_their_own_value_or_raise(store):
+    ns = store.namespace("refs")
+    big, small = np.arange(MB, dtype=np.int64), {"step": 3}
+    big_ref, small_ref = ns.put("big", big), ns.put("small", small)
+    assert big_ref.entry.buffer is not None and small_ref.entry.inline is not None
+    read_big, read_small = run_in_process(read_refs, store.handle, [big_ref, small_ref])
+    assert np.array_equal(read_big, big) and read_small == small
+    assert np.shares_memory(ns.read(big_ref, copy=False), ns.read(big_ref, copy=False))  # a view of the writer's buffer
+    ns.put("big", big + 1)
+    ns.put("small", {"step": 4})
+    for stale in (big_ref, small_ref):
+        with pytest.raises(KeyError, match="overwritten"):
+            ns.read(stale)
+    fresh = ns.put("gone", big)
+    ns.delete("gone")
+    with pytest.raises(KeyError):
+        run_in_process(read_refs, store.handle, [fresh])
+
+
 def write_later(handle: str, key: str, delay: float) -> None:
     time.sleep(delay)
     store = DDictStore.attach(handle)

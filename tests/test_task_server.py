@@ -34,6 +34,17 @@ def test_round_trip_records_worker_and_timings(serve, run_dir):
     assert [r.task_id for r in logged] == [task_id] and logged[0].value == 3
 
 
+def test_results_log_holds_values_json_cannot(serve, run_dir):
+    """Raw bytes (a store reference's descriptor, say) and arrays are logged, not lost."""
+    queues, server = serve([tasks.noop])
+    ids = [queues.send_inputs(value, method="noop") for value in (b"\xff\x00raw", {"refs": [b"\x80"]}, tasks.Blob(b"\x81"))]
+    values = [queues.get_result(timeout=30).value for _ in ids]
+    assert b"\xff\x00raw" in values
+    server.stop(timeout=30)
+    logged = read_results(run_dir / "results.jsonl")
+    assert sorted(r.task_id for r in logged) == sorted(ids)
+
+
 def test_get_result_any_topic_and_timeout(serve):
     queues, _ = serve([tasks.noop], topics=("a", "b"))
     queues.send_inputs("x", method="noop", topic="a")

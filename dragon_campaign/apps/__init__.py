@@ -1,11 +1,13 @@
 """Applications, written only against the public API of ``dragon_campaign``.
 
 Each application package exposes ``Config`` (a pydantic model of its parameters) and
-``run(config, pools, run_dir) -> dict`` (runs the campaign, returns a summary); the launcher finds them here.
+``run(config, pools, run_dir) -> dict`` (runs the campaign, returns a summary), and optionally
+``default_pools(config)`` (the pools used when the configuration names none); the launcher finds them here.
 """
 
 APPLICATIONS: dict[str, str] = {
+    "moldesign": "dragon_campaign.apps.moldesign",
     "streaming": "dragon_campaign.apps.streaming",
     "wave": "dragon_campaign.apps.wave",
 }
-DEFAULT_APPLICATION = "streaming"
+DEFAULT_APPLICATION = "moldesign"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import logging
 import pickle
-import queue
 import threading
 import time
 from collections import defaultdict
@@ -47,6 +46,10 @@ MethodSpec = Callable[..., Any] | tuple[Callable[..., Any], dict[str, Any]]
 RESULT_QUEUE_SIZE = 1024
 STARTUP_FAILURES_BEFORE_GIVING_UP = 3
 RUNTIME_SMOOTHING = 0.2  # weight of the newest sample in a method's running-average duration
+# How long the monitor waits on the workers before picking up new ones. A worker's exit ends the wait at
+# once; shorter waits cost CPU, since Dragon's timed waits spin for part of the time (about 20% of a
+# core at 0.2 s, 9% at 1 s, measured with dragonhpc 0.15).
+MONITOR_PERIOD_S = 1.0
 
 
 @dataclass
@@ -103,7 +106,6 @@ class DragonTaskServer:
         self._stopping = False
         self._started = False
         self._stopped = threading.Event()
-        self._receiver_stop = threading.Event()
         self._result_log: ResultLog | None = None
         self._result_queue: Queue | None = None
         self._methods_blob = b""
@@ -269,14 +271,11 @@ class DragonTaskServer:
     def _receive_loop(self) -> None:
         assert self._result_queue is not None
         while True:
-            try:
-                message = self._result_queue.get(timeout=0.1)
-            except queue.Empty:
-                if self._receiver_stop.is_set():
-                    return
-                continue
+            message = self._result_queue.get()  # blocking: a timed get of a Dragon queue spins (dragonhpc 0.15)
             received = time.time()
             kind, key, *body = pickle.loads(message)
+            if kind == "stop":
+                return
             try:
                 if kind == "results":
                     self._on_results(key, body[0], body[1], received)
@@ -391,7 +390,7 @@ class DragonTaskServer:
                 time.sleep(0.05)
                 continue
             try:
-                exited, _ = multi_join(list(by_puid), timeout=0.2)
+                exited, _ = multi_join(list(by_puid), timeout=MONITOR_PERIOD_S)
             except Exception:
                 logger.exception("Could not poll the worker processes")
                 time.sleep(0.5)
@@ -499,7 +498,7 @@ class DragonTaskServer:
                 logger.debug(f"Worker {worker.key} was already gone", exc_info=True)
         while self.worker_count():  # the monitor reaps the killed workers
             time.sleep(0.05)
-        self._receiver_stop.set()
+        self._result_queue.put(pickle.dumps(("stop", None), protocol=PICKLE_PROTOCOL))
         for thread in self._threads:
             if thread is not threading.current_thread() and thread.name.endswith("receive_loop"):
                 thread.join()

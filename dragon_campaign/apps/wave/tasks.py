@@ -56,35 +56,27 @@ def train_from_files(file_pairs: Sequence[Sequence[str]], kernel_size: int, seed
     return train_epoch(datasets, kernel_size, seed, channels=channels).as_dict(), io_seconds
 
 
-_stores: dict[str, Any] = {}
-
-
 def _namespace(store_handle: str, namespace: str) -> Any:
-    """The store, attached once per worker process (attaching is a round trip to the DDict).
+    """This run's namespace of the store (ddict_store is imported here: the module must import without Dragon)."""
+    from ddict_store import attached
 
-    ddict_store is imported here, not at the top: Parsl workers import this module and must not import Dragon.
-    """
-    from ddict_store import DDictStore
-
-    if store_handle not in _stores:
-        _stores[store_handle] = DDictStore.attach(store_handle)
-    return _stores[store_handle].namespace(*namespace.split("/"))
+    return attached(store_handle).namespace(*namespace.split("/"))
 
 
-def simulate_to_store(sim_id: int, grid_size: int, num_steps: int, sim_sleep: float, store_handle: str, namespace: str) -> tuple[list[str], float]:
+def simulate_to_store(sim_id: int, grid_size: int, num_steps: int, sim_sleep: float, store_handle: str, namespace: str) -> tuple[list[Any], float]:
+    """Writes both arrays under this run's namespace and returns their references (``ValueRef``)."""
     inputs, outputs = simulate(sim_id, grid_size, num_steps, sim_sleep)
     run = _namespace(store_handle, namespace)
-    keys = [f"sim{sim_id}/inputs", f"sim{sim_id}/outputs"]
     start = time.perf_counter()
-    run.put(keys[0], inputs)
-    run.put(keys[1], outputs)
-    return keys, time.perf_counter() - start
+    refs = [run.put(f"sim{sim_id}/inputs", inputs), run.put(f"sim{sim_id}/outputs", outputs)]
+    return refs, time.perf_counter() - start
 
 
-def train_from_store(key_pairs: Sequence[Sequence[str]], kernel_size: int, seed: int, channels: int, store_handle: str, namespace: str) -> tuple[dict, float]:
+def train_from_store(ref_pairs: Sequence[Sequence[Any]], kernel_size: int, seed: int, channels: int, store_handle: str, namespace: str) -> tuple[dict, float]:
+    """Reads each simulation's arrays by reference: a copy from the writer's buffer, no DDict lookup on its node."""
     run = _namespace(store_handle, namespace)
     start = time.perf_counter()
-    datasets = [(run.get(inputs), run.get(outputs)) for inputs, outputs in key_pairs]
+    datasets = [(run.read(inputs), run.read(outputs)) for inputs, outputs in ref_pairs]
     io_seconds = time.perf_counter() - start
     return train_epoch(datasets, kernel_size, seed, channels=channels).as_dict(), io_seconds
 

@@ -1,0 +1,97 @@
+"""The molecular-design campaign: configuration, set-up of the store and pools, and the run's outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ddict_store import DDictStore
+from dragon_campaign import DragonQueues, DragonTaskServer, RunDirectory, WorkerPool
+from dragon_campaign.apps.moldesign import tasks
+from dragon_campaign.apps.moldesign.features import featurize
+from dragon_campaign.apps.moldesign.outputs import write_outputs
+from dragon_campaign.apps.moldesign.space import load_search_space
+from dragon_campaign.apps.moldesign.thinker import POLICIES
+from dragon_campaign.campaign import run_campaign
+
+
+class Config(BaseModel):
+    """Parameters of the molecular-design campaign (the ``app:`` section of a config file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget: int = Field(24, ge=1, description="Number of simulations (xTB ionization potentials)")
+    policy: Literal["random", "batch", "streaming", "interleaved"] = Field("interleaved", description="Steering policy")
+    retrain_every: int = Field(8, ge=2, description="streaming/interleaved: retrain after this many new results")
+    batch_size: int = Field(8, ge=1, description="batch: simulations per batch (the model retrains between batches)")
+    queue_depth: int = Field(2, ge=0, description="interleaved: waiting simulations kept per worker, reordered after retraining")
+    ensemble: int = Field(4, ge=1, description="Networks in the bootstrap ensemble")
+    epochs: int = Field(40, ge=1, description="Training epochs per network")
+    kappa: float = Field(1.0, ge=0, description="Weight of the ensemble spread in the upper confidence bound")
+    ml_slots: int = Field(1, ge=0, description="Simulation workers lent to training while it runs (0 on GPU nodes)")
+    threshold_ev: float = Field(14.5, description="IP (eV, GFN2-xTB scale) above which a molecule counts as found (about 5% of the bundled space)")
+    solution_count: int = Field(10, ge=1, description="Time to solution: wall time until this many molecules are above the threshold")
+    adiabatic: bool = Field(False, description="Relax the cation too (adiabatic IP) instead of a vertical IP")
+    search_space: Optional[str] = Field(None, description="File of SMILES, one a line (default: the bundled space)")
+    space_limit: Optional[int] = Field(None, ge=1, description="Use only the first N molecules of the space")
+    chunk_size: int = Field(2048, ge=1, description="Molecules per inference task")
+    seed: int = Field(0, description="Seed of the random order, the bootstrap and the networks")
+
+    def space(self) -> tuple[str, ...]:
+        return load_search_space(self.search_space)[: self.space_limit]
+
+    @model_validator(mode="after")
+    def _budget_fits_the_space(self) -> Config:
+        try:
+            size = len(self.space())
+        except FileNotFoundError as exc:
+            raise ValueError(str(exc)) from None
+        if self.budget > size:
+            raise ValueError(f"budget ({self.budget} simulations) exceeds the search space ({size} molecules)")
+        return self
+
+
+def default_pools(config: Config | None = None) -> dict[str, WorkerPool]:
+    """A worker per core for simulations; one per GPU for learning (one CPU worker where there is none)."""
+    single_thread = {"OMP_NUM_THREADS": "1"}
+    return {"cpu": WorkerPool(workers=os.cpu_count() or 1, env=single_thread),
+            "gpu": WorkerPool(gpus=True, cpu_fallback_workers=1, env=single_thread)}
+
+
+def _store_features(store: DDictStore, namespace: str, space: tuple[str, ...], chunk_size: int) -> int:
+    """Featurize the space chunk by chunk into the store; returns the number of chunks."""
+    run = store.namespace(*namespace.split("/"))
+    chunks = 0
+    for start in range(0, len(space), chunk_size):
+        run.put(f"features/chunk{chunks}", featurize(space[start:start + chunk_size]).as_arrays())
+        chunks += 1
+    return chunks
+
+
+def run(config: Config, pools: dict[str, WorkerPool], run_dir: RunDirectory) -> dict[str, Any]:
+    """Run the campaign and write its outputs into the run directory; returns the summary."""
+    space = config.space()
+    methods = [tasks.simulate, (tasks.train, {"pool": "gpu"}), (tasks.infer, {"pool": "gpu"})]
+    if "cpu" in pools and "gpu" not in pools:  # a user's single pool runs everything
+        methods = [tasks.simulate, tasks.train, tasks.infer]
+    with DDictStore(buffer_bytes_per_node=512 * 2**20) as store:
+        namespace = f"moldesign/{run_dir.path.name}"
+        chunks = _store_features(store, namespace, space, config.chunk_size)
+        queues = DragonQueues(topics=["simulate", "train", "infer"])
+        server = DragonTaskServer(methods, queues, pools=pools, run_dir=run_dir).start()
+        sim_workers = server.worker_count("cpu" if "cpu" in pools else None)
+        thinker = POLICIES[config.policy](queues, config, space, chunks, sim_workers, store.handle, namespace)
+        run_campaign(thinker, server)
+    summary = write_outputs(thinker, config, run_dir)
+    summary["space_size"] = len(space)
+    Path(run_dir.path, "summary.json").write_text(json.dumps(summary, indent=2, default=_plain))
+    return summary
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else str(value)

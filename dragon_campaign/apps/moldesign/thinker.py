@@ -1,0 +1,235 @@
+"""The steering policies of the molecular-design campaign, one thinker class each.
+
+All of them share the bookkeeping of :class:`MolDesignThinker`: simulation results, the current ranking of
+the search space by upper confidence bound (``mean + kappa * spread`` of the ensemble's predictions), and
+``retrain()``, which trains the ensemble (one task per member, on GPU workers), publishes it to the store
+and infers every chunk of the search space from there.
+
+* ``random``: no model; molecules in a seeded random order (the baseline).
+* ``batch``: simulate a batch, wait for all of it, retrain, pick the next batch from the new ranking.
+* ``streaming``: a new simulation starts as soon as one finishes, taken from the newest ranking; the
+  ensemble retrains every ``retrain_every`` results while simulations go on from the previous ranking.
+  Before the first model there is no ranking to go on with: the first ``retrain_every`` molecules are
+  random and the next simulations wait for the first model (else fast simulations would spend the
+  budget on random picks while it trains).
+* ``interleaved``: as streaming, but a queue of waiting simulations is kept (``queue_depth`` per worker);
+  after each retraining the waiting tasks are reordered by their new scores with ``update_priority``.
+
+During a retraining, ``ml_slots`` simulation slots move to the "ml" task type through the resource
+counter, so that on CPU-only nodes training does not compete with simulations for cores (0 on GPU nodes).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dragon_campaign import BaseThinker, DragonQueues, ResourceCounter, Result, agent, event_responder, result_processor, task_submitter
+
+
+@dataclass
+class SearchState:
+    """What the thinker knows; read by the outputs once the campaign ends."""
+
+    results: list[dict[str, Any]] = field(default_factory=list)  # successful simulations, in completion order
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    trainings: list[dict[str, Any]] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+
+class MolDesignThinker(BaseThinker):
+    """Shared state and the retraining step; subclasses decide when to simulate what."""
+
+    policy = ""
+    waits_for_first_model = False  # past the initial random molecules, simulations wait for the first model
+    retrains_on_results = False  # every retrain_every new results trigger a retraining (else the policy calls retrain)
+
+    def __init__(self, queues: DragonQueues, config: Any, space: tuple[str, ...], chunks: int, sim_slots: int,
+                 store_handle: str, namespace: str) -> None:
+        super().__init__(queues, ResourceCounter(sim_slots * self.slots_per_worker(config), ["simulate", "ml"]))
+        self.config = config
+        self.space = space
+        self.chunks = chunks
+        self.sim_workers = sim_slots
+        self.store_args = (store_handle, namespace)
+        self.state = SearchState()
+        self.rank = np.random.default_rng(config.seed).permutation(len(space))  # order of preference; random until a model exists
+        self.scores = np.zeros(len(space))
+        self.cursor = 0
+        self.submitted: set[int] = set()
+        self.waiting: dict[str, int] = {}  # task id -> molecule, for tasks that may still be waiting
+        self.model_version = -1
+        self.new_results = 0
+        self.start_training = threading.Event()
+        self.first_model = threading.Event()
+        self.lock = threading.Lock()
+        self.rec.reallocate(None, "simulate", "all")
+
+    @staticmethod
+    def slots_per_worker(config: Any) -> int:
+        return 1
+
+    # -- choosing and submitting ------------------------------------------------------------------------------
+    def next_molecule(self) -> int | None:
+        with self.lock:
+            if len(self.submitted) >= min(self.config.budget, len(self.space)):
+                return None
+            while self.rank[self.cursor] in self.submitted:
+                self.cursor += 1
+            chosen = int(self.rank[self.cursor])
+            self.submitted.add(chosen)
+            return chosen
+
+    def wait_for_ranking(self) -> bool:
+        """Past the initial random molecules, wait for the first model (if the policy does); False if the campaign ended."""
+        if not self.waits_for_first_model:
+            return True
+        with self.lock:  # failed initial simulations are replaced by more random ones
+            initial_done = len(self.submitted) - len(self.state.failures) >= self.config.retrain_every
+        while initial_done and not self.first_model.wait(0.1):
+            if self.done.is_set():
+                return False
+        return True
+
+    def submit_simulation(self, molecule: int) -> None:
+        task_id = self.queues.send_inputs(self.space[molecule], method="simulate", topic="simulate",
+                                          priority=float(self.scores[molecule]), task_info={"molecule": molecule})
+        with self.lock:
+            self.waiting[task_id] = molecule
+
+    # -- results -------------------------------------------------------------------------------------------
+    def record(self, result: Result) -> None:
+        """Store one simulation result; ask for a retraining when enough new data arrived."""
+        with self.lock:
+            self.waiting.pop(result.task_id, None)
+            elapsed = time.monotonic() - self.state.started
+            if result.success:
+                self.state.results.append({**result.value, "wall_s": elapsed, "compute_s": result.time.running,
+                                           "molecule": result.task_info["molecule"]})
+                self.new_results += 1
+            else:
+                reason = result.failure_info.exception if result.failure_info else "unknown"
+                self.state.failures.append({"smiles": result.args[0] if result.args else None, "reason": reason, "wall_s": elapsed})
+                self.logger.warning(f"Simulation failed: {reason}")
+            finished = len(self.state.results) + len(self.state.failures)
+            if result.success and len(self.state.results) % 10 == 0:
+                self.logger.info(f"[{finished}/{self.config.budget}] best IP so far {max(r['ip_ev'] for r in self.state.results):.3f} eV")
+            if self.retrains_on_results and self.new_results >= self.config.retrain_every:
+                self.start_training.set()
+        if finished >= self.config.budget:
+            self.done.set()
+
+    # -- learning ------------------------------------------------------------------------------------------
+    def retrain(self) -> None:
+        """Train the ensemble on every result so far, infer the whole space, and rerank it."""
+        with self.lock:
+            data = list(self.state.results)
+            self.new_results = 0
+        if len(data) < 2:
+            return
+        version = self.model_version + 1
+        start = time.monotonic()
+        smiles, ips = [r["smiles"] for r in data], [r["ip_ev"] for r in data]
+        for member in range(self.config.ensemble):
+            self.queues.send_inputs(smiles, ips, member, version, self.config.seed, self.config.epochs, *self.store_args,
+                                    method="train", topic="train")
+        trained = [self.queues.get_result("train") for _ in range(self.config.ensemble)]
+        failed = [r.failure_info.exception for r in trained if not r.success]
+        if failed:
+            self.logger.error(f"Training failed, keeping the previous ranking: {failed[0]}")
+            self.first_model.set()  # simulations waiting for a first model go on in random order
+            return
+        for chunk in range(self.chunks):
+            self.queues.send_inputs(chunk, self.config.ensemble, version, *self.store_args, method="infer", topic="infer")
+        inferred = [self.queues.get_result("infer") for _ in range(self.chunks)]
+        failed = [r.failure_info.exception for r in inferred if not r.success]
+        if failed:
+            self.logger.error(f"Inference failed, keeping the previous ranking: {failed[0]}")
+            self.first_model.set()
+            return
+        mean = np.concatenate([r.value[1] for r in sorted(inferred, key=lambda r: r.value[0])])
+        spread = np.concatenate([r.value[2] for r in sorted(inferred, key=lambda r: r.value[0])])
+        scores = mean + self.config.kappa * spread
+        with self.lock:
+            self.scores, self.rank, self.cursor = scores, np.argsort(-scores, kind="stable"), 0
+            self.model_version = version
+            waiting = dict(self.waiting)
+        self.first_model.set()
+        if waiting:
+            self.queues.update_priority(list(waiting), [float(scores[m]) for m in waiting.values()])
+        losses = [r.value["last_loss"] for r in trained]
+        ml_seconds = sum(r.time.running for r in trained + inferred)
+        self.state.trainings.append({"version": version, "samples": len(data), "seconds": time.monotonic() - start, "ml_task_s": ml_seconds,
+                                     "mean_last_loss": float(np.mean(losses)), "wall_s": time.monotonic() - self.state.started})
+        self.logger.info(f"Model v{version} trained on {len(data)} molecules in {time.monotonic() - start:.1f} s; "
+                         f"top predicted IP {scores.max():.2f} eV (UCB)")
+
+
+class RandomSearch(MolDesignThinker):
+    policy = "random"
+
+    @task_submitter(task_type="simulate")
+    def submit(self) -> None:
+        if not self.wait_for_ranking():
+            return
+        molecule = self.next_molecule()
+        if molecule is not None:  # past the budget the slot stays taken, so this agent waits until the end
+            self.submit_simulation(molecule)
+
+    @result_processor(topic="simulate")
+    def receive(self, result: Result) -> None:
+        self.rec.release("simulate", 1)
+        self.record(result)
+
+
+class StreamingSearch(RandomSearch):
+    policy = "streaming"
+    waits_for_first_model = True
+    retrains_on_results = True
+
+    @event_responder(event_name="start_training", reallocate_resources=True, gather_from="simulate",
+                     gather_to="ml", disperse_to="simulate", max_slots="ml_slots")
+    def learn(self) -> None:
+        self.retrain()
+
+    @property
+    def ml_slots(self) -> int:
+        """Slots lent to learning: ``ml_slots`` workers' worth, always leaving one worker simulating."""
+        return min(self.config.ml_slots, self.sim_workers - 1) * self.slots_per_worker(self.config)
+
+
+class InterleavedSearch(StreamingSearch):
+    policy = "interleaved"
+
+    @staticmethod
+    def slots_per_worker(config: Any) -> int:
+        return 1 + config.queue_depth  # the extra slots are tasks waiting in the queue
+
+
+class BatchSearch(MolDesignThinker):
+    policy = "batch"
+
+    @agent
+    def run_batches(self) -> None:
+        while not self.done.is_set():
+            batch = [m for m in (self.next_molecule() for _ in range(self.config.batch_size)) if m is not None]
+            if not batch:
+                return
+            for molecule in batch:
+                self.submit_simulation(molecule)
+            for _ in batch:
+                self.record(self.queues.get_result("simulate"))
+            if not self.done.is_set():
+                self.retrain()
+
+
+POLICIES: dict[str, type[MolDesignThinker]] = {
+    "random": RandomSearch,
+    "batch": BatchSearch,
+    "streaming": StreamingSearch,
+    "interleaved": InterleavedSearch,
+}
