@@ -8,6 +8,7 @@ import platform
 import shlex
 import socket
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,3 +43,24 @@ def use_dragon_processes() -> None:
     import dragon  # noqa: F401  (registers the "dragon" start method)
 
     multiprocessing.set_start_method("dragon", force=True)
+
+
+def memory_touch_line(megabytes: int = 512) -> str:
+    """A markdown line on what first-touching memory costs here, measured now.
+
+    On virtual machines whose host backs guest memory lazily (and takes freed memory back), writing to memory
+    for the first time can cost far more than writing it again; every data path that allocates new memory
+    (a store's pool, a reader's fresh arrays, the page cache) pays it, so the tables say what it was.
+    """
+    import numpy as np
+
+    size = megabytes * 2**20
+    rates = []
+    for _ in range(2):
+        start = time.perf_counter()
+        block = np.empty(size, dtype=np.uint8)
+        block.fill(1)
+        rates.append(size / (time.perf_counter() - start) / 1e9)
+        del block
+    return (f"- Memory: filling {megabytes} MB of newly allocated memory ran at {rates[0]:.2f} GB/s, and at {rates[1]:.2f} GB/s "
+            "when allocated again right after freeing it (first-touch cost of this machine, measured at the start of the run).")

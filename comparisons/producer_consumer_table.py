@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import provenance, require_dragon_runtime, use_dragon_processes
+from common import memory_touch_line, provenance, require_dragon_runtime, use_dragon_processes
 
 DATA_PATHS = ["futures", "files", "ddict", "proxystore"]
 LABELS = {"futures": "Parsl + futures", "files": "Parsl + file system", "ddict": "DragonHPC + DDict (ddict_store)",
@@ -42,7 +42,7 @@ def fmt(value: Any) -> str:
     return "NA" if value in (None, "NA") else f"{float(value):.3f}"
 
 
-def write_outputs(rows: list[dict[str, Any]], args: argparse.Namespace) -> Path:
+def write_outputs(rows: list[dict[str, Any]], args: argparse.Namespace, memory_line: str) -> Path:
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     with open(output / "producer_consumer.csv", "w", newline="") as fp:
@@ -53,6 +53,7 @@ def write_outputs(rows: list[dict[str, Any]], args: argparse.Namespace) -> Path:
         "# Producer-consumer: wave simulations feeding CNN trainers",
         "",
         *provenance(),
+        memory_line,
         f"- Workload: {args.num_sims} simulations on a {args.grid_size}x{args.grid_size} grid, sim_sleep {args.sim_sleep} s, "
         f"{len(args.kernel_sizes)} trainers (kernel sizes {args.kernel_sizes}, {args.channels} hidden channels, batch 4, "
         "one epoch over all data), CPU workers for simulations, GPU pool (CPU fallback here) for trainers.",
@@ -108,6 +109,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 def main() -> None:
     args = parse_args()
     require_dragon_runtime("producer_consumer_table.py")
+    memory_line = memory_touch_line()
     use_dragon_processes()
 
     from dragon_campaign import RunDirectory
@@ -123,7 +125,7 @@ def main() -> None:
                 rows.append({k: v for k, v in summary.items() if k != "trainers"})
                 print(f"{data_path:<11} {float(summary['data_gb']):.2f} GB  sim {fmt(summary['sim_run_s'])} / {fmt(summary['sim_io_s'])}  "
                       f"train {fmt(summary['train_run_s'])} / {fmt(summary['train_io_s'])}", flush=True)
-    print(write_outputs(rows, args).read_text())
+    print(write_outputs(rows, args, memory_line).read_text())
 
 
 if __name__ == "__main__":

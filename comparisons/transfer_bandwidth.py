@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import provenance, require_dragon_runtime
+from common import memory_touch_line, provenance, require_dragon_runtime
 
 MB = 2**20
 
@@ -295,7 +295,7 @@ def measure_one(path: str, move: Callable[[str, np.ndarray, int], tuple[float, f
     return row
 
 
-def write_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> Path:
+def write_report(rows: list[dict[str, Any]], args: argparse.Namespace, memory_line: str) -> Path:
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     fields = ["path", "size_mb", "write_s", "read_s", "read_gbps", "ratio_to_memcpy", "repeats"]
@@ -312,6 +312,7 @@ def write_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> Path:
         "# Transfer bandwidth between two processes on one node",
         "",
         *provenance(),
+        memory_line,
         f"- Versions: dragonhpc {version('dragonhpc')}, proxystore {version('proxystore')}, redis-py {version('redis')}, "
         f"redis-server {subprocess.run(['redis-server', '--version'], capture_output=True, text=True).stdout.split()[2]}, numpy {np.__version__}",
         "- Method: the reader's timed region is obtaining the array plus a uint64 checksum over all of its bytes "
@@ -358,6 +359,7 @@ def main() -> None:
     parser.add_argument("--output", default="results", help="folder for the .md and .csv (default results/)")
     args = parser.parse_args()
     require_dragon_runtime("transfer_bandwidth.py")
+    memory_line = memory_touch_line()
     # the pipe's reader is an ordinary spawned process: start it before switching to Dragon's start method
     pipe_context = multiprocessing.get_context("spawn")
     pipe_end, pipe_far_end = pipe_context.Pipe()
@@ -372,7 +374,7 @@ def main() -> None:
     finally:
         pipe_end.send(None)
         pipe_reader.join(timeout=60)
-    print(write_report(rows, args).read_text())
+    print(write_report(rows, args, memory_line).read_text())
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -30,6 +31,7 @@ from dragon.data.ddict.ddict import DDict, DDictFullError
 from dragon.native.machine import System
 
 from ddict_store.buffers import BufferPools, BufferRef, StaleBufferError
+from ddict_store.chunk_readers import ChunkReaders
 from ddict_store.codec import Encoded, decode, encode
 from ddict_store.errors import StoreClosedError, StoreError, StoreFullError
 from ddict_store.workarounds import keep_root_logging, lower_orchestrator_priority
@@ -41,6 +43,7 @@ MB = 2**20
 SEPARATOR = "/"
 INTERNAL_PREFIX = "__ddict_store__"
 CHUNK_FRAMING_BYTES = 64 * 1024
+MAX_CHUNK_READ_THREADS = 4
 MANAGER_FULL_FRACTION = 0.85  # DDict managers call a pool full at 90% (manager_pool_full_thresh); keep a margin
 
 
@@ -230,6 +233,7 @@ class DDictStore(Namespace):
         self._buffers = BufferPools(config.name, config.buffer_bytes_per_node)
         self._n_managers = config.managers_per_node * config.nodes
         self._lock = threading.Lock()
+        self._chunk_readers: ChunkReaders | None = None
         if owner:
             lower_orchestrator_priority(ddict)
 
@@ -265,15 +269,22 @@ class DDictStore(Namespace):
 
     def close(self) -> None:
         """Detach this process from the store (the data stays for others)."""
+        self._close_chunk_readers()
         if self._ddict is not None:
             self._ddict.detach()
             self._ddict = None
+
+    def _close_chunk_readers(self) -> None:
+        if self._chunk_readers is not None:
+            self._chunk_readers.close()
+            self._chunk_readers = None
 
     def destroy(self) -> None:
         """Free every buffer and the DDict itself (creator only)."""
         if not self._owner:
             raise StoreError(f"Only the process that created the store {self.config.name!r} can destroy it; others close()")
         ddict = self._dict
+        self._close_chunk_readers()
         for key in self._all_keys():
             try:
                 self._free(self._entry(key))
@@ -427,11 +438,18 @@ class DDictStore(Namespace):
             raise KeyError(f"{key!r} is held in memory on another node and was stored without chunks (replicate_chunks=False)")
 
     def _read_chunks(self, entry: Entry, target: np.ndarray) -> None:
-        # One chunk at a time: with dragonhpc 0.15, concurrent gets through one DDict client from several
-        # threads were slower than sequential ones and could stall on the client's receive buffers.
-        size = self._chunk_payload
-        for index, (manager, chunk_key) in enumerate(entry.chunks or ()):
-            target[index * size:(index + 1) * size] = np.frombuffer(self._dict.manager(manager)[chunk_key], dtype=np.uint8)
+        """Chunks on several managers are read in parallel, by threads with DDict clients of their own."""
+        chunks = entry.chunks or ()
+        threads = min(MAX_CHUNK_READ_THREADS, os.cpu_count() or 1, self._n_managers, len(chunks))
+        if threads <= 1:
+            size = self._chunk_payload
+            for index, (manager, chunk_key) in enumerate(chunks):
+                target[index * size:(index + 1) * size] = np.frombuffer(self._dict.manager(manager)[chunk_key], dtype=np.uint8)
+            return
+        with self._lock:
+            if self._chunk_readers is None:
+                self._chunk_readers = ChunkReaders(self._dict.serialize(), min(MAX_CHUNK_READ_THREADS, os.cpu_count() or 1, self._n_managers))
+        self._chunk_readers.read(chunks, self._chunk_payload, target)
 
     def _entry(self, key: str) -> Entry:
         try:

@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ddict_store import DDictStore
 from dragon_campaign import DragonQueues, DragonTaskServer, RunDirectory, WorkerPool
 from dragon_campaign.apps.moldesign import tasks
-from dragon_campaign.apps.moldesign.features import featurize
 from dragon_campaign.apps.moldesign.outputs import write_outputs
 from dragon_campaign.apps.moldesign.space import load_search_space
 from dragon_campaign.apps.moldesign.thinker import POLICIES
@@ -63,27 +62,32 @@ def default_pools(config: Config | None = None) -> dict[str, WorkerPool]:
             "gpu": WorkerPool(gpus=True, cpu_fallback_workers=1, env=single_thread)}
 
 
-def _store_features(store: DDictStore, namespace: str, space: tuple[str, ...], chunk_size: int) -> int:
-    """Featurize the space chunk by chunk into the store; returns the number of chunks."""
-    run = store.namespace(*namespace.split("/"))
-    chunks = 0
-    for start in range(0, len(space), chunk_size):
-        run.put(f"features/chunk{chunks}", featurize(space[start:start + chunk_size]).as_arrays())
-        chunks += 1
-    return chunks
+def _featurize_space(queues: DragonQueues, space: tuple[str, ...], chunk_size: int, store_handle: str, namespace: str) -> int:
+    """Have the CPU workers featurize the space into the store, one task per chunk; returns the number of chunks."""
+    starts = range(0, len(space), chunk_size)
+    for chunk, start in enumerate(starts):
+        queues.send_inputs(chunk, space[start:start + chunk_size], store_handle, namespace, method="featurize", topic="features")
+    failed = [r.failure_info.exception for r in (queues.get_result("features") for _ in starts) if not r.success]
+    if failed:
+        raise RuntimeError(f"Could not featurize {len(failed)} chunk(s) of the search space: {failed[0]}")
+    return len(starts)
 
 
 def run(config: Config, pools: dict[str, WorkerPool], run_dir: RunDirectory) -> dict[str, Any]:
     """Run the campaign and write its outputs into the run directory; returns the summary."""
     space = config.space()
-    methods = [tasks.simulate, (tasks.train, {"pool": "gpu"}), (tasks.infer, {"pool": "gpu"})]
+    methods = [tasks.simulate, tasks.featurize, (tasks.train, {"pool": "gpu"}), (tasks.infer, {"pool": "gpu"})]
     if "cpu" in pools and "gpu" not in pools:  # a user's single pool runs everything
-        methods = [tasks.simulate, tasks.train, tasks.infer]
+        methods = [tasks.simulate, tasks.featurize, tasks.train, tasks.infer]
     with DDictStore(buffer_bytes_per_node=512 * 2**20) as store:
         namespace = f"moldesign/{run_dir.path.name}"
-        chunks = _store_features(store, namespace, space, config.chunk_size)
-        queues = DragonQueues(topics=["simulate", "train", "infer"])
+        queues = DragonQueues(topics=["simulate", "features", "train", "infer"])
         server = DragonTaskServer(methods, queues, pools=pools, run_dir=run_dir).start()
+        try:
+            chunks = _featurize_space(queues, space, config.chunk_size, store.handle, namespace)
+        except BaseException:
+            server.stop()
+            raise
         sim_workers = server.worker_count("cpu" if "cpu" in pools else None)
         thinker = POLICIES[config.policy](queues, config, space, chunks, sim_workers, store.handle, namespace)
         run_campaign(thinker, server)

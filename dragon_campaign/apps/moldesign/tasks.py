@@ -1,4 +1,4 @@
-"""Task bodies of the molecular-design campaign: simulate on CPU workers, train and infer on GPU workers.
+"""Task bodies of the molecular-design campaign: simulate and featurize on CPU workers, train and infer on GPU workers.
 
 Models and search-space features never travel through the task queue: trainers publish weights to the
 store (``publish_model``), inference tasks read them and one chunk of precomputed graph features from it.
@@ -30,6 +30,14 @@ def _device() -> str:
 def simulate(smiles: str, adiabatic: bool = False) -> dict[str, Any]:
     """GFN2-xTB ionization potential; a failure raises with its reason (the result then says why)."""
     return ionization_potential(smiles, adiabatic=adiabatic).as_dict()
+
+
+def featurize(chunk: int, smiles: list[str], store_handle: str, namespace: str) -> int:
+    """Store the graph features of one chunk of the search space (read by every inference task); returns its size."""
+    from dragon_campaign.apps.moldesign.features import featurize as to_graphs
+
+    _namespace(store_handle, namespace).put(f"features/chunk{chunk}", to_graphs(smiles).as_arrays())
+    return len(smiles)
 
 
 def train(smiles: list[str], ips: list[float], member: int, version: int, seed: int, epochs: int,

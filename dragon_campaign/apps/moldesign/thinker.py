@@ -97,6 +97,7 @@ class MolDesignThinker(BaseThinker):
 
     def submit_simulation(self, molecule: int) -> None:
         task_id = self.queues.send_inputs(self.space[molecule], method="simulate", topic="simulate",
+                                          input_kwargs={"adiabatic": self.config.adiabatic},
                                           priority=float(self.scores[molecule]), task_info={"molecule": molecule})
         with self.lock:
             self.waiting[task_id] = molecule
