@@ -18,6 +18,12 @@ from dragon.data.ddict.ddict import DDict
 from ddict_store.workarounds import keep_root_logging
 
 
+def read_chunk(client: DDict, chunk: tuple[int, str], index: int, payload: int, target: np.ndarray) -> None:
+    """Copy chunk ``index`` (a (manager, chunk key) pair) into its place in ``target``."""
+    manager, chunk_key = chunk
+    target[index * payload:(index + 1) * payload] = np.frombuffer(client.manager(manager)[chunk_key], dtype=np.uint8)
+
+
 class ChunkReaders:
     """A pool of reader threads over one DDict, created on a process's first parallel read."""
 
@@ -41,11 +47,7 @@ class ChunkReaders:
     def read(self, chunks: Sequence[tuple[int, str]], payload: int, target: np.ndarray) -> None:
         """Fill ``target`` with the chunks, ``payload`` bytes each (the last one may be shorter)."""
 
-        def read_one(index: int) -> None:
-            manager, chunk_key = chunks[index]
-            target[index * payload:(index + 1) * payload] = np.frombuffer(self._client().manager(manager)[chunk_key], dtype=np.uint8)
-
-        list(self._pool.map(read_one, range(len(chunks))))
+        list(self._pool.map(lambda index: read_chunk(self._client(), chunks[index], index, payload, target), range(len(chunks))))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

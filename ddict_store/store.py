@@ -31,7 +31,7 @@ from dragon.data.ddict.ddict import DDict, DDictFullError
 from dragon.native.machine import System
 
 from ddict_store.buffers import BufferPools, BufferRef, StaleBufferError
-from ddict_store.chunk_readers import ChunkReaders
+from ddict_store.chunk_readers import ChunkReaders, read_chunk
 from ddict_store.codec import Encoded, decode, encode
 from ddict_store.errors import StoreClosedError, StoreError, StoreFullError
 from ddict_store.workarounds import keep_root_logging, lower_orchestrator_priority
@@ -72,10 +72,6 @@ class ValueRef:
 
     key: str
     entry: Entry
-
-    @property
-    def nbytes(self) -> int:
-        return self.entry.nbytes
 
 
 @dataclass(frozen=True)
@@ -440,15 +436,14 @@ class DDictStore(Namespace):
     def _read_chunks(self, entry: Entry, target: np.ndarray) -> None:
         """Chunks on several managers are read in parallel, by threads with DDict clients of their own."""
         chunks = entry.chunks or ()
-        threads = min(MAX_CHUNK_READ_THREADS, os.cpu_count() or 1, self._n_managers, len(chunks))
-        if threads <= 1:
-            size = self._chunk_payload
-            for index, (manager, chunk_key) in enumerate(chunks):
-                target[index * size:(index + 1) * size] = np.frombuffer(self._dict.manager(manager)[chunk_key], dtype=np.uint8)
+        threads = min(MAX_CHUNK_READ_THREADS, os.cpu_count() or 1, self._n_managers)
+        if min(threads, len(chunks)) <= 1:
+            for index, chunk in enumerate(chunks):
+                read_chunk(self._dict, chunk, index, self._chunk_payload, target)
             return
         with self._lock:
             if self._chunk_readers is None:
-                self._chunk_readers = ChunkReaders(self._dict.serialize(), min(MAX_CHUNK_READ_THREADS, os.cpu_count() or 1, self._n_managers))
+                self._chunk_readers = ChunkReaders(self._dict.serialize(), threads)
         self._chunk_readers.read(chunks, self._chunk_payload, target)
 
     def _entry(self, key: str) -> Entry:

@@ -56,12 +56,24 @@ def _tensors(batch: GraphBatch, device: torch.device) -> tuple[torch.Tensor, ...
             torch.as_tensor(batch.edge_features, device=device), torch.as_tensor(batch.graph, device=device))
 
 
-def _subset(batch: GraphBatch, molecules: np.ndarray) -> GraphBatch:
+@dataclass
+class _MoleculeIndex:
+    """Where each molecule's atoms and edges sit in a batch: computed once, used for every minibatch."""
+
+    atom_start: np.ndarray  # (molecules + 1,): molecule i owns atoms atom_start[i]:atom_start[i + 1]
+    edges_by_molecule: list[np.ndarray]
+
+    @classmethod
+    def of(cls, batch: GraphBatch) -> _MoleculeIndex:
+        edge_owner = batch.graph[batch.edges[0]]
+        split_at = np.searchsorted(np.sort(edge_owner), np.arange(1, batch.count))
+        return cls(np.searchsorted(batch.graph, np.arange(batch.count + 1)), np.split(np.argsort(edge_owner, kind="stable"), split_at))
+
+
+def _subset(batch: GraphBatch, index: _MoleculeIndex, molecules: np.ndarray) -> GraphBatch:
     """The graphs of these molecules (in this order, repeats allowed), renumbered."""
     atom_ids, edge_ids, graph = [], [], []
-    atom_start = np.searchsorted(batch.graph, np.arange(batch.count + 1))
-    edge_owner = batch.graph[batch.edges[0]]
-    edges_by_molecule = np.split(np.argsort(edge_owner, kind="stable"), np.searchsorted(np.sort(edge_owner), np.arange(1, batch.count)))
+    atom_start, edges_by_molecule = index.atom_start, index.edges_by_molecule
     offset = 0
     new_edges = []
     for new_index, molecule in enumerate(molecules):
@@ -89,7 +101,8 @@ def train_member(batch: GraphBatch, targets: np.ndarray, seed: int, epochs: int 
     chosen = generator.integers(0, batch.count, batch.count)
     values = targets[chosen].astype(np.float32)
     mean, std = float(values.mean()), float(values.std() or 1.0)
-    data = _subset(batch, chosen)
+    data = _subset(batch, _MoleculeIndex.of(batch), chosen)
+    data_index = _MoleculeIndex.of(data)
     model = MPNN(hidden, layers).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     losses = []
@@ -98,7 +111,7 @@ def train_member(batch: GraphBatch, targets: np.ndarray, seed: int, epochs: int 
         total = 0.0
         for start in range(0, data.count, batch_size):
             members = order[start:start + batch_size]
-            part = _subset(data, members)
+            part = _subset(data, data_index, members)
             expected = torch.as_tensor((values[members] - mean) / std, device=device)
             loss = nn.functional.mse_loss(model(*_tensors(part, torch.device(device)), part.count), expected)
             optimizer.zero_grad()

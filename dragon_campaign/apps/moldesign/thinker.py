@@ -48,13 +48,13 @@ class MolDesignThinker(BaseThinker):
     waits_for_first_model = False  # past the initial random molecules, simulations wait for the first model
     retrains_on_results = False  # every retrain_every new results trigger a retraining (else the policy calls retrain)
 
-    def __init__(self, queues: DragonQueues, config: Any, space: tuple[str, ...], chunks: int, sim_slots: int,
+    def __init__(self, queues: DragonQueues, config: Any, space: tuple[str, ...], chunks: int, sim_workers: int,
                  store_handle: str, namespace: str) -> None:
-        super().__init__(queues, ResourceCounter(sim_slots * self.slots_per_worker(config), ["simulate", "ml"]))
+        super().__init__(queues, ResourceCounter(sim_workers * self.slots_per_worker(config), ["simulate", "ml"]))
         self.config = config
         self.space = space
         self.chunks = chunks
-        self.sim_workers = sim_slots
+        self.sim_workers = sim_workers
         self.store_args = (store_handle, namespace)
         self.state = SearchState()
         self.rank = np.random.default_rng(config.seed).permutation(len(space))  # order of preference; random until a model exists
