@@ -80,5 +80,5 @@ def restore(store: DDictStore, directory: str | Path) -> int:
 
 
 def _tuples(header: list) -> tuple:
-    """JSON turned the header's tuples (shape) into lists; turn them back."""
-    return tuple(tuple(part) if isinstance(part, list) else part for part in header)
+    """JSON turned the header's tuples (shapes, the arrays of a dict) into lists; turn them back."""
+    return tuple(_tuples(part) if isinstance(part, list) else part for part in header)

@@ -52,3 +52,30 @@ def test_steering_policies_compares_every_policy(tmp_path):
     assert all(int(row["retrainings"]) >= 1 for row in rows if row["policy"] != "random")
     report = (tmp_path / "steering_policies.md").read_text()
     assert "- Machine:" in report and "| interleaved |" in report and "Target (ML-steered search" in report
+
+
+def test_producer_consumer_table_covers_every_path(tmp_path):
+    run_script("producer_consumer_table.py", "--steps", "2", "--num_sims", "2", "--grid_size", "64", "--output", str(tmp_path))
+    rows = list(csv.DictReader(open(tmp_path / "producer_consumer.csv")))
+    assert [row["implementation"] for row in rows] == ["futures", "files", "ddict", "proxystore"]
+    assert all(row["all_samples_seen"] == "True" and float(row["setup_s"]) > 0 for row in rows)
+    report = (tmp_path / "producer_consumer.md").read_text()
+    assert "- Machine:" in report and "| Parsl + file system | 1 |" in report and "DDict simulation I/O" in report
+    assert (tmp_path / "producer_consumer.png").stat().st_size > 0
+
+
+def test_reprioritization_compares_both_orders(tmp_path):
+    config = tmp_path / "ackley.yaml"
+    config.write_text(
+        "app:\n"
+        "  pools: [{name: p1, workers: 2}, {name: p2, workers: 1, join_after: 1}]\n"
+        "  tasks: {evaluate: [p1, p2]}\n"
+        "  search_space_size: 40\n  sample_dimensions: 2\n  runtime: 0.02\n  runtime_var: 0.0\n"
+        "  num_guesses: 24\n  retrain_after: 8\n")
+    run_script("reprioritization.py", "--config", str(config), "--seeds", "0", "--checkpoints", "12", "24",
+               "--waiting", "50", "--repeats", "3", "--output", str(tmp_path))
+    rows = list(csv.DictReader(open(tmp_path / "reprioritization.csv")))
+    assert [row["order"] for row in rows] == ["submission", "gpr"]
+    assert rows[0]["reprioritizations"] == "0" and int(rows[1]["reprioritizations"]) == 2
+    report = (tmp_path / "reprioritization.md").read_text()
+    assert "| GPR reprioritized |" in report and "`update_priority` on 50 waiting tasks" in report

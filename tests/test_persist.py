@@ -28,6 +28,7 @@ def test_checkpoint_restores_in_a_new_runtime(tmp_path):
         run.put("chunked", rng.random(MB // 8), placement="chunks")
         run.put("tensor", torch.rand(20, 5, dtype=torch.float64))
         run.put("zero_d", np.array(2.5))
+        run.put("pair", {"inputs": rng.random((3, 5)), "outputs": np.arange(7, dtype=np.int16)})  # a dict of arrays
         run.put("settings", {"budget": 200, "policy": "interleaved"})
         for version in range(2):
             publish_model(run, "surrogate", {"w": torch.full((4, 4), float(version))})

@@ -144,6 +144,36 @@ def test_references_read_their_own_value_or_raise(store):
         run_in_process(read_refs, store.handle, [fresh])
 
 
+def read_views(handle: str, ref) -> tuple[bool, dict[str, np.ndarray]]:
+    """Maps the pool into this process first, as a worker's warm-up would; the data must be unchanged."""
+    store = DDictStore.attach(handle)
+    try:
+        mapped = store.map_buffers()
+        views = store.read(ref, copy=False)
+        return mapped, {name: np.array(view) for name, view in views.items()}
+    finally:
+        store.close()
+
+
+def test_dict_of_arrays_is_one_value_with_in_place_views(store):
+    ns = store.namespace("bundles")
+    rng = np.random.default_rng(4)
+    pair = {"inputs": rng.random((40, 1, 64, 64), dtype=np.float32), "outputs": rng.integers(0, 9, (13, 3), dtype=np.int8),
+            "odd": np.arange(5, dtype=np.int16)[::2]}  # 3 x 2 bytes: the next array must still start aligned
+    for placement in ("inline", "buffer", "chunks"):
+        ns.put(f"p_{placement}", pair, placement=placement)
+        back = ns.get(f"p_{placement}")
+        assert list(back) == list(pair) and all(np.array_equal(back[k], pair[k]) and back[k].dtype == pair[k].dtype for k in pair)
+    ref = ns.put("pair", pair)
+    assert ref.entry.kind == "arrays" and ref.entry.buffer is not None
+    views = ns.read(ref, copy=False)
+    assert all(not view.flags.writeable and view.ctypes.data % 64 == 0 for view in views.values())
+    assert np.shares_memory(views["inputs"], ns.read(ref, copy=False)["inputs"])
+    mapped, copies = run_in_process(read_views, store.handle, ref)
+    assert mapped and all(np.array_equal(copies[k], pair[k]) for k in pair)
+    assert ns.get("pair")["inputs"].flags.writeable  # a default get is a private copy
+
+
 def write_later(handle: str, key: str, delay: float) -> None:
     time.sleep(delay)
     store = DDictStore.attach(handle)
@@ -196,6 +226,8 @@ def test_unsupported_type_and_closed_store(store):
     attached.close()
     with pytest.raises(StoreClosedError, match="closed"):
         attached.get("anything")
+    with pytest.raises(StoreClosedError, match="closed"):
+        attached.map_buffers()
 
 
 def test_model_versions(store):

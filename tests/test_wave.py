@@ -32,8 +32,8 @@ def test_training_loss_falls():
 
 @pytest.mark.parametrize("data_path", ["futures", "files", "ddict", "proxystore"])
 def test_every_trainer_sees_every_sample(data_path, tmp_path):
-    config = wave.Config(num_sims=3, grid_size=16, num_steps=5, sim_sleep=0.0, kernel_sizes=[3, 5], data_path=data_path,
-                         proxy_threshold=1000)  # the tiny results must still travel as proxies
+    config = wave.Config(num_sims=3, grid_size=64, num_steps=5, sim_sleep=0.0, kernel_sizes=[3, 5], data_path=data_path,
+                         proxy_threshold=1000)  # 160 KB per simulation: store buffers, and proxies on that path
     run_dir = RunDirectory(tmp_path / data_path)
     summary = wave.run(config, {}, run_dir)
     samples, checksum = expected_account(config)

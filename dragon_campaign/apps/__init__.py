@@ -6,6 +6,7 @@ Each application package exposes ``Config`` (a pydantic model of its parameters)
 """
 
 APPLICATIONS: dict[str, str] = {
+    "ackley": "dragon_campaign.apps.ackley",
     "moldesign": "dragon_campaign.apps.moldesign",
     "streaming": "dragon_campaign.apps.streaming",
     "wave": "dragon_campaign.apps.wave",

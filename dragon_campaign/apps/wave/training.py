@@ -7,6 +7,7 @@ test prove that a trainer saw every sample of every simulation, whichever data p
 from __future__ import annotations
 
 import time
+import warnings
 import zlib
 from dataclasses import asdict, dataclass
 from typing import Iterable
@@ -42,6 +43,17 @@ def sample_checksum(inputs: np.ndarray, outputs: np.ndarray) -> tuple[int, int]:
     return len(inputs), checksum
 
 
+def as_tensor(array: np.ndarray, device: str) -> torch.Tensor:
+    """The array as a tensor on ``device``, without a copy on the CPU.
+
+    Arrays read in place from the store are read-only views; torch warns about those because it cannot
+    forbid writes, and the model never writes its inputs.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+
 def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -61,8 +73,8 @@ def train_epoch(datasets: Iterable[tuple[np.ndarray, np.ndarray]], kernel_size: 
         count, crc = sample_checksum(inputs, outputs)
         samples += count
         checksum ^= crc
-        x_all = torch.from_numpy(np.ascontiguousarray(inputs)).to(device)
-        y_all = torch.from_numpy(np.ascontiguousarray(outputs)).to(device)
+        x_all = as_tensor(inputs, device)
+        y_all = as_tensor(outputs, device)
         for first in range(0, count, BATCH_SIZE):
             optimizer.zero_grad()
             loss = loss_function(model(x_all[first:first + BATCH_SIZE]), y_all[first:first + BATCH_SIZE])

@@ -31,7 +31,7 @@ from dragon_campaign.apps.wave.simulation import data_bytes, simulate
 from dragon_campaign.apps.wave.training import sample_checksum
 
 DataPath = Literal["futures", "files", "ddict", "proxystore"]
-CSV_FIELDS = ["implementation", "nodes", "data_gb", "sim_run_s", "sim_io_s", "train_run_s", "train_io_s",
+CSV_FIELDS = ["implementation", "nodes", "data_gb", "sim_run_s", "sim_io_s", "train_run_s", "train_io_s", "setup_s",
               "num_sims", "grid_size", "num_steps", "sim_sleep", "num_trainers", "all_samples_seen"]
 
 
@@ -69,6 +69,7 @@ class RunReport:
     sim_io_s: Optional[float]
     train_run_s: float
     train_io_s: Optional[float]
+    setup_s: float  # untimed warm-up: workers started, modules imported, store buffers mapped
     trainers: list[dict] = field(default_factory=list)
     expected_samples: int = 0
     expected_checksum: int = 0
@@ -109,6 +110,7 @@ def default_pools(config: Config) -> dict[str, WorkerPool]:
 def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[str, WorkerPool]) -> RunReport:
     """The ddict and proxystore paths, on Dragon worker pools ("cpu" for simulations, "gpu" for trainers)."""
     kernels = config.trainer_kernels
+    setup_start = time.perf_counter()
     with DDictStore(buffer_bytes_per_node=2 * data_bytes(config.num_sims, config.grid_size, config.num_steps) + 256 * 2**20) as store:
         namespace = f"wave/{run_dir.path.name}"
         if config.data_path == "proxystore":
@@ -126,9 +128,10 @@ def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[st
         methods = [simulate_method, (train_method, {"pool": "gpu"}), (tasks.warm_up, {"pool": ["cpu", "gpu"]})]
         with DragonTaskServer(methods, queues, pools=pools, run_dir=run_dir) as server:
             for _ in range(server.worker_count()):  # idle workers get one task each: every worker warms up
-                queues.send_inputs(method="warm_up")
+                queues.send_inputs(store.handle, method="warm_up")
             for _ in range(server.worker_count()):
                 queues.get_result()
+            setup = time.perf_counter() - setup_start
             start = time.perf_counter()
             for sim_id in range(config.num_sims):
                 queues.send_inputs(sim_id, config.grid_size, config.num_steps, config.sim_sleep, *store_args,
@@ -152,10 +155,11 @@ def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[st
             train_run = time.perf_counter() - start
         if config.data_path == "proxystore":
             proxy_store.close()
-    return _report(config, nodes, sim_run, sim_io, train_run, trained)
+    return _report(config, nodes, setup, sim_run, sim_io, train_run, trained)
 
 
-def _report(config: Config, nodes: int, sim_run: float, sim_io: Optional[float], train_run: float, trained: list) -> RunReport:
+def _report(config: Config, nodes: int, setup: float, sim_run: float, sim_io: Optional[float], train_run: float,
+            trained: list) -> RunReport:
     failed = [r.failure_info.exception for r in trained if not r.success]
     if failed:
         raise RuntimeError(f"{len(failed)} trainer(s) failed: {failed[0]}")
@@ -163,7 +167,7 @@ def _report(config: Config, nodes: int, sim_run: float, sim_io: Optional[float],
     reports = [r.value[0] for r in trained]
     train_io = None if config.data_path == "futures" else _mean([r.value[1] for r in trained])
     size = data_bytes(config.num_sims, config.grid_size, config.num_steps) / 1e9
-    return RunReport(config.data_path, nodes, size, sim_run, sim_io, train_run, train_io, reports, samples, checksum)
+    return RunReport(config.data_path, nodes, size, sim_run, sim_io, train_run, train_io, setup, reports, samples, checksum)
 
 
 def run_parsl(config: Config, run_dir: RunDirectory, nodes: int) -> RunReport:
@@ -180,10 +184,12 @@ def run_parsl(config: Config, run_dir: RunDirectory, nodes: int) -> RunReport:
     data_dir = run_dir.path / "data"
     data_dir.mkdir(exist_ok=True)
     kernels = config.trainer_kernels
+    setup_start = time.perf_counter()
     with parsl.load(ParslConfig(executors=[executor], run_dir=str(run_dir.path / "parsl"))):
         warm_up_app = python_app(tasks.warm_up)
         for future in [warm_up_app() for _ in range(4 * (config.sim_workers or cores))]:
             future.result()  # untimed: workers started, task module and torch imported
+        setup = time.perf_counter() - setup_start
         simulate_app = python_app(tasks.simulate_arrays if config.data_path == "futures" else tasks.simulate_to_files)
         train_app = python_app(tasks.train_on_arrays if config.data_path == "futures" else tasks.train_from_files)
         extra = () if config.data_path == "futures" else (str(data_dir),)
@@ -200,7 +206,7 @@ def run_parsl(config: Config, run_dir: RunDirectory, nodes: int) -> RunReport:
             sim_io = _mean([io for _, io in sims])
         trained = [_ParslResult(f.result()) for f in trainer_futures]
         train_run = time.perf_counter() - start
-    return _report(config, nodes, sim_run, sim_io, train_run, trained)
+    return _report(config, nodes, setup, sim_run, sim_io, train_run, trained)
 
 
 @dataclass

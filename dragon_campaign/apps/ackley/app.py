@@ -1,0 +1,57 @@
+"""Entry point of the GPR-steered Ackley search for the launcher (``--app ackley``)."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from typing import Any
+
+from dragon_campaign import ConfigError, DragonQueues, DragonTaskServer, RunDirectory, WorkerPool
+from dragon_campaign.apps.ackley.config import LOCAL, Config
+from dragon_campaign.apps.ackley.function import evaluate
+from dragon_campaign.apps.ackley.gpr import fit_gpr
+from dragon_campaign.apps.ackley.outputs import write_outputs
+from dragon_campaign.apps.ackley.thinker import AckleySearch
+from dragon_campaign.campaign import run_campaign
+
+logger = logging.getLogger(__name__)
+
+
+def default_pools(config: Config) -> dict[str, WorkerPool]:
+    """The pools that start with the run; the others join after their round."""
+    return {pool.name: pool.worker_pool() for pool in config.pools if pool.join_after == 0}
+
+
+def _queues(config: Config, stack: ExitStack, run_dir: RunDirectory) -> DragonQueues:
+    """Task queues; with a remote endpoint, the fitted GPR comes back through the store as a ProxyStore proxy."""
+    topics = [config.queue("evaluate"), config.queue("retrain")]
+    if config.reprioritize_endpoint == LOCAL:
+        return DragonQueues(topics=topics)
+    from proxystore.store import Store
+
+    from ddict_store import DDictStore
+    from ddict_store.connector import DDictConnector
+
+    store = stack.enter_context(DDictStore(buffer_bytes_per_node=256 * 2**20))
+    proxies = stack.enter_context(Store(f"ackley-{run_dir.path.name}", DDictConnector(store), register=True))
+    return DragonQueues(topics=topics, proxystore_name={config.queue("retrain"): proxies.name},
+                        proxystore_threshold={config.queue("retrain"): 0})
+
+
+def run(config: Config, pools: dict[str, WorkerPool], run_dir: RunDirectory) -> dict[str, Any]:
+    """Run the search and write its outputs into the run directory; returns the summary."""
+    if pools != default_pools(config):
+        raise ConfigError("The ackley app declares its pools in app.pools (with join_after); "
+                          "remove the top-level pools: section and --workers")
+    starting = default_pools(config)
+    methods: list[Any] = [(evaluate, {"pool": [name for name in config.tasks["evaluate"] if name in starting]})]
+    if config.reprioritize_endpoint != LOCAL:
+        methods.append((fit_gpr, {"pool": config.reprioritize_endpoint}))
+    with ExitStack() as stack:
+        queues = _queues(config, stack, run_dir)
+        server = DragonTaskServer(methods, queues, pools=dict(starting), run_dir=run_dir)
+        thinker = AckleySearch(queues, server, config)
+        logger.info(f"Ackley search: {config.search_space_size} points, {config.num_guesses} guesses, "
+                    f"reprioritize={config.reprioritize} every {config.retrain_after} completions at {config.reprioritize_endpoint!r}")
+        run_campaign(thinker, server)
+    return write_outputs(thinker, run_dir)
