@@ -94,7 +94,11 @@ def _fields(pool: WorkerPool) -> dict[str, Any]:
 def describe_app(app: Any) -> str:
     lines = [f"Parameters of {app.__name__} (the app: section):"]
     for name, field in app.Config.model_fields.items():
-        lines.append(f"  {name:<14} default {field.default!r:<10} {field.description or ''}")
+        if field.is_required():
+            default = "required"
+        else:
+            default = f"default {field.get_default(call_default_factory=True)!r}"
+        lines.append(f"  {name:<20} {default:<18} {field.description or ''}")
     return "\n".join(lines)
 
 
@@ -122,14 +126,14 @@ def campaign_logging(level: str, run_dir: RunDirectory) -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.help_app:  # before the configuration is checked: it lists what the configuration may hold
+        print(describe_app(importlib.import_module(APPLICATIONS[args.app])))
+        return 0
     try:
         app, app_config, pools, run_dir_path = resolve(args)
     except ConfigError as exc:
         print(f"Configuration error:\n{exc}", file=sys.stderr)
         return 2
-    if args.help_app:
-        print(describe_app(app))
-        return 0
     plan = {
         "app": args.app,
         "pools": {name: _fields(pool) for name, pool in pools.items()},

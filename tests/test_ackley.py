@@ -61,6 +61,14 @@ def test_config_errors_name_file_and_key(launcher, capsys, tmp_path, change, mes
     assert path in err and message in err
 
 
+def test_help_app_lists_required_keys(launcher, capsys):  # noqa: F811
+    assert launcher.main(["--app", "ackley", "--help-app"]) == 0
+    text = capsys.readouterr().out
+    assert "num_guesses" in text and "required" in text and "default 'local'" in text
+    missing = launcher.main(["--app", "ackley", "--dry-run"])  # no file: the required keys are missing
+    assert missing == 2 and "app.search_space_size: Field required" in capsys.readouterr().err
+
+
 def test_top_level_pools_are_refused(tmp_path):
     config = ackley.Config(**SEARCH)
     with pytest.raises(ValueError, match="declares its pools in app.pools"):

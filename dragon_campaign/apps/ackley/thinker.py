@@ -82,7 +82,7 @@ class AckleySearch(BaseThinker):
         for task_id in withdrawn:
             del pending[task_id]
         self.logger.info(f"Stopping after {len(self.evaluations)} completions: cancelled {self.cancelled} waiting tasks, "
-                         f"collecting {len(pending)} running")
+                         f"collecting the {len(pending)} that had started")
         while pending and not self.aborted.is_set():
             self._record(self.queues.get_result(config.queue("evaluate")), pending)
         self._note_workers()
