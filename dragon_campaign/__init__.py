@@ -25,6 +25,7 @@ _EXPORTS = {
     "DragonQueues": "dragon_campaign.queues",
     "DragonTaskServer": "dragon_campaign.server",
     "WorkerPool": "dragon_campaign.server",
+    "ExecutorPool": "dragon_campaign.bridges",
     "FailureInformation": "dragon_campaign.models",
     "ResourceRequirements": "dragon_campaign.models",
     "Result": "dragon_campaign.models",
@@ -40,6 +41,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names resolve in __getattr__
+    from dragon_campaign.bridges import ExecutorPool  # noqa: F401
     from dragon_campaign.exceptions import KillSignalException, TimeoutException, WorkerLost  # noqa: F401
     from dragon_campaign.models import FailureInformation, ResourceRequirements, Result, WorkerInformation  # noqa: F401
     from dragon_campaign.queues import DragonQueues  # noqa: F401

@@ -39,6 +39,8 @@ class WorkerInformation(BaseModel):
     worker: int | None = Field(None, description="Index of the worker within its pool")
     pid: int | None = Field(None, description="Operating-system process id of the worker")
     gpu: int | None = Field(None, description="GPU the worker is pinned to, None for a CPU worker")
+    backend: str = Field("dragon", description="What ran the task: 'dragon' (a Dragon worker pool) or 'executor' (an ExecutorPool)")
+    site: str = Field("local", description="Where: 'local' for this Dragon runtime, else the ExecutorPool's site")
 
 
 class ResourceRequirements(BaseModel):

@@ -73,3 +73,8 @@ def make_array(megabytes: int) -> object:
     import numpy as np
 
     return np.full(megabytes * 2**20 // 8, 7.0)
+
+
+def train(value: float, payload_bytes: int = 0) -> dict:
+    """A stand-in training step: its result can be made large (``payload_bytes``) to test proxying."""
+    return {"value": 2 * value, "payload": b"x" * payload_bytes}

@@ -10,6 +10,10 @@ Three threads do its work:
 * the *monitor* joins worker processes through Dragon's global services; a worker that dies is replaced
   and the tasks it held are retried or reported failed with :class:`~dragon_campaign.exceptions.WorkerLost`.
 
+A pool may also be an :class:`~dragon_campaign.bridges.ExecutorPool`: its tasks are submitted to a
+``concurrent.futures.Executor`` at another site (Parsl, Globus Compute), at most ``max_in_flight`` at a
+time, and their futures' callbacks complete them like worker results.
+
 A *supervisor* thread waits for the kill signal and shuts everything down: workers stop (and are killed
 after ``shutdown_grace`` seconds), unfinished tasks come back as failed results, Dragon queues are destroyed.
 """
@@ -17,12 +21,15 @@ after ``shutdown_grace`` seconds), unfinished tasks come back as failed results,
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import pickle
 import threading
 import time
+import traceback
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,17 +39,20 @@ from dragon.globalservices.process import multi_join
 from dragon.native.process import Process
 from dragon.native.queue import Queue
 
+from dragon_campaign.bridges.executors import ExecutorPool
 from dragon_campaign.exceptions import WorkerLost
+from dragon_campaign.execution import TaskRecord, run_remote
 from dragon_campaign.models import FailureInformation, Result, WorkerInformation
 from dragon_campaign.queues.dragon import PICKLE_PROTOCOL, DragonQueues
 from dragon_campaign.queues.waiting import WaitingTask
 from dragon_campaign.runs import ResultLog, RunDirectory
 from dragon_campaign.server.pool import WorkerPool, WorkerSlot, gpu_env_var, place_workers, runtime_nodes
-from dragon_campaign.server.worker import TaskRecord, WorkerKey, worker_main
+from dragon_campaign.server.worker import WorkerKey, worker_main
 
 logger = logging.getLogger(__name__)
 
 MethodSpec = Callable[..., Any] | tuple[Callable[..., Any], dict[str, Any]]
+Pool = WorkerPool | ExecutorPool
 RESULT_QUEUE_SIZE = 1024
 STARTUP_FAILURES_BEFORE_GIVING_UP = 3
 RUNTIME_SMOOTHING = 0.2  # weight of the newest sample in a method's running-average duration
@@ -76,7 +86,7 @@ class DragonTaskServer:
         self,
         methods: Sequence[MethodSpec],
         queues: DragonQueues,
-        pools: dict[str, WorkerPool] | None = None,
+        pools: dict[str, Pool] | None = None,
         run_dir: str | Path | RunDirectory | None = None,
         shutdown_grace: float = 5.0,
     ) -> None:
@@ -85,11 +95,12 @@ class DragonTaskServer:
             methods: Callables, or ``(callable, options)`` pairs. Options: ``pool`` (a pool name or a list
                 of names; default the first pool) and ``name`` (default the function's ``__name__``).
             queues: The queues this server drains.
-            pools: Worker pools by name (default: one CPU pool with a worker per core).
+            pools: Worker pools (``WorkerPool``) and executors at other sites (``ExecutorPool``) by name
+                (default: one CPU pool with a worker per core).
             run_dir: Where ``results.jsonl`` goes (default ``runs/<run-id>``).
             shutdown_grace: Seconds workers get to finish their current task after the kill signal.
         """
-        self.pools: dict[str, WorkerPool] = dict(pools) if pools else {"cpu": WorkerPool()}
+        self.pools: dict[str, Pool] = dict(pools) if pools else {"cpu": WorkerPool()}
         self.queues = queues
         self.shutdown_grace = shutdown_grace
         self.run_dir = run_dir if isinstance(run_dir, RunDirectory) else RunDirectory(run_dir)
@@ -99,6 +110,8 @@ class DragonTaskServer:
             self._register(spec)
         self._lock = threading.RLock()  # guards workers, ownership and running averages
         self._workers: dict[WorkerKey, _Worker] = {}
+        self._remote: dict[str, dict[str, tuple[WaitingTask, Future | None]]] = defaultdict(dict)  # executor pool -> in flight
+        self._dispatching = threading.local()
         self._owner: dict[str, WorkerKey] = {}
         self._average_runtime: dict[str, float] = {}
         self._startup_failures: dict[str, int] = defaultdict(int)
@@ -149,6 +162,10 @@ class DragonTaskServer:
         nodes = runtime_nodes()
         self._gpu_env_var = gpu_env_var(nodes)
         for name, pool in self.pools.items():
+            if isinstance(pool, ExecutorPool):
+                logger.info(f"Pool {name!r}: {type(pool.executor).__name__} at site {pool.site!r}, up to {pool.max_in_flight} "
+                            f"task(s) in flight, methods {self._serving[name]}")
+                continue
             slots = place_workers(name, pool, nodes)
             logger.info(f"Pool {name!r}: {len(slots)} worker(s) on {sorted({s.hostname for s in slots})}, methods {self._serving[name]}")
             for slot in slots:
@@ -161,7 +178,7 @@ class DragonTaskServer:
         self._dispatch()
         return self
 
-    def add_pool(self, name: str, pool: WorkerPool, methods: Iterable[str]) -> list[WorkerSlot]:
+    def add_pool(self, name: str, pool: Pool, methods: Iterable[str]) -> list[WorkerSlot]:
         """Start a new pool while the campaign runs; its workers take tasks of these methods at once."""
         methods = list(methods)
         unknown = [m for m in methods if m not in self._functions]
@@ -171,13 +188,14 @@ class DragonTaskServer:
             raise ValueError(f"A pool named {name!r} already exists")
         if not self._started or self._stopping:
             raise RuntimeError("Pools can only be added to a running task server")
-        slots = place_workers(name, pool, runtime_nodes())
+        slots = [] if isinstance(pool, ExecutorPool) else place_workers(name, pool, runtime_nodes())
         with self._lock:
             self.pools[name] = pool
             self._serving[name].extend(methods)
         for slot in slots:
             self._start_worker(slot, generation=0)
-        logger.info(f"Pool {name!r} joined with {len(slots)} worker(s) serving {methods}")
+        where = f"site {pool.site!r}" if isinstance(pool, ExecutorPool) else f"{len(slots)} worker(s)"
+        logger.info(f"Pool {name!r} joined with {where} serving {methods}")
         self._dispatch()
         return slots
 
@@ -217,17 +235,44 @@ class DragonTaskServer:
         self._dispatch(idle_only=True)
 
     def _dispatch(self, idle_only: bool = False) -> None:
-        """Take waiting tasks in priority order and send them to workers with room, one message per worker."""
+        """Take waiting tasks in priority order and send them to workers with room, one message per worker.
+
+        An executor may complete a task inside ``submit`` (a failed submission does); its callback's
+        dispatch then only asks this one to go round again, instead of recursing once per task.
+        """
+        if getattr(self._dispatching, "active", False):
+            self._dispatching.again = True
+            return
+        self._dispatching.active = True
+        try:
+            self._dispatching.again = True
+            while self._dispatching.again:
+                self._dispatching.again = False
+                self._dispatch_once(idle_only)
+        finally:
+            self._dispatching.active = False
+
+    def _dispatch_once(self, idle_only: bool) -> None:
         if not self._started:
             return
         if self.queues.killed.is_set():
             self._stopping = True
             return
         sends: dict[WorkerKey, list[WaitingTask]] = defaultdict(list)
+        submits: list[tuple[str, WaitingTask]] = []
         with self.queues.waiting_tasks() as waiting, self._lock:
             if self._stopping or not waiting:
                 return
             for pool_name, methods in self._serving.items():
+                pool = self.pools[pool_name]
+                if isinstance(pool, ExecutorPool):
+                    in_flight = self._remote[pool_name]
+                    while len(in_flight) < pool.max_in_flight and (task := waiting.peek(methods)) is not None:
+                        waiting.pop(task.task_id)
+                        self._stamp_dispatch(task)
+                        in_flight[task.task_id] = (task, None)
+                        submits.append((pool_name, task))
+                    continue
                 workers = [w for w in self._workers.values() if w.slot.pool == pool_name and (not idle_only or not w.inflight)]
                 assigned = True
                 while assigned:  # round-robin, one task per worker per pass
@@ -243,6 +288,8 @@ class DragonTaskServer:
                             assigned = True
             for key, tasks in sends.items():
                 self._send(self._workers[key], tasks)
+        for pool_name, task in submits:
+            self._submit(pool_name, task)
 
     def _has_room(self, worker: _Worker, task: WaitingTask) -> bool:
         if not worker.inflight:
@@ -251,10 +298,14 @@ class DragonTaskServer:
         estimate = self._average_runtime.get(task.method, float("inf"))
         return len(worker.inflight) <= pool.max_prefetch and worker.queued_work + estimate <= pool.prefetch_seconds
 
-    def _assign(self, worker: _Worker, task: WaitingTask) -> None:
+    @staticmethod
+    def _stamp_dispatch(task: WaitingTask) -> None:
         result: Result = task.payload[0]
         result.priority = task.priority
         result.timestamp.dispatched = time.time()
+
+    def _assign(self, worker: _Worker, task: WaitingTask) -> None:
+        self._stamp_dispatch(task)
         estimate = self._average_runtime.get(task.method, 0.0)
         worker.inflight[task.task_id] = (task, estimate)
         worker.queued_work += estimate
@@ -266,6 +317,45 @@ class DragonTaskServer:
             protocol=PICKLE_PROTOCOL,
         )
         worker.tasks.put(message)
+
+    def _submit(self, pool_name: str, task: WaitingTask) -> None:
+        """Hand a task to an executor pool; its future's callback completes it (``_on_remote_done``)."""
+        pool = self.pools[pool_name]
+        assert isinstance(pool, ExecutorPool)
+        rule = self._result_rules.get(task.payload[0].topic)
+        try:
+            future = pool.executor.submit(run_remote, self._functions[task.method], task.task_id, task.method, task.payload[1], rule)
+        except Exception as exc:
+            future = Future()
+            future.set_exception(exc)
+        with self._lock:
+            if task.task_id in self._remote[pool_name]:
+                self._remote[pool_name][task.task_id] = (task, future)
+        future.add_done_callback(functools.partial(self._on_remote_done, pool_name, task.task_id))
+
+    def _on_remote_done(self, pool_name: str, task_id: str, future: Future) -> None:
+        received = time.time()
+        pool = self.pools[pool_name]
+        assert isinstance(pool, ExecutorPool)
+        try:
+            record, host, sent = future.result()
+        except BaseException as exc:  # the executor failed the task: submission, transport, or a cancelled future
+            failure = (f"{pool.site!r} could not run the task: {exc!r}", "".join(traceback.format_exception(exc)))
+            record, host, sent = (task_id, False, None, failure, (received, received, received), (0.0, 0.0, 0.0)), {}, received
+        info = WorkerInformation(pool=pool_name, backend="executor", site=pool.site, **host)
+        retry = False
+        with self._lock:
+            entry = self._remote[pool_name].pop(task_id, None)
+            if entry is None:
+                return  # already reported at shutdown
+            task = entry[0]
+            result = self._complete(task, record, info, sent, received)
+            retry = not result.success and self._may_retry(task)
+        if retry:
+            self.queues.requeue(task)
+        else:
+            self._finish([result])
+        self._dispatch()
 
     # -- results --------------------------------------------------------------------------------------------
     def _receive_loop(self) -> None:
@@ -310,7 +400,9 @@ class DragonTaskServer:
                 del self._owner[task_id]
                 task, estimate = worker.inflight.pop(task_id)
                 worker.queued_work = max(0.0, worker.queued_work - estimate) if worker.inflight else 0.0
-                result = self._complete(task, record, worker, sent, received)
+                info = worker.info or WorkerInformation(
+                    hostname=worker.slot.hostname, pool=worker.slot.pool, worker=worker.slot.index, gpu=worker.slot.gpu)
+                result = self._complete(task, record, info, sent, received)
                 if result.success or not self._may_retry(task):
                     completed.append(result)
                 else:
@@ -320,16 +412,14 @@ class DragonTaskServer:
             self.queues.requeue(task)
         self._dispatch()
 
-    def _complete(self, task: WaitingTask, record: TaskRecord, worker: _Worker, sent: float, received: float) -> Result:
-        """Fill a task's result from a worker's record."""
+    def _complete(self, task: WaitingTask, record: TaskRecord, info: WorkerInformation, sent: float, received: float) -> Result:
+        """Fill a task's result from the record of the worker (``info``) that ran it."""
         _, success, payload, failure, (got, started, ended), (deserialize, running, serialize) = record
         result: Result = task.payload[0]
         previous = self._average_runtime.get(task.method)
         sample = running + deserialize + serialize
         self._average_runtime[task.method] = sample if previous is None else previous + RUNTIME_SMOOTHING * (sample - previous)
-        result.worker_info = worker.info or WorkerInformation(
-            hostname=worker.slot.hostname, pool=worker.slot.pool, worker=worker.slot.index, gpu=worker.slot.gpu
-        )
+        result.worker_info = info
         stamps, spans = result.timestamp, result.time
         stamps.input_received, stamps.compute_started, stamps.compute_ended = got, started, ended
         stamps.result_sent, stamps.result_received = sent, received
@@ -498,6 +588,9 @@ class DragonTaskServer:
                 logger.debug(f"Worker {worker.key} was already gone", exc_info=True)
         while self.worker_count():  # the monitor reaps the killed workers
             time.sleep(0.05)
+        while self._remote_in_flight() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._fail_remote_in_flight()
         self._result_queue.put(pickle.dumps(("stop", None), protocol=PICKLE_PROTOCOL))
         for thread in self._threads:
             if thread is not threading.current_thread() and thread.name.endswith("receive_loop"):
@@ -509,6 +602,27 @@ class DragonTaskServer:
         atexit.unregister(self.stop)
         self._stopped.set()
         logger.info("Task server stopped")
+
+    def _remote_in_flight(self) -> int:
+        with self._lock:
+            return sum(len(tasks) for tasks in self._remote.values())
+
+    def _fail_remote_in_flight(self) -> None:
+        """Report tasks still running at other sites as failed (their futures are cancelled where possible)."""
+        results = []
+        with self._lock:
+            for pool_name, tasks in self._remote.items():
+                site = self.pools[pool_name].site  # type: ignore[union-attr]
+                for task, future in tasks.values():
+                    if future is not None:
+                        future.cancel()
+                    result: Result = task.payload[0]
+                    result.success = False
+                    result.failure_info = FailureInformation.from_exception(
+                        WorkerLost(f"the task server shut down while the task ran at site {site!r}"))
+                    results.append(result)
+                tasks.clear()
+        self._finish(results)
 
     def _fail_leftovers(self) -> None:
         """Report every task that never finished as failed, so no one waits for it."""

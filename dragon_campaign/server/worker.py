@@ -24,54 +24,13 @@ from typing import Any
 
 import cloudpickle
 
-from dragon_campaign.queues.proxying import proxy_result
+from dragon_campaign.execution import PICKLE_PROTOCOL, TaskRecord, run_task
 from dragon_campaign.server.pool import WorkerSlot
 
-PICKLE_PROTOCOL = 5
 FLUSH_AFTER_S = 0.002
 MAX_RESULTS_PER_MESSAGE = 64
 
 WorkerKey = tuple[str, int, int]  # pool, index, generation
-FailureTuple = tuple[str, str]  # repr(exception), formatted traceback
-TaskRecord = tuple[
-    str,  # task id
-    bool,  # success
-    bytes | None,  # pickled value
-    FailureTuple | None,
-    tuple[float, float, float],  # input received, compute started, compute ended (wall clock)
-    tuple[float, float, float],  # deserialize inputs, running, serialize result (seconds)
-]
-
-
-def run_task(
-    methods: dict[str, Callable[..., Any]], task_id: str, method: str, inputs: bytes, proxy_rule: Any, received: float
-) -> TaskRecord:
-    """Run one task; every failure (bad inputs, exception, unpicklable value) becomes a failed record."""
-    deserialize = running = serialize = 0.0
-    started = ended = time.time()
-    try:
-        tick = time.perf_counter()
-        args, kwargs = pickle.loads(inputs)
-        deserialize = time.perf_counter() - tick
-        started = time.time()
-        tick = time.perf_counter()
-        try:
-            value = methods[method](*args, **kwargs)
-        finally:
-            running = time.perf_counter() - tick
-            ended = time.time()
-        tick = time.perf_counter()
-        try:
-            payload = pickle.dumps(proxy_result(value, proxy_rule), protocol=PICKLE_PROTOCOL)
-        except Exception as exc:
-            raise TypeError(f"The value returned by {method!r} cannot be pickled: {exc!r}") from exc
-        serialize = time.perf_counter() - tick
-        return task_id, True, payload, None, (received, started, ended), (deserialize, running, serialize)
-    except (Exception, SystemExit) as exc:
-        failure = (repr(exc), "".join(traceback.format_exception(exc)))
-        return task_id, False, None, failure, (received, started, ended), (deserialize, running, serialize)
-
-
 def worker_main(slot: WorkerSlot, generation: int, tasks: Any, results: Any, methods_blob: bytes) -> None:
     """Entry point of a worker process (``tasks`` and ``results`` are Dragon queues)."""
     key: WorkerKey = (slot.pool, slot.index, generation)

@@ -1,0 +1,121 @@
+"""Per-topic ProxyStore backends, created by the runtime from settings in the spirit of the original
+studies' options (``--simulate-ps-backend redis --train-ps-backend file --ps-threshold 500000
+--ps-file-dir DIR --redishost H --redisport P --ps-globus-config FILE``).
+
+``proxy_stores(settings, name)`` creates one store per backend in use, registers it with ProxyStore
+(workers rebuild it from its configuration), yields the ``proxystore_name`` / ``proxystore_threshold``
+arguments of :class:`~dragon_campaign.queues.DragonQueues`, and closes the stores on exit. Backends:
+
+* ``ddict``: the in-memory DDict of this Dragon runtime (:class:`ddict_store.connector.DDictConnector`);
+  only Dragon workers can resolve these proxies.
+* ``file``: a shared file system directory (``file_dir``; a subdirectory per store, removed at close).
+* ``redis``: a Redis server (``redis_host``, ``redis_port``). A password is read from the environment
+  variable named by ``redis_password_env`` on every side, so no configuration file holds it.
+* ``globus``: Globus transfers between sites (``globus_config``: a ProxyStore ``GlobusEndpoints`` JSON file).
+* ``endpoint``: ProxyStore endpoints (``endpoints``: their UUIDs; ``proxystore-endpoint`` must run).
+* ``none``: the topic's values travel inside the task messages.
+
+``globus`` and ``endpoint`` need services that this project's test machines cannot reach; they are
+built from ProxyStore's own connectors but not tested here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import redis
+from proxystore.connectors.file import FileConnector
+from proxystore.connectors.redis import RedisConnector
+from proxystore.store import Store, unregister_store
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
+
+Backend = Literal["none", "ddict", "file", "redis", "globus", "endpoint"]
+
+
+class ProxyStoreSettings(BaseModel):
+    """Which ProxyStore backend each topic uses, and the settings of those backends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backends: dict[str, Backend] = Field(default_factory=dict, description="Backend per topic: none, ddict, file, redis, globus or endpoint")
+    threshold: NonNegativeInt = Field(500_000, description="Values above this many bytes travel as proxies")
+    file_dir: str | None = Field(None, description="file: a directory every site reaches")
+    redis_host: str = Field("127.0.0.1", description="redis: server host")
+    redis_port: int = Field(6379, ge=1, le=65535, description="redis: server port")
+    redis_password_env: str | None = Field(None, description="redis: name of the environment variable holding the password")
+    globus_config: str | None = Field(None, description="globus: ProxyStore GlobusEndpoints JSON file")
+    endpoints: list[str] = Field(default_factory=list, description="endpoint: ProxyStore endpoint UUIDs")
+
+    @model_validator(mode="after")
+    def _backends_have_settings(self) -> ProxyStoreSettings:
+        used = set(self.backends.values())
+        if "file" in used and not self.file_dir:
+            raise ValueError("the file backend needs file_dir")
+        if "globus" in used and not self.globus_config:
+            raise ValueError("the globus backend needs globus_config (a GlobusEndpoints JSON file)")
+        if "endpoint" in used and not self.endpoints:
+            raise ValueError("the endpoint backend needs endpoints (ProxyStore endpoint UUIDs)")
+        return self
+
+
+class PasswordRedisConnector(RedisConnector):
+    """ProxyStore's RedisConnector, authenticating with a password taken from an environment variable.
+
+    The configuration sent to workers names the variable, never the password.
+    """
+
+    def __init__(self, hostname: str, port: int, clear: bool = False, password_env: str | None = None) -> None:
+        super().__init__(hostname, port, clear)
+        self.password_env = password_env
+        if password_env is not None:
+            password = os.environ.get(password_env)
+            if password is None:
+                raise ValueError(f"The Redis password variable {password_env} is not set in this process's environment")
+            self._redis_client = redis.StrictRedis(host=hostname, port=port, password=password)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "password_env": self.password_env}
+
+
+def _connector(backend: Backend, settings: ProxyStoreSettings, name: str, stack: ExitStack) -> Any:
+    if backend == "ddict":
+        from ddict_store import DDictStore
+        from ddict_store.connector import DDictConnector
+
+        return DDictConnector(stack.enter_context(DDictStore()))
+    if backend == "file":
+        return FileConnector(str(Path(settings.file_dir or ".") / name), clear=True)
+    if backend == "redis":
+        return PasswordRedisConnector(settings.redis_host, settings.redis_port, password_env=settings.redis_password_env)
+    if backend == "globus":
+        from proxystore.connectors.globus import GlobusConnector, GlobusEndpoints
+
+        return GlobusConnector(GlobusEndpoints.from_json(settings.globus_config or ""))
+    if backend == "endpoint":
+        from proxystore.connectors.endpoint import EndpointConnector
+
+        return EndpointConnector(settings.endpoints)
+    raise ValueError(f"Unknown ProxyStore backend {backend!r}")
+
+
+@contextmanager
+def proxy_stores(settings: ProxyStoreSettings, name: str) -> Iterator[dict[str, dict[str, Any]]]:
+    """Create and register the stores ``settings`` use; yields keyword arguments for ``DragonQueues``.
+
+    Store names are ``<name>-<backend>``, so concurrent campaigns on one machine need different names.
+    """
+    with ExitStack() as stack:
+        stores: dict[str, Store] = {}
+        for backend in sorted(set(settings.backends.values()) - {"none"}):
+            store_name = f"{name}-{backend}"
+            store = Store(store_name, _connector(backend, settings, store_name, stack), metrics=True, register=True)
+            stack.callback(unregister_store, store_name)
+            stack.callback(store.close)
+            stores[backend] = store
+        proxied = {topic: backend for topic, backend in settings.backends.items() if backend != "none"}
+        yield {"proxystore_name": {topic: stores[backend].name for topic, backend in proxied.items()},
+               "proxystore_threshold": {topic: settings.threshold for topic in proxied}}

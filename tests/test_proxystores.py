@@ -1,0 +1,85 @@
+"""Per-topic ProxyStore backends created by the runtime: each topic's values above the threshold, and only
+those, go through its backend (a real redis-server on loopback with a password, a real directory)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+import tasks
+from proxystore.proxy import Proxy
+
+from dragon_campaign import DragonQueues, DragonTaskServer, WorkerPool
+from dragon_campaign.bridges import ProxyStoreSettings, proxy_stores
+
+PASSWORD_ENV = "DRAGON_CAMPAIGN_TEST_REDIS_PASSWORD"
+THRESHOLD = 10_000
+
+
+@pytest.fixture
+def redis_port(monkeypatch) -> Iterator[int]:
+    """A throwaway redis-server on a free loopback port that requires a password."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is needed (apt-get install redis-server; .ci/run installs it)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv(PASSWORD_ENV, "s3cret-for-tests")
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--requirepass", "s3cret-for-tests",
+                               "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    client = redis.StrictRedis(port=port, password="s3cret-for-tests")
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield port
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_each_topic_proxies_exactly_what_exceeds_the_threshold(redis_port, tmp_path):
+    settings = ProxyStoreSettings(backends={"simulate": "redis", "train": "file", "infer": "none"}, threshold=THRESHOLD,
+                                  file_dir=str(tmp_path / "shared"), redis_port=redis_port, redis_password_env=PASSWORD_ENV)
+    redis_keys = redis.StrictRedis(port=redis_port, password="s3cret-for-tests")
+    with proxy_stores(settings, "campaign-test") as proxying:
+        queues = DragonQueues(topics=["simulate", "train", "infer"], **proxying)
+        server = DragonTaskServer([tasks.train, tasks.noop], queues, pools={"cpu": WorkerPool(workers=1)}, run_dir=tmp_path / "run")
+        with server:
+            for topic in ("simulate", "train", "infer"):
+                queues.send_inputs(1.0, 100, method="train", topic=topic)  # a small result
+                queues.send_inputs(2.0, 50_000, method="train", topic=topic)  # a large result
+                queues.send_inputs(b"y" * 20_000, method="noop", topic=topic)  # a large input, echoed back
+            results = {topic: [queues.get_result(topic) for _ in range(3)] for topic in ("simulate", "train", "infer")}
+            for topic, done in results.items():
+                assert all(r.success for r in done), [r.failure_info for r in done]
+                proxied = {len(r.value["payload"]) if isinstance(r.value, dict) else len(r.value): isinstance(r.value, Proxy) for r in done}
+                assert proxied == ({100: False, 50_000: True, 20_000: True} if topic != "infer" else {100: False, 50_000: False, 20_000: False})
+            # per proxied topic: the large result and the large input (echoed back as the same proxy)
+            assert redis_keys.dbsize() == 2
+            objects = [f for f in (tmp_path / "shared" / "campaign-test-file").iterdir() if f.suffix != ".ready"]  # + a marker each
+            assert sorted(f.stat().st_size // 1000 for f in objects) == [20, 50]
+    assert not (tmp_path / "shared" / "campaign-test-file").exists(), "closing the file store removes its directory"
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="file backend needs file_dir"):
+        ProxyStoreSettings(backends={"train": "file"})
+    with pytest.raises(ValueError, match="globus backend needs globus_config"):
+        ProxyStoreSettings(backends={"train": "globus"})
+    with pytest.raises(ValueError, match="Input should be 'none', 'ddict', 'file', 'redis', 'globus' or 'endpoint'"):
+        ProxyStoreSettings(backends={"train": "s3"})
+
+
+def test_missing_redis_password_is_reported(monkeypatch):
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    settings = ProxyStoreSettings(backends={"simulate": "redis"}, redis_password_env=PASSWORD_ENV)
+    with pytest.raises(ValueError, match=f"{PASSWORD_ENV} is not set"):
+        with proxy_stores(settings, "no-password"):
+            pass
