@@ -65,13 +65,10 @@ def check_trained(thinker: SimulateThenTrain, backend: str, site: str) -> None:
 
 def parsl_executor(run_dir: Path) -> Executor:
     from parsl.concurrent import ParslPoolExecutor
-    from parsl.config import Config
-    from parsl.executors import HighThroughputExecutor
-    from parsl.providers import LocalProvider
 
-    htex = HighThroughputExecutor(label="htex-local", address="127.0.0.1", loopback_address="127.0.0.1", max_workers_per_node=2,
-                                  provider=LocalProvider(init_blocks=1, max_blocks=1, worker_init=f"export PYTHONPATH={HERE}:$PYTHONPATH"))
-    return ParslPoolExecutor(Config(executors=[htex], run_dir=str(run_dir / "parsl")))
+    from dragon_campaign.bridges.parsl_configs import local_htex
+
+    return ParslPoolExecutor(local_htex(str(run_dir / "parsl"), workers=2, worker_init=f"export PYTHONPATH={HERE}:$PYTHONPATH"))
 
 
 class SerializingExecutor(ThreadPoolExecutor):
@@ -143,3 +140,15 @@ def test_executor_pool_checks_its_arguments():
         ExecutorPool(ThreadPoolExecutor(1), site="x", max_in_flight=0)
     with pytest.raises(TypeError, match="no submit"):
         ExecutorPool(object(), site="x")  # type: ignore[arg-type]
+
+
+def test_parsl_configurations_bind_one_address_and_encrypt():
+    from dragon_campaign.bridges.parsl_configs import local_htex, polaris_htex
+
+    local = local_htex("/tmp/unused", workers=3).executors[0]
+    assert local.address == local.loopback_address == "127.0.0.1" and local.encrypted and local.max_workers_per_node == 3
+    polaris = polaris_htex("/tmp/unused", account="MyProject", queue="debug", nodes=2, interface="lo").executors[0]
+    assert polaris.address == "127.0.0.1" and polaris.encrypted  # the address of the interface named
+    assert polaris.available_accelerators == ["0", "1", "2", "3"] and polaris.max_workers_per_node == 4
+    assert polaris.provider.account == "MyProject" and polaris.provider.nodes_per_block == 2
+    assert "filesystems=home:eagle" in polaris.provider.scheduler_options
