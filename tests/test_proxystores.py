@@ -83,3 +83,15 @@ def test_missing_redis_password_is_reported(monkeypatch):
     with pytest.raises(ValueError, match=f"{PASSWORD_ENV} is not set"):
         with proxy_stores(settings, "no-password"):
             pass
+
+
+def test_ddict_backend_keeps_proxied_values_in_this_runtime(tmp_path):
+    settings = ProxyStoreSettings(backends={"train": "ddict"}, threshold=THRESHOLD)
+    with proxy_stores(settings, "ddict-test") as proxying:
+        queues = DragonQueues(topics=["train"], **proxying)
+        with DragonTaskServer([tasks.train], queues, pools={"cpu": WorkerPool(workers=1)}, run_dir=tmp_path / "run"):
+            queues.send_inputs(1.0, 100, method="train", topic="train")
+            queues.send_inputs(2.0, 50_000, method="train", topic="train")
+            small, large = sorted((queues.get_result("train") for _ in range(2)), key=lambda r: r.value["value"])
+        assert not isinstance(small.value, Proxy) and isinstance(large.value, Proxy)
+        assert len(large.value["payload"]) == 50_000  # resolved from the DDict while the store is open
