@@ -86,7 +86,8 @@ def write_outputs(rows: list[dict[str, Any]], latencies: list[float], args: argp
     ]
     by_mode = {mode: [r for r in rows if r["order"] == mode] for mode in ("submission", "gpr")}
     for mode, runs in by_mode.items():
-        cells = [f"{median_at(runs, f'best_after_{k}'):.3f}" if median_at(runs, f"best_after_{k}") is not None else "-" for k in args.checkpoints]
+        bests = [median_at(runs, f"best_after_{k}") for k in args.checkpoints]
+        cells = ["-" if best is None else f"{best:.3f}" for best in bests]
         lines.append(f"| {'submission order' if mode == 'submission' else 'GPR reprioritized'} | " + " | ".join(cells) +
                      f" | {median_at(runs, 'mean_after_first_round'):.3f} | {median_at(runs, 'retrain_s'):.2f} | {median_at(runs, 'wall_s'):.1f} | {median_at(runs, 'reprioritizations'):.0f} |")
     latencies_ms = sorted(1000 * t for t in latencies)

@@ -343,7 +343,6 @@ class DragonTaskServer:
             failure = (f"{pool.site!r} could not run the task: {exc!r}", "".join(traceback.format_exception(exc)))
             record, host, sent = (task_id, False, None, failure, (received, received, received), (0.0, 0.0, 0.0)), {}, received
         info = WorkerInformation(pool=pool_name, backend="executor", site=pool.site, **host)
-        retry = False
         with self._lock:
             entry = self._remote[pool_name].pop(task_id, None)
             if entry is None:

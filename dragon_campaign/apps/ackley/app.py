@@ -12,6 +12,7 @@ from dragon_campaign.apps.ackley.function import evaluate
 from dragon_campaign.apps.ackley.gpr import fit_gpr
 from dragon_campaign.apps.ackley.outputs import write_outputs
 from dragon_campaign.apps.ackley.thinker import AckleySearch
+from dragon_campaign.bridges import ProxyStoreSettings, proxy_stores
 from dragon_campaign.campaign import run_campaign
 
 logger = logging.getLogger(__name__)
@@ -27,15 +28,8 @@ def _queues(config: Config, stack: ExitStack, run_dir: RunDirectory) -> DragonQu
     topics = [config.queue("evaluate"), config.queue("retrain")]
     if config.reprioritize_endpoint == LOCAL:
         return DragonQueues(topics=topics)
-    from proxystore.store import Store
-
-    from ddict_store import DDictStore
-    from ddict_store.connector import DDictConnector
-
-    store = stack.enter_context(DDictStore(buffer_bytes_per_node=256 * 2**20))
-    proxies = stack.enter_context(Store(f"ackley-{run_dir.path.name}", DDictConnector(store), register=True))
-    return DragonQueues(topics=topics, proxystore_name={config.queue("retrain"): proxies.name},
-                        proxystore_threshold={config.queue("retrain"): 0})
+    settings = ProxyStoreSettings(backends={config.queue("retrain"): "ddict"}, threshold=0)
+    return DragonQueues(topics=topics, **stack.enter_context(proxy_stores(settings, f"ackley-{run_dir.path.name}")))
 
 
 def run(config: Config, pools: dict[str, WorkerPool], run_dir: RunDirectory) -> dict[str, Any]:
