@@ -24,8 +24,6 @@ import csv
 import multiprocessing
 import os
 import pickle
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +36,8 @@ from typing import Any
 
 import numpy as np
 from common import memory_touch_line, provenance, require_dragon_runtime
+
+from dragon_campaign.bridges.redis_server import local_redis_server
 
 MB = 2**20
 
@@ -94,31 +94,6 @@ def pipe_consumer(connection: Any) -> None:
 
 
 # -- the producer side ---------------------------------------------------------------------------------------
-class Redis:
-    """A throwaway redis-server on a free loopback port."""
-
-    def __enter__(self) -> Redis:
-        if shutil.which("redis-server") is None:
-            sys.exit("redis-server is needed for the Redis path: apt-get install redis-server")
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def __exit__(self, *exc: Any) -> None:
-        self.process.terminate()
-        self.process.wait(10)
 
 
 class Phase:
@@ -369,8 +344,8 @@ def main() -> None:
 
     multiprocessing.set_start_method("dragon", force=True)
     try:
-        with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as workdir, Redis() as redis:
-            rows = measure(args, Path(workdir), redis.port, pipe_end)
+        with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as workdir, local_redis_server() as redis_port:
+            rows = measure(args, Path(workdir), redis_port, pipe_end)
     finally:
         pipe_end.send(None)
         pipe_reader.join(timeout=60)

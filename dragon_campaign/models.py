@@ -101,6 +101,9 @@ class Result(BaseModel):
     max_retries: int = Field(0, description="How many re-runs a failure may trigger")
     timestamp: Timestamps = Field(default_factory=Timestamps)
     time: TimeSpans = Field(default_factory=TimeSpans)
+    message_sizes: dict[str, int] = Field(
+        default_factory=dict, description="Pickled bytes of the inputs and the value as the task channel carried them (proxies count as their reference)"
+    )
 
     @property
     def args(self) -> tuple[Any, ...]:

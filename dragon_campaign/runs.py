@@ -94,7 +94,8 @@ def parse_config(data: object, model: type[ConfigModel], source: str, prefix: st
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            key = prefix + (".".join(str(part) for part in error["loc"]) or "(top level)")
+            parts = [str(part) for part in error["loc"] if not str(part).startswith("<")]  # "<...>": tags of tagged unions
+            key = prefix + (".".join(parts) or "(top level)")
             reason = "unknown key" if error["type"] in ("extra_forbidden", "unexpected_keyword_argument") else error["msg"]
             problems.append(f"{source}: {key}: {reason}")
         raise ConfigError("\n".join(problems)) from None

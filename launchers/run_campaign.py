@@ -2,23 +2,29 @@
 
     dragon launchers/run_campaign.py [--app NAME] [--config FILE] [--run-dir DIR] [--workers N] [--dry-run]
 
-The configuration file (YAML) has three optional sections:
+The configuration file (YAML) has four optional sections:
 
-    pools:            # worker pools by name; keys are those of dragon_campaign.WorkerPool
-      cpu: {workers: 4}
+    pools:            # worker pools by name
+      cpu: {workers: 4}                         # a Dragon pool: keys of dragon_campaign.WorkerPool
       gpu: {gpus: true}
-    app:              # the application's parameters (see --help-app)
+      remote: {executor: parsl-local, workers: 2}   # an executor pool: keys of dragon_campaign.bridges.ExecutorSpec
+    proxystore:       # per-topic ProxyStore backends: keys of dragon_campaign.bridges.ProxyStoreSettings
+      backends: {train: file}
+      file_dir: /path/every/site/reaches
+    app:              # the application's parameters (see --help-app); e.g. which pool runs which method
       budget: 64
     run_dir: runs/my-run
 
-Everything the run produces (results.jsonl, summary.json, campaign.log, the resolved config.yaml) goes to
-the run directory, runs/<run-id>/ unless --run-dir or run_dir say otherwise.
+Executors are started before the campaign and shut down after it, also when it fails. Everything the run
+produces (results.jsonl, summary.json, campaign.log, the resolved config.yaml, Parsl's logs) goes to the
+run directory, runs/<run-id>/ unless --run-dir or run_dir say otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import logging
 import multiprocessing
@@ -27,19 +33,31 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from dragon_campaign import ConfigError, RunDirectory, WorkerPool  # noqa: E402
 from dragon_campaign.apps import APPLICATIONS, DEFAULT_APPLICATION  # noqa: E402
+from dragon_campaign.bridges import ExecutorSpec, ProxyStoreSettings, executor_pools  # noqa: E402
 from dragon_campaign.campaign import CampaignFailed  # noqa: E402
 from dragon_campaign.runs import load_config, parse_config  # noqa: E402
 
 logger = logging.getLogger("run_campaign")
+
+
+def _pool_kind(entry: Any) -> str:
+    if isinstance(entry, dict):
+        return "<executor>" if "executor" in entry else "<dragon>"
+    return "<executor>" if isinstance(entry, ExecutorSpec) else "<dragon>"
+
+
+# A pool entry is an executor pool when it has an ``executor:`` key, else a Dragon pool. The tags in
+# angle brackets appear in pydantic's error locations; parse_config leaves them out of its messages.
+PoolEntry = Annotated[Union[Annotated[WorkerPool, Tag("<dragon>")], Annotated[ExecutorSpec, Tag("<executor>")]], Discriminator(_pool_kind)]
 
 
 class CampaignConfig(BaseModel):
@@ -47,9 +65,33 @@ class CampaignConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    pools: dict[str, WorkerPool] | None = Field(None, description="Worker pools by name (default: the app's default_pools, else one CPU pool with a worker per core)")
+    pools: dict[str, PoolEntry] | None = Field(None, description="Pools by name (default: the app's default_pools, else one CPU pool with a worker per core)")
+    proxystore: ProxyStoreSettings | None = Field(None, description="Per-topic ProxyStore backends (apps whose run() takes proxystore)")
     app: dict[str, Any] = Field(default_factory=dict, description="Parameters of the application")
     run_dir: str | None = Field(None, description="Run directory (default runs/<run-id>)")
+
+
+class Plan(BaseModel):
+    """Everything a run needs, validated before any work starts."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    app: Any
+    app_config: BaseModel
+    pools: dict[str, WorkerPool]
+    executors: dict[str, ExecutorSpec]
+    proxystore: ProxyStoreSettings | None
+    run_dir: Path | None
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """The plan as plain data (printed by --dry-run, written to config.yaml; it holds no credential)."""
+        return {
+            "app": name,
+            "pools": {**{n: _fields(p) for n, p in self.pools.items()}, **{n: s.model_dump() for n, s in self.executors.items()}},
+            "proxystore": self.proxystore.model_dump() if self.proxystore else None,
+            "app_config": self.app_config.model_dump(),
+            "run_dir": str(self.run_dir) if self.run_dir else "runs/<run-id>",
+        }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,20 +113,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def resolve(args: argparse.Namespace) -> tuple[Any, BaseModel, dict[str, WorkerPool], Path | None]:
+def resolve(args: argparse.Namespace) -> Plan:
     """Load and validate everything before any work starts."""
     app = importlib.import_module(APPLICATIONS[args.app])
     source = str(args.config) if args.config else "(defaults)"
     config = load_config(args.config, CampaignConfig) if args.config else CampaignConfig()
     app_config = parse_config(config.app, app.Config, source=source, prefix="app.")
     default_pools = getattr(app, "default_pools", lambda _: {"cpu": WorkerPool()})
-    pools = dict(config.pools or default_pools(app_config))
+    entries = dict(config.pools or default_pools(app_config))
+    pools = {name: entry for name, entry in entries.items() if isinstance(entry, WorkerPool)}
+    executors = {name: entry for name, entry in entries.items() if isinstance(entry, ExecutorSpec)}
     if args.workers is not None:
         if args.workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+        if "cpu" in executors:
+            raise ConfigError("--workers sets the Dragon pool 'cpu', but 'cpu' is an executor pool in the configuration")
         pools["cpu"] = WorkerPool(**{**_fields(pools.get("cpu", WorkerPool())), "workers": args.workers})
+    if config.proxystore is not None and "proxystore" not in inspect.signature(app.run).parameters:
+        raise ConfigError(f"{source}: proxystore: the {args.app} app does not take per-topic ProxyStore settings")
     run_dir = args.run_dir or (Path(config.run_dir) if config.run_dir else None)
-    return app, app_config, pools, run_dir
+    return Plan(app=app, app_config=app_config, pools=pools, executors=executors, proxystore=config.proxystore, run_dir=run_dir)
 
 
 def _fields(pool: WorkerPool) -> dict[str, Any]:
@@ -102,6 +150,15 @@ def describe_app(app: Any) -> str:
     return "\n".join(lines)
 
 
+# Libraries whose records below WARNING stay out of the console and campaign.log: Dragon's are internal,
+# Parsl's go to its own logs under the run directory (it sets its loggers to DEBUG when it starts).
+QUIET_LIBRARIES = ("dragon", "api_setup", "parsl")
+
+
+def _not_quiet_detail(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or record.name.split(".")[0] not in QUIET_LIBRARIES
+
+
 @contextmanager
 def campaign_logging(level: str, run_dir: RunDirectory) -> Iterator[None]:
     """Log to the console and to campaign.log while the campaign runs."""
@@ -112,9 +169,8 @@ def campaign_logging(level: str, run_dir: RunDirectory) -> Iterator[None]:
     root.setLevel(level)
     for handler in handlers:
         handler.setFormatter(fmt)
+        handler.addFilter(_not_quiet_detail)
         root.addHandler(handler)
-    for noisy in ("dragon", "api_setup"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         yield
     finally:
@@ -130,30 +186,30 @@ def main(argv: list[str] | None = None) -> int:
         print(describe_app(importlib.import_module(APPLICATIONS[args.app])))
         return 0
     try:
-        app, app_config, pools, run_dir_path = resolve(args)
+        plan = resolve(args)
     except ConfigError as exc:
         print(f"Configuration error:\n{exc}", file=sys.stderr)
         return 2
-    plan = {
-        "app": args.app,
-        "pools": {name: _fields(pool) for name, pool in pools.items()},
-        "app_config": app_config.model_dump(),
-        "run_dir": str(run_dir_path) if run_dir_path else "runs/<run-id>",
-    }
+    described = plan.describe(args.app)
     if args.dry_run:
-        print(yaml.safe_dump({"plan": plan}, sort_keys=False), end="")
+        print(yaml.safe_dump({"plan": described}, sort_keys=False), end="")
         return 0
     if "DRAGON_MY_PUID" not in os.environ:
         print("run_campaign.py must run under the Dragon runtime: dragon launchers/run_campaign.py ...", file=sys.stderr)
         return 2
-    run_dir = RunDirectory(run_dir_path)
-    plan["run_dir"] = str(run_dir.path)
-    (run_dir.path / "config.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    run_dir = RunDirectory(plan.run_dir)
+    described["run_dir"] = str(run_dir.path)
+    (run_dir.path / "config.yaml").write_text(yaml.safe_dump(described, sort_keys=False))
     multiprocessing.set_start_method("dragon", force=True)
+    options = {"proxystore": plan.proxystore} if plan.proxystore else {}
     with campaign_logging(args.log_level, run_dir):
         logger.info(f"Running {args.app} in {run_dir.path}")
         try:
-            summary = app.run(app_config, pools, run_dir)
+            with executor_pools(plan.executors, run_dir.path) as remote:
+                summary = plan.app.run(plan.app_config, {**plan.pools, **remote}, run_dir, **options)
+        except ConfigError as exc:  # what the app checks against the pools (e.g. which pool may run what)
+            logger.error(f"Configuration error: {exc}")
+            return 2
         except CampaignFailed as exc:
             logger.error(f"The campaign failed: {exc}; results so far are in {run_dir.results_path}")
             return 1

@@ -17,6 +17,20 @@ if "DRAGON_MY_PUID" not in os.environ:
 multiprocessing.set_start_method("dragon", force=True)
 
 
+PASSWORD_ENV = "DRAGON_CAMPAIGN_TEST_REDIS_PASSWORD"
+REDIS_PASSWORD = "s3cret-for-tests"
+
+
+@pytest.fixture
+def redis_port(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """A throwaway redis-server on loopback that requires a password, published in $PASSWORD_ENV."""
+    from dragon_campaign.bridges.redis_server import local_redis_server
+
+    monkeypatch.setenv(PASSWORD_ENV, REDIS_PASSWORD)
+    with local_redis_server(password=REDIS_PASSWORD) as port:
+        yield port
+
+
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"

@@ -1,18 +1,16 @@
 """Methods routed to executors at other sites: the same thinker runs with every method on Dragon, with
 ``train`` on a local Parsl HTEX executor, and with ``train`` on an executor with Globus Compute's
-interface. Globus Compute's cloud service cannot be reached from the test machines, so a local executor
-with the same ``concurrent.futures.Executor`` interface stands in for it: threads that pickle the
-function, its arguments and its result on the way, as the Globus Compute SDK serializes them. (A
-``ProcessPoolExecutor`` cannot start under the Dragon runtime: its spawned children inherit the
-"dragon" start method without Dragon.)"""
+interface. Globus Compute's cloud service cannot be reached from the test machines, so
+:class:`LocalComputeExecutor` stands in for it: the SDK's own serializer packs the function, its
+arguments and its result, and a local engine runs the packed tasks (threads here, to keep the tests
+quick; a Parsl HTEX in test_launcher and the multi-site comparison). (A ``ProcessPoolExecutor`` cannot
+start under the Dragon runtime: its spawned children inherit the "dragon" start method without Dragon.)"""
 
 from __future__ import annotations
 
 import os
-import pickle
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
 
 import pytest
 import tasks
@@ -21,6 +19,7 @@ from proxystore.proxy import Proxy
 from proxystore.store import Store
 
 from dragon_campaign import BaseThinker, DragonQueues, DragonTaskServer, ExecutorPool, Result, WorkerPool, agent
+from dragon_campaign.bridges.globus_compute import LocalComputeExecutor
 from dragon_campaign.campaign import run_campaign
 
 HERE = Path(__file__).resolve().parent
@@ -71,21 +70,8 @@ def parsl_executor(run_dir: Path) -> Executor:
     return ParslPoolExecutor(local_htex(str(run_dir / "parsl"), workers=2, worker_init=f"export PYTHONPATH={HERE}:$PYTHONPATH"))
 
 
-class SerializingExecutor(ThreadPoolExecutor):
-    """A local stand-in for ``globus_compute_sdk.Executor``: nothing crosses it without being pickled."""
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        wire = pickle.dumps((fn, args, kwargs))
-        return super().submit(_run_pickled, wire)
-
-
-def _run_pickled(wire: bytes) -> Any:
-    fn, args, kwargs = pickle.loads(wire)
-    return pickle.loads(pickle.dumps(fn(*args, **kwargs)))
-
-
 def globus_stand_in() -> Executor:
-    return SerializingExecutor(max_workers=2)
+    return LocalComputeExecutor(ThreadPoolExecutor(max_workers=2))
 
 
 def test_every_method_on_dragon(tmp_path):
@@ -152,3 +138,10 @@ def test_parsl_configurations_bind_one_address_and_encrypt():
     assert polaris.available_accelerators == ["0", "1", "2", "3"] and polaris.max_workers_per_node == 4
     assert polaris.provider.account == "MyProject" and polaris.provider.nodes_per_block == 2
     assert "filesystems=home:eagle" in polaris.provider.scheduler_options
+
+
+def test_globus_stand_in_serializes_like_the_sdk_and_returns_exceptions():
+    with globus_stand_in() as executor:
+        assert executor.submit(divmod, 7, 2).result() == (3, 1)
+        with pytest.raises(ValueError, match="invalid literal"):
+            executor.submit(int, "seven").result()

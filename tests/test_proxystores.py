@@ -3,51 +3,22 @@ those, go through its backend (a real redis-server on loopback with a password, 
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
-
 import pytest
 import redis
 import tasks
 from proxystore.proxy import Proxy
 
 from dragon_campaign import DragonQueues, DragonTaskServer, WorkerPool
+from conftest import PASSWORD_ENV, REDIS_PASSWORD
 from dragon_campaign.bridges import ProxyStoreSettings, proxy_stores
 
-PASSWORD_ENV = "DRAGON_CAMPAIGN_TEST_REDIS_PASSWORD"
 THRESHOLD = 10_000
-
-
-@pytest.fixture
-def redis_port(monkeypatch) -> Iterator[int]:
-    """A throwaway redis-server on a free loopback port that requires a password."""
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is needed (apt-get install redis-server; .ci/run installs it)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setenv(PASSWORD_ENV, "s3cret-for-tests")
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--requirepass", "s3cret-for-tests",
-                               "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    client = redis.StrictRedis(port=port, password="s3cret-for-tests")
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield port
-    server.terminate()
-    server.wait(timeout=10)
 
 
 def test_each_topic_proxies_exactly_what_exceeds_the_threshold(redis_port, tmp_path):
     settings = ProxyStoreSettings(backends={"simulate": "redis", "train": "file", "infer": "none"}, threshold=THRESHOLD,
                                   file_dir=str(tmp_path / "shared"), redis_port=redis_port, redis_password_env=PASSWORD_ENV)
-    redis_keys = redis.StrictRedis(port=redis_port, password="s3cret-for-tests")
+    redis_keys = redis.StrictRedis(port=redis_port, password=REDIS_PASSWORD)
     with proxy_stores(settings, "campaign-test") as proxying:
         queues = DragonQueues(topics=["simulate", "train", "infer"], **proxying)
         server = DragonTaskServer([tasks.train, tasks.noop], queues, pools={"cpu": WorkerPool(workers=1)}, run_dir=tmp_path / "run")

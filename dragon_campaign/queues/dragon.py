@@ -125,6 +125,7 @@ class DragonQueues:
         except Exception as exc:
             raise TypeError(f"The inputs of a {method!r} task cannot be pickled: {exc!r}") from exc
         result.time.serialize_inputs = time.perf_counter() - start
+        result.message_sizes["inputs"] = len(inputs)
         with self._lock:
             self._active.add(result.task_id)
             self._all_done.clear()

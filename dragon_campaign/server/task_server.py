@@ -424,6 +424,7 @@ class DragonTaskServer:
         stamps.result_sent, stamps.result_received = sent, received
         spans.deserialize_inputs, spans.running, spans.serialize_results = deserialize, running, serialize
         if success:
+            result.message_sizes["value"] = len(payload)
             tick = time.perf_counter()
             try:
                 result.value = pickle.loads(payload)
@@ -564,6 +565,14 @@ class DragonTaskServer:
     # -- shutdown -------------------------------------------------------------------------------------------
     def _supervise(self) -> None:
         self.queues.killed.wait()
+        try:
+            self._shut_down()
+        except Exception:  # never leave stop() and join() waiting forever
+            logger.exception("The task server's shutdown failed")
+        finally:
+            self._stopped.set()
+
+    def _shut_down(self) -> None:
         with self.queues.waiting_tasks(), self._lock:
             self._stopping = True
             workers = list(self._workers.values())
@@ -599,7 +608,6 @@ class DragonTaskServer:
         self._destroy_queue(self._result_queue)
         self._result_log.close()
         atexit.unregister(self.stop)
-        self._stopped.set()
         logger.info("Task server stopped")
 
     def _remote_in_flight(self) -> int:
@@ -608,19 +616,17 @@ class DragonTaskServer:
 
     def _fail_remote_in_flight(self) -> None:
         """Report tasks still running at other sites as failed (their futures are cancelled where possible)."""
+        with self._lock:  # taken out first: cancelling a future runs its callback, which must find nothing to complete
+            lost = [(self.pools[name].site, task, future) for name, tasks in self._remote.items() for task, future in tasks.values()]  # type: ignore[union-attr]
+            self._remote.clear()
         results = []
-        with self._lock:
-            for pool_name, tasks in self._remote.items():
-                site = self.pools[pool_name].site  # type: ignore[union-attr]
-                for task, future in tasks.values():
-                    if future is not None:
-                        future.cancel()
-                    result: Result = task.payload[0]
-                    result.success = False
-                    result.failure_info = FailureInformation.from_exception(
-                        WorkerLost(f"the task server shut down while the task ran at site {site!r}"))
-                    results.append(result)
-                tasks.clear()
+        for site, task, future in lost:
+            if future is not None:
+                future.cancel()
+            result: Result = task.payload[0]
+            result.success = False
+            result.failure_info = FailureInformation.from_exception(WorkerLost(f"the task server shut down while the task ran at site {site!r}"))
+            results.append(result)
         self._finish(results)
 
     def _fail_leftovers(self) -> None:

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ddict_store import DDictStore
-from dragon_campaign import DragonQueues, DragonTaskServer, RunDirectory, WorkerPool
+from dragon_campaign import ConfigError, DragonQueues, DragonTaskServer, ExecutorPool, RunDirectory, WorkerPool
 from dragon_campaign.apps.moldesign import tasks
 from dragon_campaign.apps.moldesign.outputs import write_outputs
 from dragon_campaign.apps.moldesign.space import load_search_space
 from dragon_campaign.apps.moldesign.thinker import POLICIES
+from dragon_campaign.bridges import ProxyStoreSettings, proxy_stores
 from dragon_campaign.campaign import run_campaign
+
+Pool = Union[WorkerPool, ExecutorPool]
+TOPICS = ("simulate", "features", "train", "infer")
 
 
 class Config(BaseModel):
@@ -40,6 +46,8 @@ class Config(BaseModel):
     space_limit: Optional[int] = Field(None, ge=1, description="Use only the first N molecules of the space")
     chunk_size: int = Field(2048, ge=1, description="Molecules per inference task")
     seed: int = Field(0, description="Seed of the random order, the bootstrap and the networks")
+    train_pool: Optional[str] = Field(None, description="Pool that trains (default: gpu, else cpu); may be an executor pool at another site")
+    infer_pool: Optional[str] = Field(None, description="Dragon pool that infers (default: gpu, else cpu); it reads the store")
 
     def space(self) -> tuple[str, ...]:
         return load_search_space(self.search_space)[: self.space_limit]
@@ -73,23 +81,54 @@ def _featurize_space(queues: DragonQueues, space: tuple[str, ...], chunk_size: i
     return len(starts)
 
 
-def run(config: Config, pools: dict[str, WorkerPool], run_dir: RunDirectory) -> dict[str, Any]:
-    """Run the campaign and write its outputs into the run directory; returns the summary."""
+@dataclass(frozen=True)
+class Routing:
+    """Which pool runs which method; training may run outside Dragon, the others read the store."""
+
+    sim_pool: str
+    train_pool: str
+    infer_pool: str
+    train_remote: bool
+
+    @classmethod
+    def of(cls, config: Config, pools: dict[str, Pool]) -> Routing:
+        sim_pool = "cpu" if "cpu" in pools else next(iter(pools))
+        ml_pool = "gpu" if "gpu" in pools else sim_pool
+        train_pool, infer_pool = config.train_pool or ml_pool, config.infer_pool or ml_pool
+        for key, name in (("train_pool", train_pool), ("infer_pool", infer_pool)):
+            if name not in pools:
+                raise ConfigError(f"app.{key}: no pool named {name!r} (pools: {', '.join(sorted(pools))})")
+        for role, name in (("simulations", sim_pool), ("app.infer_pool", infer_pool)):
+            if isinstance(pools[name], ExecutorPool):
+                raise ConfigError(f"{role}: {name!r} is an executor pool, but these tasks read the store: use a Dragon pool")
+        return cls(sim_pool, train_pool, infer_pool, isinstance(pools[train_pool], ExecutorPool))
+
+    def methods(self) -> list[Any]:
+        return [(tasks.simulate, {"pool": self.sim_pool}), (tasks.featurize, {"pool": self.sim_pool}),
+                (tasks.train, {"pool": self.train_pool}), (tasks.infer, {"pool": self.infer_pool})]
+
+
+def run(config: Config, pools: dict[str, Pool], run_dir: RunDirectory, proxystore: ProxyStoreSettings | None = None) -> dict[str, Any]:
+    """Run the campaign and write its outputs into the run directory; returns the summary.
+
+    Args:
+        proxystore: Per-topic ProxyStore backends (topics: simulate, features, train, infer). A training
+            pool at another site returns the weights with each result, proxied by the train topic's backend.
+    """
     space = config.space()
-    methods = [tasks.simulate, tasks.featurize, (tasks.train, {"pool": "gpu"}), (tasks.infer, {"pool": "gpu"})]
-    if "cpu" in pools and "gpu" not in pools:  # a user's single pool runs everything
-        methods = [tasks.simulate, tasks.featurize, tasks.train, tasks.infer]
-    with DDictStore(buffer_bytes_per_node=512 * 2**20) as store:
+    routing = Routing.of(config, pools)
+    with DDictStore(buffer_bytes_per_node=512 * 2**20) as store, ExitStack() as stack:
         namespace = f"moldesign/{run_dir.path.name}"
-        queues = DragonQueues(topics=["simulate", "features", "train", "infer"])
-        server = DragonTaskServer(methods, queues, pools=pools, run_dir=run_dir).start()
+        proxies = stack.enter_context(proxy_stores(proxystore, f"moldesign-{run_dir.path.name}")) if proxystore else {}
+        queues = DragonQueues(topics=list(TOPICS), **proxies)
+        server = DragonTaskServer(routing.methods(), queues, pools=pools, run_dir=run_dir).start()
         try:
             chunks = _featurize_space(queues, space, config.chunk_size, store.handle, namespace)
         except BaseException:
             server.stop()
             raise
-        sim_workers = server.worker_count("cpu" if "cpu" in pools else None)
-        thinker = POLICIES[config.policy](queues, config, space, chunks, sim_workers, store.handle, namespace)
+        sim_workers = server.worker_count(routing.sim_pool)
+        thinker = POLICIES[config.policy](queues, config, space, chunks, sim_workers, store.handle, namespace, routing.train_remote)
         run_campaign(thinker, server)
     summary = write_outputs(thinker, config, run_dir)
     summary["space_size"] = len(space)

@@ -3,6 +3,7 @@
 * ``summary.json``: counts, the best molecules, time to solution and the compute spent;
 * ``best_molecules.csv``: every simulated molecule, best first;
 * ``progress.csv``: best IP and molecules above the threshold after each simulation;
+* ``trainings.csv``: each retraining (train, publish, infer): its model version, data and duration;
 * ``progress.png``: best IP and molecules above the threshold against simulations done and wall time.
 """
 
@@ -81,6 +82,10 @@ def write_outputs(thinker: Any, config: Any, run_dir: RunDirectory) -> dict[str,
                                                 "relax_steps", "method", "seconds", "wall_s", "compute_s", "molecule"])
         writer.writeheader()
         writer.writerows(sorted(thinker.state.results, key=lambda r: -r["ip_ev"]))
+    with open(run_dir.path / "trainings.csv", "w", newline="") as fp:
+        writer = csv.DictWriter(fp, fieldnames=["version", "samples", "seconds", "ml_task_s", "mean_last_loss", "wall_s"])
+        writer.writeheader()
+        writer.writerows(thinker.state.trainings)
     if trace:
         plot(trace, config.threshold_ev, run_dir.path / "progress.png")
     return summary

@@ -41,16 +41,31 @@ def featurize(chunk: int, smiles: list[str], store_handle: str, namespace: str) 
 
 
 def train(smiles: list[str], ips: list[float], member: int, version: int, seed: int, epochs: int,
-          store_handle: str, namespace: str) -> dict[str, Any]:
-    """Train one ensemble member on a bootstrap resample and publish it as ``member<i>`` version ``version``."""
-    from ddict_store import publish_model
+          store_handle: str | None, namespace: str) -> dict[str, Any]:
+    """Train one ensemble member on a bootstrap resample and publish it as ``member<i>`` version ``version``.
+
+    Without a store (``store_handle`` None: a trainer at another site) the weights come back with the result
+    as ``state``, for the steering process to publish with :func:`publish_member`.
+    """
     from dragon_campaign.apps.moldesign.features import featurize
     from dragon_campaign.apps.moldesign.mpnn import train_member
 
     trained = train_member(featurize(smiles), np.asarray(ips), seed=seed * 1000 + member, epochs=epochs, device=_device())
     scaling = {"mean": trained.mean, "std": trained.std, "hidden": trained.hidden, "layers": trained.layers}
-    publish_model(_namespace(store_handle, namespace), f"member{member}", {**trained.state_dict, SCALING_KEY: scaling}, version=version)
-    return {"member": member, "version": version, "first_loss": trained.losses[0], "last_loss": trained.losses[-1], "samples": len(smiles)}
+    state = {**trained.state_dict, SCALING_KEY: scaling}
+    summary = {"member": member, "version": version, "first_loss": trained.losses[0], "last_loss": trained.losses[-1],
+               "samples": len(smiles), "weights_bytes": sum(tensor.nbytes for tensor in trained.state_dict.values())}
+    if store_handle is None:
+        return {**summary, "state": state}
+    publish_member(store_handle, namespace, member, state, version)
+    return summary
+
+
+def publish_member(store_handle: str, namespace: str, member: int, state: dict[str, Any], version: int) -> None:
+    """Publish one ensemble member's weights where inference tasks read them."""
+    from ddict_store import publish_model
+
+    publish_model(_namespace(store_handle, namespace), f"member{member}", state, version=version)
 
 
 def infer(chunk: int, members: int, version: int, store_handle: str, namespace: str) -> tuple[int, np.ndarray, np.ndarray]:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from dragon_campaign import BaseThinker, DragonQueues, ResourceCounter, Result, agent, event_responder, result_processor, task_submitter
+from dragon_campaign.apps.moldesign.tasks import publish_member
 
 
 @dataclass
@@ -49,13 +50,14 @@ class MolDesignThinker(BaseThinker):
     retrains_on_results = False  # every retrain_every new results trigger a retraining (else the policy calls retrain)
 
     def __init__(self, queues: DragonQueues, config: Any, space: tuple[str, ...], chunks: int, sim_workers: int,
-                 store_handle: str, namespace: str) -> None:
+                 store_handle: str, namespace: str, train_remote: bool = False) -> None:
         super().__init__(queues, ResourceCounter(sim_workers * self.slots_per_worker(config), ["simulate", "ml"]))
         self.config = config
         self.space = space
         self.chunks = chunks
         self.sim_workers = sim_workers
         self.store_args = (store_handle, namespace)
+        self.train_remote = train_remote  # trainers cannot reach the store: their weights come back with the results
         self.state = SearchState()
         self.rank = np.random.default_rng(config.seed).permutation(len(space))  # order of preference; random until a model exists
         self.scores = np.zeros(len(space))
@@ -135,8 +137,9 @@ class MolDesignThinker(BaseThinker):
         version = self.model_version + 1
         start = time.monotonic()
         smiles, ips = [r["smiles"] for r in data], [r["ip_ev"] for r in data]
+        train_store = (None, self.store_args[1]) if self.train_remote else self.store_args
         for member in range(self.config.ensemble):
-            self.queues.send_inputs(smiles, ips, member, version, self.config.seed, self.config.epochs, *self.store_args,
+            self.queues.send_inputs(smiles, ips, member, version, self.config.seed, self.config.epochs, *train_store,
                                     method="train", topic="train")
         trained = [self.queues.get_result("train") for _ in range(self.config.ensemble)]
         failed = [r.failure_info.exception for r in trained if not r.success]
@@ -144,6 +147,9 @@ class MolDesignThinker(BaseThinker):
             self.logger.error(f"Training failed, keeping the previous ranking: {failed[0]}")
             self.first_model.set()  # simulations waiting for a first model go on in random order
             return
+        if self.train_remote:
+            for result in trained:
+                publish_member(*self.store_args, result.value["member"], result.value["state"], version)
         for chunk in range(self.chunks):
             self.queues.send_inputs(chunk, self.config.ensemble, version, *self.store_args, method="infer", topic="infer")
         inferred = [self.queues.get_result("infer") for _ in range(self.chunks)]
