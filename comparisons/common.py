@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import multiprocessing
 import os
 import platform
@@ -11,6 +12,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 
 def machine_description() -> str:
@@ -64,3 +66,12 @@ def memory_touch_line(megabytes: int = 512) -> str:
         del block
     return (f"- Memory: filling {megabytes} MB of newly allocated memory ran at {rates[0]:.2f} GB/s, and at {rates[1]:.2f} GB/s "
             "when allocated again right after freeing it (first-touch cost of this machine, measured at the start of the run).")
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str] | None = None) -> None:
+    """The table's rows as CSV (columns: ``fields``, default the first row's keys; other keys are left out)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fp:
+        writer = csv.DictWriter(fp, fieldnames=fields or list(rows[0]), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)

@@ -13,7 +13,6 @@ Writes <output>/dispatch_overhead.md and .csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -26,7 +25,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from common import provenance, require_dragon_runtime
+from common import provenance, require_dragon_runtime, write_csv
 
 WARMUP_TASKS = 50
 
@@ -101,10 +100,7 @@ def write_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> Path:
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     fields = ["system", "workers", "round_trip_median_ms", "round_trip_p90_ms", "throughput_tasks_per_s"]
-    with open(output / "dispatch_overhead.csv", "w", newline="") as fp:
-        writer = csv.DictWriter(fp, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(output / "dispatch_overhead.csv", rows, fields)
     ours, peer = rows
     lines = [
         "# Dispatch overhead: no-op tasks",

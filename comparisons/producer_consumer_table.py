@@ -12,12 +12,11 @@ Writes <output>/producer_consumer.md, .csv and .png (I/O time against data size 
 from __future__ import annotations
 
 import argparse
-import csv
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import memory_touch_line, provenance, require_dragon_runtime, use_dragon_processes
+from common import memory_touch_line, provenance, require_dragon_runtime, use_dragon_processes, write_csv
 
 DATA_PATHS = ["futures", "files", "ddict", "proxystore"]
 LABELS = {"futures": "Parsl + futures", "files": "Parsl + file system", "ddict": "DragonHPC + DDict (ddict_store)",
@@ -45,10 +44,7 @@ def fmt(value: Any) -> str:
 def write_outputs(rows: list[dict[str, Any]], args: argparse.Namespace, memory_line: str) -> Path:
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    with open(output / "producer_consumer.csv", "w", newline="") as fp:
-        writer = csv.DictWriter(fp, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(output / "producer_consumer.csv", rows)
     lines = [
         "# Producer-consumer: wave simulations feeding CNN trainers",
         "",

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import provenance, require_dragon_runtime, use_dragon_processes
+from common import provenance, require_dragon_runtime, use_dragon_processes, write_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 UPDATE_TARGET_MS = 50.0
@@ -63,11 +63,7 @@ def median_at(rows: list[dict[str, Any]], column: str) -> float | None:
 def write_outputs(rows: list[dict[str, Any]], latencies: list[float], args: argparse.Namespace, app_config: Any) -> Path:
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    columns = list(rows[0])
-    with open(output / "reprioritization.csv", "w", newline="") as fp:
-        writer = csv.DictWriter(fp, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(output / "reprioritization.csv", rows)
     pools = ", ".join(f"{p.name} ({p.workers} workers, from round {p.join_after})" for p in app_config.pools)
     lines = [
         "# Reprioritization: GPR-ordered waiting tasks against submission order (Ackley)",

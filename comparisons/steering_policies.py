@@ -12,13 +12,12 @@ and best IP, as means over the seeds, with the ratio of molecules found to rando
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import provenance, require_dragon_runtime, use_dragon_processes
+from common import provenance, require_dragon_runtime, use_dragon_processes, write_csv
 
 POLICIES = ["random", "batch", "streaming", "interleaved"]
 COLUMNS = ["policy", "seed", "simulations", "failed", "above_threshold", "best_ip_ev", "time_to_solution_s", "wall_s",
@@ -49,10 +48,7 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 def write_outputs(rows: list[dict[str, Any]], args: argparse.Namespace, threshold: float, solution_count: int) -> Path:
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    with open(output / "steering_policies.csv", "w", newline="") as fp:
-        writer = csv.DictWriter(fp, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(output / "steering_policies.csv", rows, COLUMNS)
     by_policy = {p: [r for r in rows if r["policy"] == p] for p in args.policies}
     random_found = _mean(by_policy["random"], "above_threshold") if "random" in by_policy else None
     lines = [

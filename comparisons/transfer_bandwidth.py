@@ -20,7 +20,6 @@ np.save / np.load on the local file system (the files stay in the page cache).
 from __future__ import annotations
 
 import argparse
-import csv
 import multiprocessing
 import os
 import pickle
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import memory_touch_line, provenance, require_dragon_runtime
+from common import memory_touch_line, provenance, require_dragon_runtime, write_csv
 
 from dragon_campaign.bridges.redis_server import local_redis_server
 
@@ -274,10 +273,7 @@ def write_report(rows: list[dict[str, Any]], args: argparse.Namespace, memory_li
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     fields = ["path", "size_mb", "write_s", "read_s", "read_gbps", "ratio_to_memcpy", "repeats"]
-    with open(output / "transfer_bandwidth.csv", "w", newline="") as fp:
-        writer = csv.DictWriter(fp, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(output / "transfer_bandwidth.csv", rows, fields)
     sizes = sorted({row["size_mb"] for row in rows})
     paths = list(dict.fromkeys(row["path"] for row in rows))
     cell = {(row["path"], row["size_mb"]): row for row in rows}

@@ -33,7 +33,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
@@ -57,7 +57,7 @@ def _pool_kind(entry: Any) -> str:
 
 # A pool entry is an executor pool when it has an ``executor:`` key, else a Dragon pool. The tags in
 # angle brackets appear in pydantic's error locations; parse_config leaves them out of its messages.
-PoolEntry = Annotated[Union[Annotated[WorkerPool, Tag("<dragon>")], Annotated[ExecutorSpec, Tag("<executor>")]], Discriminator(_pool_kind)]
+PoolEntry = Annotated[Annotated[WorkerPool, Tag("<dragon>")] | Annotated[ExecutorSpec, Tag("<executor>")], Discriminator(_pool_kind)]
 
 
 class CampaignConfig(BaseModel):

@@ -79,3 +79,17 @@ def test_reprioritization_compares_both_orders(tmp_path):
     assert rows[0]["reprioritizations"] == "0" and int(rows[1]["reprioritizations"]) == 2
     report = (tmp_path / "reprioritization.md").read_text()
     assert "| GPR reprioritized |" in report and "`update_priority` on 50 waiting tasks" in report
+
+
+def test_multisite_overhead_compares_routings(tmp_path):
+    routings = ["Dragon + DDict", "Globus Compute interface + ProxyStore file"]
+    run_script("multisite_overhead.py", "--repeats", "1", "--budget", "8", "--batch-size", "4", "--ensemble", "2", "--epochs", "3",
+               "--space-limit", "600", "--threshold", "1000", "--routings", *routings, "--output", str(tmp_path))
+    rows = list(csv.DictReader(open(tmp_path / "multisite_overhead.csv")))
+    trains = {row["routing"]: row for row in rows if row["method"] == "train"}
+    assert set(trains) == set(routings)
+    assert trains[routings[0]]["backend"] == "dragon" and trains[routings[1]]["backend"] == "executor"
+    assert int(trains[routings[1]]["weights_bytes"]) > 1000 and "ProxyStore file" in trains[routings[1]]["weights_path"]
+    assert {row["backend"] for row in rows if row["method"] != "train"} == {"dragon"}
+    report = (tmp_path / "multisite_overhead.md").read_text()
+    assert "| Same molecules as all-Dragon |" in report and "- Command: `dragon" in report

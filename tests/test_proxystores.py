@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import redis
 import tasks
+from conftest import PASSWORD_ENV, REDIS_PASSWORD
 from proxystore.proxy import Proxy
 
 from dragon_campaign import DragonQueues, DragonTaskServer, WorkerPool
-from conftest import PASSWORD_ENV, REDIS_PASSWORD
 from dragon_campaign.bridges import ProxyStoreSettings, proxy_stores
 
 THRESHOLD = 10_000

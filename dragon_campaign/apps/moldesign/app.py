@@ -7,7 +7,7 @@ import os
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -21,7 +21,7 @@ from dragon_campaign.apps.moldesign.thinker import POLICIES
 from dragon_campaign.bridges import ProxyStoreSettings, proxy_stores
 from dragon_campaign.campaign import run_campaign
 
-Pool = Union[WorkerPool, ExecutorPool]
+Pool = WorkerPool | ExecutorPool
 TOPICS = ("simulate", "features", "train", "infer")
 
 

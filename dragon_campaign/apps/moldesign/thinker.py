@@ -28,7 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from dragon_campaign import BaseThinker, DragonQueues, ResourceCounter, Result, agent, event_responder, result_processor, task_submitter
+from dragon_campaign import (
+    BaseThinker,
+    DragonQueues,
+    ResourceCounter,
+    Result,
+    agent,
+    event_responder,
+    result_processor,
+    task_submitter,
+)
 from dragon_campaign.apps.moldesign.tasks import publish_member
 
 
@@ -129,8 +138,8 @@ class MolDesignThinker(BaseThinker):
     # -- learning ------------------------------------------------------------------------------------------
     def retrain(self) -> None:
         """Train the ensemble on every result so far, infer the whole space, and rerank it."""
-        with self.lock:
-            data = list(self.state.results)
+        with self.lock:  # in search-space order, not completion order: the same data trains the same networks
+            data = sorted(self.state.results, key=lambda r: r["molecule"])
             self.new_results = 0
         if len(data) < 2:
             return
