@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from dragon_campaign.progress import ProgressReporter, default_interval
 from dragon_campaign.server.task_server import DragonTaskServer
 from dragon_campaign.thinker.base import BaseThinker
 
@@ -46,17 +47,21 @@ def _stop_on_signals(thinker: BaseThinker) -> Iterator[list[int]]:
             signal.signal(sig, old)
 
 
-def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float | None = None) -> None:
+def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float | None = None,
+                 progress_interval: float | None = None) -> None:
     """Start the server (unless already started) and the thinker, wait for the thinker, then shut the server down.
 
     Args:
         timeout: Stop the campaign after this many seconds (None: run until the thinker finishes).
+        progress_interval: Seconds between status lines in the log (0: none; default
+            ``$DRAGON_CAMPAIGN_PROGRESS_S``, else 30; see :mod:`dragon_campaign.progress`).
     Raises:
         CampaignFailed: an agent raised (its exception is chained).
         KeyboardInterrupt: the campaign was stopped by SIGINT or SIGTERM, after a clean shutdown.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    with _stop_on_signals(thinker) as signals:
+    interval = default_interval() if progress_interval is None else progress_interval
+    with _stop_on_signals(thinker) as signals, ProgressReporter(server, interval):
         try:
             if not server.started:
                 server.start()

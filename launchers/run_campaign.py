@@ -15,9 +15,11 @@ The configuration file (YAML) has four optional sections:
       budget: 64
     run_dir: runs/my-run
 
-Executors are started before the campaign and shut down after it, also when it fails. Everything the run
-produces (results.jsonl, summary.json, campaign.log, the resolved config.yaml, Parsl's logs) goes to the
-run directory, runs/<run-id>/ unless --run-dir or run_dir say otherwise.
+Executors are started before the campaign and shut down after it, also when it fails. While it runs, a
+status line (tasks per topic, busy workers per pool, results per second) is logged every 30 s. Everything
+the run produces (results.jsonl, summary.json, campaign.log, the resolved config.yaml, Parsl's logs, and
+utilization.png / .csv: which worker ran what, when) goes to the run directory, runs/<run-id>/ unless
+--run-dir or run_dir say otherwise.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ from dragon_campaign import ConfigError, RunDirectory, WorkerPool  # noqa: E402
 from dragon_campaign.apps import APPLICATIONS, DEFAULT_APPLICATION  # noqa: E402
 from dragon_campaign.bridges import ExecutorSpec, ProxyStoreSettings, executor_pools  # noqa: E402
 from dragon_campaign.campaign import CampaignFailed  # noqa: E402
+from dragon_campaign.progress import DEFAULT_INTERVAL_S, PROGRESS_ENV  # noqa: E402
 from dragon_campaign.runs import load_config, parse_config  # noqa: E402
+from dragon_campaign.timeline import write_utilization  # noqa: E402
 
 logger = logging.getLogger("run_campaign")
 
@@ -107,6 +111,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, help="workers of the 'cpu' pool; overrides the config file")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="logging level of the console and of campaign.log (default: INFO)")
+    parser.add_argument("--progress-interval", type=float, metavar="SECONDS",
+                        help=f"seconds between status lines (tasks per topic, busy workers, results/s); 0: none (default {DEFAULT_INTERVAL_S:g})")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate the configuration, print the plan and exit without starting work")
     parser.add_argument("--help-app", action="store_true", help="list the parameters of --app and exit")
@@ -201,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     described["run_dir"] = str(run_dir.path)
     (run_dir.path / "config.yaml").write_text(yaml.safe_dump(described, sort_keys=False))
     multiprocessing.set_start_method("dragon", force=True)
+    if args.progress_interval is not None:
+        os.environ[PROGRESS_ENV] = str(args.progress_interval)
     options = {"proxystore": plan.proxystore} if plan.proxystore else {}
     with campaign_logging(args.log_level, run_dir):
         logger.info(f"Running {args.app} in {run_dir.path}")
@@ -216,8 +224,23 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt as exc:
             logger.warning(f"The campaign was interrupted ({exc}); results so far are in {run_dir.results_path}")
             return 130
+        finally:
+            draw_utilization(run_dir)
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def draw_utilization(run_dir: RunDirectory) -> None:
+    """utilization.png and .csv from the results so far, also after a failure; a drawing problem is only logged."""
+    if not run_dir.results_path.exists():
+        return
+    try:
+        picture = write_utilization(run_dir.results_path, run_dir.path)
+    except Exception:
+        logger.warning("Could not draw the worker utilization timeline", exc_info=True)
+        return
+    if picture is not None:
+        logger.info(f"Worker utilization timeline: {picture}")
 
 
 if __name__ == "__main__":

@@ -93,3 +93,12 @@ def test_multisite_overhead_compares_routings(tmp_path):
     assert {row["backend"] for row in rows if row["method"] != "train"} == {"dragon"}
     report = (tmp_path / "multisite_overhead.md").read_text()
     assert "| Same molecules as all-Dragon |" in report and "- Command: `dragon" in report
+
+
+def test_default_campaign_utilization_keeps_the_picture(tmp_path):
+    config = tmp_path / "small.yaml"
+    config.write_text("app:\n  budget: 6\n  retrain_every: 3\n  ensemble: 2\n  epochs: 3\n  space_limit: 600\n")
+    run_script("default_campaign_utilization.py", "--output", str(tmp_path / "out"), "--config", str(config), "--workers", "2")
+    assert (tmp_path / "out" / "default_campaign_utilization.png").stat().st_size > 1000
+    report = (tmp_path / "out" / "default_campaign_utilization.md").read_text()
+    assert "| cpu | simulate |" in report and "- Command: `dragon" in report

@@ -26,7 +26,7 @@ def test_help_documents_every_option(launcher, capsys):
         launcher.main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--app", "--config", "--run-dir", "--workers", "--log-level", "--dry-run", "--help-app"):
+    for option in ("--app", "--config", "--run-dir", "--workers", "--log-level", "--progress-interval", "--dry-run", "--help-app"):
         assert option in text
 
 
@@ -93,14 +93,16 @@ def test_default_app_runs_end_to_end(launcher, capsys, tmp_path):
     config = tmp_path / "small.yaml"
     config.write_text("app:\n  budget: 12\n  retrain_every: 6\n  ensemble: 2\n  epochs: 5\n  space_limit: 1500\n  chunk_size: 500\n")
     run_dir = tmp_path / "run"
-    assert launcher.main(["--config", str(config), "--run-dir", str(run_dir), "--workers", "2"]) == 0
+    assert launcher.main(["--config", str(config), "--run-dir", str(run_dir), "--workers", "2", "--progress-interval", "1"]) == 0
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["app"] == "moldesign" and summary["simulations"] == 12 and summary["failed"] == 0
     methods = [json.loads(line)["method"] for line in (run_dir / "results.jsonl").read_text().splitlines()]
     assert methods.count("simulate") == 12 and methods.count("train") == 2 * summary["retrainings"] > 0
     log = (run_dir / "campaign.log").read_text()
     assert "best IP so far" in log and "Model v0 trained" in log, "the thinker's log lines must reach campaign.log"
-    assert (run_dir / "config.yaml").exists()
+    assert "progress: simulate " in log and "workers busy: cpu " in log
+    assert (run_dir / "config.yaml").exists() and (run_dir / "utilization.png").exists()
+    assert {"simulate", "train", "infer"} <= {row.split(",")[1] for row in (run_dir / "utilization.csv").read_text().splitlines()[1:]}
 
 
 @pytest.mark.parametrize(("executor", "backend"), [("parsl-local", "redis"), ("globus-compute-local", "file")])

@@ -17,9 +17,10 @@ from __future__ import annotations
 import pickle
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dragon_campaign.exceptions import KillSignalException, TimeoutException
@@ -36,6 +37,15 @@ class TaskSink(Protocol):
     def method_names(self) -> Sequence[str]: ...
 
     def tasks_waiting(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class TopicStatus:
+    """Tasks of one topic: waiting for a worker, handed out and not finished, finished (result delivered)."""
+
+    waiting: int
+    running: int
+    finished: int
 
 
 class DragonQueues:
@@ -66,6 +76,7 @@ class DragonQueues:
         self._all_done = threading.Event()
         self._all_done.set()
         self._waiting = WaitingTasks()
+        self._counts: dict[str, Counter[str]] = {topic: Counter() for topic in self.topics}  # submitted, finished, cancelled
         self._killed = threading.Event()
         self._sink: TaskSink | None = None
         self.proxy_rules: dict[str, ProxyRule] = self._proxy_rules(proxystore_name, proxystore_threshold)
@@ -128,6 +139,7 @@ class DragonQueues:
         result.message_sizes["inputs"] = len(inputs)
         with self._lock:
             self._active.add(result.task_id)
+            self._counts[topic]["submitted"] += 1
             self._all_done.clear()
             self._waiting.push(WaitingTask(result.task_id, method, result.priority, (result, inputs)))
         if self._sink is not None:
@@ -144,9 +156,11 @@ class DragonQueues:
     def cancel(self, task_ids: Iterable[str]) -> list[str]:
         """Withdraw tasks still waiting: they never run and produce no result. Returns the ids withdrawn."""
         with self._lock:
-            removed = [task.task_id for task in self._waiting.remove(task_ids)]
-            self._forget(removed)
-        return removed
+            removed = self._waiting.remove(task_ids)
+            for task in removed:
+                self._counts[task.payload[0].topic]["cancelled"] += 1  # type: ignore[index]
+            self._forget([task.task_id for task in removed])
+        return [task.task_id for task in removed]
 
     # -- receiving --------------------------------------------------------------------------------------
     def get_result(self, topic: str | None = "default", timeout: float | None = None) -> Result:
@@ -190,6 +204,16 @@ class DragonQueues:
         with self._lock:
             return len(self._waiting)
 
+    def topic_status(self) -> dict[str, TopicStatus]:
+        """Per topic: tasks waiting, running (handed to a worker or an executor) and finished (cancelled ones excluded)."""
+        with self._lock:
+            waiting = Counter(task.payload[0].topic for task in self._waiting)  # type: ignore[index]
+            status = {}
+            for topic, counts in self._counts.items():
+                running = counts["submitted"] - counts["cancelled"] - counts["finished"] - waiting[topic]
+                status[topic] = TopicStatus(waiting[topic], running, counts["finished"])
+            return status
+
     def wait_until_done(self, timeout: float | None = None) -> bool:
         """Block until every submitted task has been received or cancelled; False on timeout."""
         return self._all_done.wait(timeout)
@@ -230,6 +254,7 @@ class DragonQueues:
             for result in results:
                 self._results[result.topic].append(result)
                 self._arrival.append(result.topic)
+                self._counts[result.topic]["finished"] += 1
             self._results_ready.notify_all()
 
     # -- helpers ----------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 
@@ -40,6 +40,10 @@ class WaitingTasks:
 
     def __contains__(self, task_id: str) -> bool:
         return task_id in self._tasks
+
+    def __iter__(self) -> Iterator[WaitingTask]:
+        """The waiting tasks, in no particular order."""
+        return iter(self._tasks.values())
 
     def ids_of(self, methods: Iterable[str]) -> list[str]:
         """Ids of the waiting tasks of these methods."""

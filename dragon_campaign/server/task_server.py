@@ -208,6 +208,18 @@ class DragonTaskServer:
         with self._lock:
             return sum(1 for w in self._workers.values() if pool is None or w.slot.pool == pool)
 
+    def pool_status(self) -> dict[str, tuple[int, int]]:
+        """Per pool: (busy, size) — workers holding a task and live workers, or tasks in flight and ``max_in_flight``."""
+        with self._lock:
+            status = {}
+            for name, pool in self.pools.items():
+                if isinstance(pool, ExecutorPool):
+                    status[name] = (len(self._remote.get(name, {})), pool.max_in_flight)
+                else:
+                    workers = [w for w in self._workers.values() if w.slot.pool == name]
+                    status[name] = (sum(1 for w in workers if w.inflight), len(workers))
+            return status
+
     def join(self, timeout: float | None = None) -> bool:
         """Wait until the server has shut down (after ``queues.send_kill_signal()``); False on timeout."""
         return self._stopped.wait(timeout)

@@ -1,0 +1,62 @@
+"""The worker-utilization timeline of the default campaign (README's first command), kept under results/.
+
+    PATH=$PWD/.venv/bin:$PATH dragon comparisons/default_campaign_utilization.py [--output DIR] [launcher options...]
+
+Runs ``launchers/run_campaign.py`` with its defaults (other options given here are passed on to it) in a
+scratch run directory, and copies its ``utilization.png`` and ``utilization.csv`` to
+<output>/default_campaign_utilization.* (default results/), with a .md that says on which machine, when
+and with which command, and how long each pool computed each method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import shutil
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+from common import provenance, require_dragon_runtime
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_launcher(arguments: list[str]) -> int:
+    spec = importlib.util.spec_from_file_location("run_campaign", ROOT / "launchers" / "run_campaign.py")
+    assert spec is not None and spec.loader is not None
+    launcher = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = launcher
+    spec.loader.exec_module(launcher)
+    return launcher.main(arguments)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", type=Path, default=ROOT / "results", help="folder for the files (default results/)")
+    args, passed_on = parser.parse_known_args()
+    require_dragon_runtime("default_campaign_utilization.py")
+    output = args.output
+    with tempfile.TemporaryDirectory() as scratch:
+        run_dir = Path(scratch) / "default"
+        code = run_launcher([*passed_on, "--run-dir", str(run_dir)])
+        if code != 0 or not (run_dir / "utilization.png").exists():
+            sys.exit(f"The default campaign exited with {code}; see {run_dir}/campaign.log")
+        output.mkdir(parents=True, exist_ok=True)
+        shutil.copy(run_dir / "utilization.png", output / "default_campaign_utilization.png")
+        shutil.copy(run_dir / "utilization.csv", output / "default_campaign_utilization.csv")
+        busy: dict[str, dict[str, float]] = defaultdict(dict)
+        for row in csv.DictReader(open(run_dir / "utilization.csv")):
+            busy[row["pool"]][row["method"]] = float(row["compute_s"])
+    lines = ["# Worker utilization of the default campaign (moldesign)", "", *provenance(),
+             "- Picture: `default_campaign_utilization.png`, one row per worker, one bar per task coloured by method.",
+             "", "| Pool | Method | Compute (s) |", "|---|---|---|"]
+    lines += [f"| {pool} | {method} | {seconds:.1f} |" for pool, methods in sorted(busy.items()) for method, seconds in sorted(methods.items())]
+    (output / "default_campaign_utilization.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Worker utilization after a campaign: which worker ran what, when, drawn from ``results.jsonl``.
+
+    python -m dragon_campaign.timeline runs/<run-id>/results.jsonl [-o utilization.png]
+
+One row per worker (grouped by pool, named by host and index; executor pools by site), one bar per task
+from the start to the end of its compute, coloured by method: the picture of workers moving between
+simulation and training as the resource counter re-tasks them. The launcher draws it into every run
+directory as ``utilization.png``, beside ``utilization.csv`` (busy time per pool and method).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from dragon_campaign.models import Result
+from dragon_campaign.runs import read_results
+
+
+def _row_name(result: Result) -> str:
+    info = result.worker_info
+    assert info is not None
+    if info.backend == "executor":
+        return f"{info.pool} @ {info.site}"
+    return f"{info.pool} #{info.worker} ({info.hostname})"
+
+
+def _timed(results: list[Result]) -> list[Result]:
+    """Results that ran (compute start and end recorded)."""
+    return [r for r in results if r.worker_info is not None and r.worker_info.pool
+            and math.isfinite(r.timestamp.compute_started) and math.isfinite(r.timestamp.compute_ended)]
+
+
+def busy_seconds(results: list[Result]) -> dict[tuple[str, str], float]:
+    """Compute seconds per (pool, method)."""
+    busy: dict[tuple[str, str], float] = defaultdict(float)
+    for r in _timed(results):
+        busy[(r.worker_info.pool, r.method)] += r.timestamp.compute_ended - r.timestamp.compute_started  # type: ignore[union-attr]
+    return dict(busy)
+
+
+def plot_utilization(results: list[Result], path: Path, title: str = "Worker utilization") -> Path | None:
+    """Draw the timeline into ``path`` (PNG); returns None when no task ran."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    ran = _timed(results)
+    if not ran:
+        return None
+    start = min(r.timestamp.compute_started for r in ran)
+    rows = sorted({_row_name(r) for r in ran})
+    methods = sorted({r.method for r in ran})
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    figure, axes = plt.subplots(figsize=(11, 1.2 + 0.35 * len(rows)))
+    for r in ran:
+        left = r.timestamp.compute_started - start
+        axes.barh(rows.index(_row_name(r)), r.timestamp.compute_ended - r.timestamp.compute_started, left=left,
+                  height=0.8, color=colours[r.method], edgecolor="none" if r.success else "red")
+    axes.set_yticks(range(len(rows)), rows, fontsize=8)
+    axes.invert_yaxis()
+    axes.set_xlabel("seconds since the first task started")
+    axes.set_title(title)
+    axes.legend(handles=[Patch(color=colours[m], label=m) for m in methods], loc="upper right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def write_utilization(results_path: Path, directory: Path) -> Path | None:
+    """``utilization.png`` and ``utilization.csv`` of a results file into ``directory``; None when no task ran."""
+    results = read_results(results_path)
+    picture = plot_utilization(results, directory / "utilization.png", title=f"Worker utilization: {results_path.parent.name}")
+    if picture is None:
+        return None
+    with open(directory / "utilization.csv", "w", newline="") as fp:
+        writer = csv.writer(fp)
+        writer.writerow(["pool", "method", "compute_s"])
+        writer.writerows((pool, method, f"{seconds:.3f}") for (pool, method), seconds in sorted(busy_seconds(results).items()))
+    return picture
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m dragon_campaign.timeline", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", type=Path, help="a results.jsonl file")
+    parser.add_argument("-o", "--output", type=Path, help="folder for utilization.png and .csv (default: the file's folder)")
+    args = parser.parse_args(argv)
+    if not args.results.exists():
+        parser.error(f"{args.results}: no such file")
+    picture = write_utilization(args.results, args.output or args.results.parent)
+    print(picture or f"{args.results}: no task ran; nothing to draw")
+
+
+if __name__ == "__main__":
+    main()
