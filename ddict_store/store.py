@@ -218,8 +218,7 @@ class DDictStore(Namespace):
             chunk_bytes=chunk_bytes,
             replicate_chunks=n_nodes > 1 if replicate_chunks is None else replicate_chunks,
         )
-        with keep_root_logging():
-            ddict = DDict(managers_per_node, n_nodes, ddict_bytes_per_node * n_nodes, timeout=timeout, name=config.name)
+        ddict = create_ddict(managers_per_node, n_nodes, ddict_bytes_per_node * n_nodes, timeout, config.name)
         self._setup(config, ddict, owner=True)
 
     def _setup(self, config: StoreConfig, ddict: DDict, owner: bool) -> None:
@@ -311,6 +310,10 @@ class DDictStore(Namespace):
         """
         self._require_open()
         return self._buffers.map_local()
+
+    def manager_hosts(self) -> list[str]:
+        """The host of each DDict manager, by manager id."""
+        return [s.hostname for s in sorted(self._dict.stats, key=lambda s: s.manager_id)]
 
     def capacity(self) -> dict[str, int]:
         """Bytes of DDict memory in total and in use, and buffer memory per node."""
@@ -508,6 +511,33 @@ class DDictStore(Namespace):
 
 _attached: dict[str, DDictStore] = {}
 _attached_lock = threading.Lock()
+
+
+def create_ddict(managers_per_node: int, nodes: int, total_bytes: int, timeout: float, name: str) -> DDict:
+    """A new DDict, or StoreError if it is not up within ``timeout`` seconds.
+
+    DDict's constructor waits without a timeout for its orchestrator process to report; an orchestrator
+    that dies while starting (seen once in CI, dragonhpc 0.15) would hang the caller forever. The
+    constructor runs in a helper thread so that the wait can end.
+    """
+    created: list[DDict] = []
+    failed: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            with keep_root_logging():
+                created.append(DDict(managers_per_node, nodes, total_bytes, timeout=timeout, name=name))
+        except BaseException as exc:  # handed to the caller
+            failed.append(exc)
+
+    starter = threading.Thread(target=create, name=f"create-ddict-{name}", daemon=True)
+    starter.start()
+    starter.join(timeout)
+    if failed:
+        raise failed[0]
+    if not created:
+        raise StoreError(f"The DDict {name!r} did not start within {timeout:.0f} s: its orchestrator process never reported")
+    return created[0]
 
 
 def attached(handle: str) -> DDictStore:

@@ -17,6 +17,16 @@ if "DRAGON_MY_PUID" not in os.environ:
 multiprocessing.set_start_method("dragon", force=True)
 
 
+def runtime_nodes() -> int:
+    from dragon.native.machine import System
+
+    return System().nnodes
+
+
+# tests/multinode/ needs a runtime over two nodes: bash run-multinode-tests.sh starts one
+collect_ignore = [] if runtime_nodes() > 1 else ["multinode"]
+
+
 PASSWORD_ENV = "DRAGON_CAMPAIGN_TEST_REDIS_PASSWORD"
 REDIS_PASSWORD = "s3cret-for-tests"
 
@@ -57,15 +67,19 @@ def serve(run_dir: Path) -> Iterator:
         assert server.stop(timeout=60), "the task server did not shut down"
 
 
-def run_in_process(function, *args, timeout: float = 120):
-    """Run ``function(*args)`` in a separate Dragon process and return what it returned (or raise what it raised)."""
+def run_in_process(function, *args, timeout: float = 120, host: str | None = None):
+    """Run ``function(*args)`` in a separate Dragon process (on node ``host`` if given) and return what it
+    returned (or raise what it raised)."""
     import sys as _sys
 
+    from dragon.infrastructure.policy import Policy
     from dragon.native.process import Process
     from dragon.native.queue import Queue
 
     replies = Queue()
-    child = Process(target=_call_and_reply, args=(function, args, replies), env={"PYTHONPATH": os.pathsep.join(_sys.path)})
+    policy = None if host is None else Policy(placement=Policy.Placement.HOST_NAME, host_name=host)
+    child = Process(target=_call_and_reply, args=(function, args, replies), env={"PYTHONPATH": os.pathsep.join(_sys.path)},
+                    policy=policy)
     child.start()
     ok, value = replies.get(timeout=timeout)
     child.join(timeout=timeout)

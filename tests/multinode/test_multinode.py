@@ -1,0 +1,117 @@
+"""Under one Dragon runtime over two nodes (bash run-multinode-tests.sh: an emulated cluster, see
+tests/multinode/cluster/): pools spread over the nodes, GPU pools fall back on each, the store has
+managers on both and moves arrays between them byte for byte, and a campaign gives the results it gives
+on one node."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import tasks
+from conftest import run_in_process
+
+from dragon_campaign import WorkerPool, read_results
+
+MB = 2**20
+
+
+@pytest.fixture(scope="module")
+def hosts() -> list[str]:
+    from dragon.native.machine import Node, System
+
+    names = sorted(Node(h).hostname for h in System().nodes)
+    assert len(names) == 2, f"this tier runs on two nodes, the runtime has {names}"
+    return names
+
+
+def test_cpu_pool_spreads_workers_over_both_nodes(serve, hosts):
+    queues, server = serve([tasks.whoami], cpu=WorkerPool(workers=4))
+    assert server.worker_count() == 4
+    for _ in range(16):
+        queues.send_inputs(method="whoami")
+    results = [queues.get_result(timeout=120) for _ in range(16)]
+    assert all(r.success for r in results)
+    ran_on = {r.worker_info.hostname for r in results}
+    assert ran_on == set(hosts), "results record the node of each task, and both nodes ran tasks"
+    assert {r.worker_info.worker for r in results} == {0, 1, 2, 3}
+
+
+def test_gpu_pool_falls_back_to_a_cpu_worker_on_each_node(serve, hosts):
+    queues, server = serve([tasks.whoami], gpu=WorkerPool(gpus=True, cpu_fallback_workers=1))
+    assert server.worker_count() == 2
+    for _ in range(8):
+        queues.send_inputs(method="whoami")
+    results = [queues.get_result(timeout=120) for _ in range(8)]
+    assert {r.worker_info.hostname for r in results} == set(hosts)
+    assert all(r.worker_info.gpu is None for r in results)
+
+
+def write_array(handle: str, key: str, megabytes: int) -> tuple[str, str]:
+    """On one node: put a seeded array into the store; returns this node's name and the array's digest."""
+    import socket
+
+    from ddict_store import attached
+
+    array = np.random.default_rng(megabytes).integers(0, 2**63, size=megabytes * MB // 8, dtype=np.int64)
+    attached(handle).namespace("multinode").put(key, array)
+    return socket.gethostname(), hashlib.sha256(array.tobytes()).hexdigest()
+
+
+def write_small(handle: str, key: str) -> tuple[str, str]:
+    """An array small enough to live inline in the DDict entry."""
+    import socket
+
+    from ddict_store import attached
+
+    array = np.arange(1000, dtype=np.float64)
+    attached(handle).namespace("multinode").put(key, array)
+    return socket.gethostname(), hashlib.sha256(array.tobytes()).hexdigest()
+
+
+def read_array(handle: str, key: str) -> tuple[str, str]:
+    """On the other node: read the array back (every byte of it, through the digest)."""
+    import socket
+
+    from ddict_store import attached
+
+    array = attached(handle).namespace("multinode").get(key)
+    return socket.gethostname(), hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("megabytes", [0, 16], ids=["inline", "16MB-buffer"])
+def test_store_moves_arrays_between_nodes_byte_for_byte(hosts, megabytes):
+    from ddict_store import DDictStore
+
+    with DDictStore(buffer_bytes_per_node=64 * MB) as store:
+        assert sorted(store.manager_hosts()) == hosts, "one manager on each node"
+        key = f"array-{megabytes}"
+        if megabytes == 0:
+            writer_host, written = run_in_process(write_small, store.handle, key, host=hosts[0])
+        else:
+            writer_host, written = run_in_process(write_array, store.handle, key, megabytes, host=hosts[0])
+        reader_host, read = run_in_process(read_array, store.handle, key, host=hosts[1])
+    assert (writer_host, reader_host) == (hosts[0], hosts[1])
+    assert read == written
+
+
+def test_campaign_gives_the_results_it_gives_on_one_node(tmp_path, hosts):
+    """Random search: its molecules are fixed by the seed, so each IP can be computed here in one process."""
+    from dragon_campaign import RunDirectory
+    from dragon_campaign.apps import moldesign
+    from dragon_campaign.apps.moldesign.simulate import ionization_potential
+
+    config = moldesign.Config(budget=6, policy="random", space_limit=600, chunk_size=300, seed=3)
+    run_dir = RunDirectory(tmp_path / "run")
+    pools = {"cpu": WorkerPool(workers=4, env={"OMP_NUM_THREADS": "1"}),
+             "gpu": WorkerPool(gpus=True, env={"OMP_NUM_THREADS": "1"})}
+    summary = moldesign.run(config, pools, run_dir)
+    assert summary["simulations"] == 6 and summary["failed"] == 0
+    simulated = [r for r in read_results(run_dir.results_path) if r.method == "simulate"]
+    assert {r.worker_info.hostname for r in simulated} == set(hosts)
+    for result in simulated:
+        smiles = result.args[0]
+        assert result.value["ip_ev"] == pytest.approx(ionization_potential(smiles).ip_ev, abs=1e-4), smiles
+    assert json.loads((run_dir.path / "summary.json").read_text())["simulations"] == 6
