@@ -14,9 +14,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from dragon_campaign.queues.dragon import PICKLE_PROTOCOL
 from dragon_campaign.queues.proxying import proxy_result
-
-PICKLE_PROTOCOL = 5
 
 FailureTuple = tuple[str, str]  # repr(exception), formatted traceback
 TaskRecord = tuple[

@@ -41,9 +41,9 @@ from dragon.native.queue import Queue
 
 from dragon_campaign.bridges.executors import ExecutorPool
 from dragon_campaign.exceptions import WorkerLost
-from dragon_campaign.execution import TaskRecord, run_remote
+from dragon_campaign.execution import PICKLE_PROTOCOL, TaskRecord, run_remote
 from dragon_campaign.models import FailureInformation, Result, WorkerInformation
-from dragon_campaign.queues.dragon import PICKLE_PROTOCOL, DragonQueues
+from dragon_campaign.queues.dragon import DragonQueues
 from dragon_campaign.queues.waiting import WaitingTask
 from dragon_campaign.runs import ResultLog, RunDirectory
 from dragon_campaign.server.pool import WorkerPool, WorkerSlot, gpu_env_var, place_workers, runtime_nodes
@@ -518,9 +518,7 @@ class DragonTaskServer:
                 logger.warning(f"{reason.capitalize()} holding {len(worker.inflight)} task(s)")
             for task_id, (task, _) in worker.inflight.items():
                 self._owner.pop(task_id, None)
-                result: Result = task.payload[0]
-                result.success = False
-                result.failure_info = FailureInformation.from_exception(WorkerLost(reason))
+                result = _failed(task, FailureInformation.from_exception(WorkerLost(reason)))
                 if self._may_retry(task):
                     retries.append(task)
                 else:
@@ -559,13 +557,7 @@ class DragonTaskServer:
             return
         with self.queues.waiting_tasks() as waiting:
             tasks = waiting.remove(waiting.ids_of(dead_methods))
-        results = []
-        for task in tasks:
-            result: Result = task.payload[0]
-            result.success = False
-            result.failure_info = FailureInformation(exception=f"No worker can run {task.method!r}: {reasons}")
-            results.append(result)
-        self._finish(results)
+        self._finish([_failed(task, FailureInformation(exception=f"No worker can run {task.method!r}: {reasons}")) for task in tasks])
 
     @staticmethod
     def _destroy_queue(channel: Queue) -> None:
@@ -631,25 +623,23 @@ class DragonTaskServer:
         with self._lock:  # taken out first: cancelling a future runs its callback, which must find nothing to complete
             lost = [(self.pools[name].site, task, future) for name, tasks in self._remote.items() for task, future in tasks.values()]  # type: ignore[union-attr]
             self._remote.clear()
-        results = []
-        for site, task, future in lost:
+        for _, _, future in lost:
             if future is not None:
                 future.cancel()
-            result: Result = task.payload[0]
-            result.success = False
-            result.failure_info = FailureInformation.from_exception(WorkerLost(f"the task server shut down while the task ran at site {site!r}"))
-            results.append(result)
-        self._finish(results)
+        self._finish([_failed(task, FailureInformation.from_exception(WorkerLost(f"the task server shut down while the task ran at site {site!r}")))
+                      for site, task, _ in lost])
 
     def _fail_leftovers(self) -> None:
         """Report every task that never finished as failed, so no one waits for it."""
         with self.queues.waiting_tasks() as waiting, self._lock:
             tasks = waiting.drain()
             self._owner.clear()
-        results = []
-        for task in tasks:
-            result: Result = task.payload[0]
-            result.success = False
-            result.failure_info = FailureInformation(exception="Cancelled: the task server shut down before the task ran")
-            results.append(result)
-        self._finish(results)
+        self._finish([_failed(task, FailureInformation(exception="Cancelled: the task server shut down before the task ran")) for task in tasks])
+
+
+def _failed(task: WaitingTask, failure: FailureInformation) -> Result:
+    """The task's result, marked failed with ``failure`` (the task did not complete)."""
+    result: Result = task.payload[0]
+    result.success = False
+    result.failure_info = failure
+    return result
