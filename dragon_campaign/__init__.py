@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "BaseThinker": "dragon_campaign.thinker",
     "ResourceCounter": "dragon_campaign.thinker",
+    "Resumption": "dragon_campaign.thinker",
     "agent": "dragon_campaign.thinker",
     "event_responder": "dragon_campaign.thinker",
     "result_processor": "dragon_campaign.thinker",
@@ -47,7 +48,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names resolve in __
     from dragon_campaign.queues import DragonQueues  # noqa: F401
     from dragon_campaign.runs import ConfigError, RunDirectory, read_results  # noqa: F401
     from dragon_campaign.server import DragonTaskServer, WorkerPool  # noqa: F401
-    from dragon_campaign.thinker import BaseThinker, ResourceCounter, agent, event_responder, result_processor, task_submitter  # noqa: F401
+    from dragon_campaign.thinker import BaseThinker, ResourceCounter, Resumption, agent, event_responder, result_processor, task_submitter  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

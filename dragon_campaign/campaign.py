@@ -3,6 +3,11 @@
 Ctrl-C (SIGINT) and SIGTERM (what PBS sends at walltime) stop the thinker's agents; then the kill signal
 stops the workers, unfinished tasks are logged as failed, and the results file is complete. An agent that
 raised is re-raised here as :class:`CampaignFailed` so scripts exit non-zero.
+
+Given a :class:`~dragon_campaign.checkpoint.Checkpointer`, a signal or the time limit checkpoints the
+campaign instead: unfinished tasks are set aside rather than failed, the thinker's state, the resource
+allocation and the store go to ``<run-dir>/checkpoint/``, and :class:`CampaignSuspended` is raised. Passing
+the loaded checkpoint as ``resume_from`` in the next job carries on where it stopped.
 """
 
 from __future__ import annotations
@@ -11,18 +16,29 @@ import logging
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from dragon_campaign.checkpoint import Checkpointer, SavedCampaign
 from dragon_campaign.progress import ProgressReporter, default_interval
 from dragon_campaign.server.task_server import DragonTaskServer
-from dragon_campaign.thinker.base import BaseThinker
+from dragon_campaign.thinker.base import BaseThinker, Resumption
 
 logger = logging.getLogger(__name__)
 
 
 class CampaignFailed(RuntimeError):
     """An agent of the thinker raised; the campaign was stopped."""
+
+
+class CampaignSuspended(RuntimeError):
+    """The campaign stopped with a checkpoint (signal or time limit); resume it from ``path`` in the next job."""
+
+    def __init__(self, reason: str, path: str) -> None:
+        super().__init__(f"checkpointed ({reason}) to {path}")
+        self.reason = reason
+        self.path = path
 
 
 @contextmanager
@@ -48,19 +64,30 @@ def _stop_on_signals(thinker: BaseThinker) -> Iterator[list[int]]:
 
 
 def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float | None = None,
-                 progress_interval: float | None = None) -> None:
+                 progress_interval: float | None = None, checkpointer: Checkpointer | None = None,
+                 resume_from: SavedCampaign | None = None) -> None:
     """Start the server (unless already started) and the thinker, wait for the thinker, then shut the server down.
 
     Args:
         timeout: Stop the campaign after this many seconds (None: run until the thinker finishes).
         progress_interval: Seconds between status lines in the log (0: none; default
             ``$DRAGON_CAMPAIGN_PROGRESS_S``, else 30; see :mod:`dragon_campaign.progress`).
+        checkpointer: Checkpoint instead of failing unfinished tasks when a signal or ``timeout`` stops the
+            campaign (the thinker must implement ``checkpoint_state``); the checkpoint is removed once the
+            campaign finishes.
+        resume_from: A checkpoint of an earlier job (``checkpointer.load()``) to carry on from.
     Raises:
         CampaignFailed: an agent raised (its exception is chained).
+        CampaignSuspended: a signal or ``timeout`` stopped the campaign and it was checkpointed.
         KeyboardInterrupt: the campaign was stopped by SIGINT or SIGTERM, after a clean shutdown.
     """
+    if (checkpointer is not None or resume_from is not None) and not thinker.can_checkpoint:
+        raise ValueError(f"{type(thinker).__name__} cannot be checkpointed: it implements no checkpoint_state/restore_state")
+    if resume_from is not None:
+        _resume(thinker, server, resume_from)
     deadline = None if timeout is None else time.monotonic() + timeout
     interval = default_interval() if progress_interval is None else progress_interval
+    stop_reason: str | None = None
     with _stop_on_signals(thinker) as signals, ProgressReporter(server, interval):
         try:
             if not server.started:
@@ -68,17 +95,50 @@ def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float 
             thinker.start()
             while thinker.is_alive():
                 thinker.join(0.1)
-                if deadline is not None and time.monotonic() > deadline and not thinker.done.is_set():
-                    logger.warning(f"The campaign reached its {timeout} s limit: stopping")
-                    thinker.aborted.set()
-                    thinker.done.set()
+                if stop_reason is None and signals:
+                    stop_reason = signal.Signals(signals[0]).name
+                elif stop_reason is None and deadline is not None and time.monotonic() > deadline:
+                    stop_reason = f"the {timeout:g} s time limit"
+                    logger.warning(f"The campaign reached its {timeout:g} s limit: stopping")
+                else:
+                    continue
+                thinker.aborted.set()
+                thinker.done.set()
+                server.queues.send_kill_signal(suspend=checkpointer is not None)
         finally:
             thinker.done.set()
             server.queues.send_kill_signal()
             server.join()
             if thinker.ident is not None:
                 thinker.join()
-    if signals:
-        raise KeyboardInterrupt(f"stopped by {signal.Signals(signals[0]).name}")
     if thinker.exceptions:
         raise CampaignFailed(f"{len(thinker.exceptions)} agent(s) failed: {thinker.exceptions[0]!r}") from thinker.exceptions[0]
+    if checkpointer is not None and server.queues.suspending:
+        tasks, results = server.queues.suspended()
+        saved = SavedCampaign(stop_reason or "stopped", tasks, results, thinker.checkpoint_state(),
+                              thinker.rec.allocation() if thinker.rec is not None else None,
+                              server.run_dir.results_path.stat().st_size)
+        raise CampaignSuspended(saved.reason, str(checkpointer.save(saved)))
+    if signals:
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signals[0]).name}")
+    if checkpointer is not None:
+        checkpointer.discard()
+
+
+def _resume(thinker: BaseThinker, server: DragonTaskServer, saved: SavedCampaign) -> None:
+    """Give the thinker its state back and requeue what carries on (tasks of ``thinker.resumable_topics``)."""
+    keep = thinker.resumable_topics
+
+    def carried(topic: str) -> bool:
+        return keep is None or topic in keep
+
+    tasks = [task for task in saved.tasks if carried(task.payload[0].topic)]  # type: ignore[index]
+    results = [result for result in saved.results if carried(result.topic)]
+    dropped = Counter(task.payload[0].topic for task in saved.tasks if not carried(task.payload[0].topic))  # type: ignore[index]
+    dropped.update(result.topic for result in saved.results if not carried(result.topic))
+    if dropped:
+        logger.info(f"Not carried on from the checkpoint (the thinker redoes them as needed): {dict(dropped)}")
+    thinker.restore_state(Resumption(saved.thinker_state, [task.payload[0] for task in tasks] + results, saved.allocation))  # type: ignore[index]
+    server.queues.resume(tasks, results)
+    logger.info(f"Resumed from the checkpoint ({saved.reason}): {len(tasks)} task(s) requeued with their priorities, "
+                f"{len(results)} result(s) delivered again")

@@ -101,6 +101,7 @@ class Result(BaseModel):
     max_retries: int = Field(0, description="How many re-runs a failure may trigger")
     timestamp: Timestamps = Field(default_factory=Timestamps)
     time: TimeSpans = Field(default_factory=TimeSpans)
+    mpi_ranks: int | None = Field(None, description="Ranks that ran the task, for an MPI method (None for other methods)")
     message_sizes: dict[str, int] = Field(
         default_factory=dict, description="Pickled bytes of the inputs and the value as the task channel carried them (proxies count as their reference)"
     )

@@ -1,6 +1,7 @@
 """Run a campaign on the Dragon runtime.
 
-    dragon launchers/run_campaign.py [--app NAME] [--config FILE] [--run-dir DIR] [--workers N] [--dry-run]
+    dragon launchers/run_campaign.py [--app NAME] [--config FILE] [--run-dir DIR] [--workers N] [--stop-after S] [--dry-run]
+    dragon launchers/run_campaign.py --resume RUN_DIR [--workers N] [--stop-after S]
 
 The configuration file (YAML) has four optional sections:
 
@@ -20,6 +21,11 @@ status line (tasks per topic, busy workers per pool, results per second) is logg
 the run produces (results.jsonl, summary.json, campaign.log, the resolved config.yaml, Parsl's logs, and
 utilization.png / .csv: which worker ran what, when) goes to the run directory, runs/<run-id>/ unless
 --run-dir or run_dir say otherwise.
+
+SIGTERM (what PBS sends at walltime), Ctrl-C or --stop-after checkpoint the campaign into
+<run-dir>/checkpoint/ and exit with status 3; --resume RUN_DIR carries on from there in a new runtime,
+with the configuration the run started with (config.yaml in RUN_DIR). Exit status: 0 finished, 1 failed,
+2 configuration error, 3 checkpointed, 130 interrupted without a checkpoint.
 """
 
 from __future__ import annotations
@@ -45,12 +51,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from dragon_campaign import ConfigError, RunDirectory, WorkerPool  # noqa: E402
 from dragon_campaign.apps import APPLICATIONS, DEFAULT_APPLICATION  # noqa: E402
 from dragon_campaign.bridges import ExecutorSpec, ProxyStoreSettings, executor_pools  # noqa: E402
-from dragon_campaign.campaign import CampaignFailed  # noqa: E402
+from dragon_campaign.campaign import CampaignFailed, CampaignSuspended  # noqa: E402
+from dragon_campaign.checkpoint import CHECKPOINT_DIR  # noqa: E402
 from dragon_campaign.progress import DEFAULT_INTERVAL_S, PROGRESS_ENV  # noqa: E402
 from dragon_campaign.runs import load_config, parse_config  # noqa: E402
 from dragon_campaign.timeline import write_utilization  # noqa: E402
 
 logger = logging.getLogger("run_campaign")
+
+EXIT_CHECKPOINTED = 3
 
 
 def _pool_kind(entry: Any) -> str:
@@ -80,6 +89,7 @@ class Plan(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
+    name: str
     app: Any
     app_config: BaseModel
     pools: dict[str, WorkerPool]
@@ -87,10 +97,10 @@ class Plan(BaseModel):
     proxystore: ProxyStoreSettings | None
     run_dir: Path | None
 
-    def describe(self, name: str) -> dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         """The plan as plain data (printed by --dry-run, written to config.yaml; it holds no credential)."""
         return {
-            "app": name,
+            "app": self.name,
             "pools": {**{n: _fields(p) for n, p in self.pools.items()}, **{n: s.model_dump() for n, s in self.executors.items()}},
             "proxystore": self.proxystore.model_dump() if self.proxystore else None,
             "app_config": self.app_config.model_dump(),
@@ -104,8 +114,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--app", choices=sorted(APPLICATIONS), default=DEFAULT_APPLICATION,
-                        help=f"application to run (default: {DEFAULT_APPLICATION})")
+    parser.add_argument("--app", choices=sorted(APPLICATIONS),
+                        help=f"application to run (default: {DEFAULT_APPLICATION}; with --resume: the run's)")
     parser.add_argument("--config", type=Path, help="YAML configuration file (pools, app parameters, run_dir)")
     parser.add_argument("--run-dir", type=Path, help="run directory; overrides run_dir of the config file")
     parser.add_argument("--workers", type=int, help="workers of the 'cpu' pool; overrides the config file")
@@ -113,6 +123,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="logging level of the console and of campaign.log (default: INFO)")
     parser.add_argument("--progress-interval", type=float, metavar="SECONDS",
                         help=f"seconds between status lines (tasks per topic, busy workers, results/s); 0: none (default {DEFAULT_INTERVAL_S:g})")
+    parser.add_argument("--stop-after", type=float, metavar="SECONDS",
+                        help="checkpoint and stop after this many seconds of campaign, e.g. a few minutes before the "
+                             "job's walltime (apps that can resume; SIGTERM checkpoints too)")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="carry on from the checkpoint in RUN_DIR with the configuration the run started with")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate the configuration, print the plan and exit without starting work")
     parser.add_argument("--help-app", action="store_true", help="list the parameters of --app and exit")
@@ -121,9 +136,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def resolve(args: argparse.Namespace) -> Plan:
     """Load and validate everything before any work starts."""
-    app = importlib.import_module(APPLICATIONS[args.app])
-    source = str(args.config) if args.config else "(defaults)"
-    config = load_config(args.config, CampaignConfig) if args.config else CampaignConfig()
+    if args.resume is not None:
+        name, source, config = _resumed_config(args)
+    else:
+        name = args.app or DEFAULT_APPLICATION
+        source = str(args.config) if args.config else "(defaults)"
+        config = load_config(args.config, CampaignConfig) if args.config else CampaignConfig()
+    app = importlib.import_module(APPLICATIONS[name])
+    if (args.resume is not None or args.stop_after is not None) and "resume" not in inspect.signature(app.run).parameters:
+        raise ConfigError(f"the {name} app cannot be checkpointed: --stop-after and --resume need an app whose run() takes resume")
+    if args.stop_after is not None and args.stop_after <= 0:
+        raise ConfigError(f"--stop-after must be positive, got {args.stop_after:g}")
     app_config = parse_config(config.app, app.Config, source=source, prefix="app.")
     default_pools = getattr(app, "default_pools", lambda _: {"cpu": WorkerPool()})
     entries = dict(config.pools or default_pools(app_config))
@@ -136,9 +159,32 @@ def resolve(args: argparse.Namespace) -> Plan:
             raise ConfigError("--workers sets the Dragon pool 'cpu', but 'cpu' is an executor pool in the configuration")
         pools["cpu"] = WorkerPool(**{**_fields(pools.get("cpu", WorkerPool())), "workers": args.workers})
     if config.proxystore is not None and "proxystore" not in inspect.signature(app.run).parameters:
-        raise ConfigError(f"{source}: proxystore: the {args.app} app does not take per-topic ProxyStore settings")
+        raise ConfigError(f"{source}: proxystore: the {name} app does not take per-topic ProxyStore settings")
     run_dir = args.run_dir or (Path(config.run_dir) if config.run_dir else None)
-    return Plan(app=app, app_config=app_config, pools=pools, executors=executors, proxystore=config.proxystore, run_dir=run_dir)
+    if args.resume is None and run_dir is not None and (run_dir / "results.jsonl").exists():
+        raise ConfigError(f"{run_dir} holds the results of an earlier run: resume it with --resume {run_dir} "
+                          "(if it checkpointed), or start in another run directory")
+    return Plan(name=name, app=app, app_config=app_config, pools=pools, executors=executors, proxystore=config.proxystore, run_dir=run_dir)
+
+
+def _resumed_config(args: argparse.Namespace) -> tuple[str, str, CampaignConfig]:
+    """The application and configuration a run started with (its config.yaml), checked for a checkpoint."""
+    run_dir: Path = args.resume
+    for option, value in (("--config", args.config), ("--run-dir", args.run_dir)):
+        if value is not None:
+            raise ConfigError(f"--resume takes the configuration and run directory from {run_dir}: drop {option}")
+    described_file = run_dir / "config.yaml"
+    if not described_file.exists():
+        raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it a run directory of run_campaign.py?")
+    if not (run_dir / CHECKPOINT_DIR / "campaign.pkl").exists():
+        state = "the campaign finished (summary.json)" if (run_dir / "summary.json").exists() else "its job ended before it could checkpoint"
+        raise ConfigError(f"--resume {run_dir}: no checkpoint to resume from: {state}")
+    described = yaml.safe_load(described_file.read_text(encoding="utf-8"))
+    if args.app is not None and args.app != described["app"]:
+        raise ConfigError(f"--resume {run_dir}: the run is a {described['app']} campaign, not {args.app}")
+    config = parse_config({"pools": described["pools"], "proxystore": described["proxystore"], "app": described["app_config"],
+                           "run_dir": str(run_dir)}, CampaignConfig, source=str(described_file))
+    return described["app"], str(described_file), config
 
 
 def _fields(pool: WorkerPool) -> dict[str, Any]:
@@ -189,14 +235,14 @@ def campaign_logging(level: str, run_dir: RunDirectory) -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.help_app:  # before the configuration is checked: it lists what the configuration may hold
-        print(describe_app(importlib.import_module(APPLICATIONS[args.app])))
+        print(describe_app(importlib.import_module(APPLICATIONS[args.app or DEFAULT_APPLICATION])))
         return 0
     try:
         plan = resolve(args)
     except ConfigError as exc:
         print(f"Configuration error:\n{exc}", file=sys.stderr)
         return 2
-    described = plan.describe(args.app)
+    described = plan.describe()
     if args.dry_run:
         print(yaml.safe_dump({"plan": described}, sort_keys=False), end="")
         return 0
@@ -204,14 +250,19 @@ def main(argv: list[str] | None = None) -> int:
         print("run_campaign.py must run under the Dragon runtime: dragon launchers/run_campaign.py ...", file=sys.stderr)
         return 2
     run_dir = RunDirectory(plan.run_dir)
-    described["run_dir"] = str(run_dir.path)
-    (run_dir.path / "config.yaml").write_text(yaml.safe_dump(described, sort_keys=False))
+    if args.resume is None:
+        described["run_dir"] = str(run_dir.path)
+        (run_dir.path / "config.yaml").write_text(yaml.safe_dump(described, sort_keys=False))
     multiprocessing.set_start_method("dragon", force=True)
     if args.progress_interval is not None:
         os.environ[PROGRESS_ENV] = str(args.progress_interval)
-    options = {"proxystore": plan.proxystore} if plan.proxystore else {}
+    options: dict[str, Any] = {"proxystore": plan.proxystore} if plan.proxystore else {}
+    if args.resume is not None:
+        options["resume"] = True
+    if args.stop_after is not None:
+        options["stop_after"] = args.stop_after
     with campaign_logging(args.log_level, run_dir):
-        logger.info(f"Running {args.app} in {run_dir.path}")
+        logger.info(f"{'Resuming' if args.resume else 'Running'} {plan.name} in {run_dir.path}")
         try:
             with executor_pools(plan.executors, run_dir.path) as remote:
                 summary = plan.app.run(plan.app_config, {**plan.pools, **remote}, run_dir, **options)
@@ -221,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         except CampaignFailed as exc:
             logger.error(f"The campaign failed: {exc}; results so far are in {run_dir.results_path}")
             return 1
+        except CampaignSuspended as exc:
+            logger.warning(f"The campaign stopped at {exc.reason} and checkpointed to {exc.path}; carry on with: "
+                           f"dragon launchers/run_campaign.py --resume {run_dir.path}")
+            return EXIT_CHECKPOINTED
         except KeyboardInterrupt as exc:
             logger.warning(f"The campaign was interrupted ({exc}); results so far are in {run_dir.results_path}")
             return 130

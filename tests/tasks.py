@@ -78,3 +78,24 @@ def make_array(megabytes: int) -> object:
 def train(value: float, payload_bytes: int = 0) -> dict:
     """A stand-in training step: its result can be made large (``payload_bytes``) to test proxying."""
     return {"value": 2 * value, "payload": b"x" * payload_bytes}
+
+
+def mpi_ranks_report(tag: str) -> dict | None:
+    """An MPI method: every rank contributes its rank to an allreduce; rank 0 reports."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    total = comm.allreduce(comm.Get_rank())
+    hosts = comm.gather(os.uname().nodename)
+    return {"tag": tag, "size": comm.Get_size(), "rank_sum": total, "hosts": hosts} if comm.Get_rank() == 0 else None
+
+
+def mpi_fail_on_rank(rank: int) -> int:
+    """An MPI method whose rank ``rank`` raises while the others wait in a barrier (it must not hang)."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    if comm.Get_rank() == rank:
+        raise ValueError(f"rank {rank} cannot go on")
+    comm.Barrier()
+    return comm.Get_size()

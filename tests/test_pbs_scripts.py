@@ -1,5 +1,7 @@
 """Every PBS script of pbs-scripts/ has the directives Polaris needs, and its campaign command line parses
-(the script itself runs with CHECK_ONLY=1, which validates the command with --dry-run instead of running it)."""
+(the script itself runs with CHECK_ONLY=1, which validates the command with --dry-run instead of running it).
+A job of a chain resumes a run directory that holds a checkpoint; submit_chain.sh links the jobs with
+afterany dependencies (checked with a stand-in qsub that records its arguments: PBS is not reachable here)."""
 
 from __future__ import annotations
 
@@ -46,16 +48,66 @@ def test_many_nodes_asks_for_several():
     assert int(re.search(r"select=(\d+)", select).group(1)) > 1
 
 
-@pytest.mark.parametrize("script", CAMPAIGN_SCRIPTS, ids=lambda s: s.name)
-def test_campaign_command_parses(script, tmp_path):
+def job_environment(tmp_path: Path, **variables: str) -> dict[str, str]:
     nodefile = tmp_path / "nodes"
     nodefile.write_text("x3001c0s1b0n0\nx3001c0s1b1n0\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}
     env.update(CHECK_ONLY="1", REPO=str(ROOT), PBS_O_WORKDIR=str(ROOT), PBS_JOBID="123456.polaris-pbs-01",
                PBS_NODEFILE=str(nodefile), WORKERS_PER_NODE="32", PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
+    env.update(variables)
+    return env
+
+
+def run_job(script: Path, env: dict[str, str], cwd: Path) -> str:
+    completed = subprocess.run(["bash", str(script)], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    return completed.stdout
+
+
+@pytest.mark.parametrize("script", CAMPAIGN_SCRIPTS, ids=lambda s: s.name)
+def test_campaign_command_parses(script, tmp_path):
+    env = job_environment(tmp_path, STOP_AFTER="3000")
     if script.name != "multi_site.pbs":
         env["CONFIG"] = "launchers/configs/moldesign-polaris.yaml"
-    completed = subprocess.run(["bash", str(script)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
-    assert "plan:" in completed.stdout and "run_dir: runs/pbs-123456" in completed.stdout
-    assert "workers: 64" in completed.stdout  # WORKERS_PER_NODE x the two nodes of the node file
+    output = run_job(script, env, tmp_path)
+    assert "plan:" in output and "run_dir: runs/pbs-123456" in output
+    assert "workers: 64" in output  # WORKERS_PER_NODE x the two nodes of the node file
+    assert "--stop-after 3000" in output
+
+
+def test_a_job_resumes_a_run_directory_with_a_checkpoint_and_skips_a_finished_one(tmp_path):
+    run_dir = tmp_path / "runs" / "chain"
+    first = run_job(ROOT / "pbs-scripts" / "one_node.pbs", job_environment(tmp_path, RUN_DIR=str(run_dir)), tmp_path)
+    assert "--run-dir" in first and "--resume" not in first
+    (run_dir / "checkpoint").mkdir(parents=True)  # what a checkpointed job leaves: its plan and a checkpoint
+    (run_dir / "config.yaml").write_text(first[first.index("plan:") + len("plan:"):].replace("\n  ", "\n"))
+    (run_dir / "checkpoint" / "campaign.pkl").write_bytes(b"")
+    env = job_environment(tmp_path, RUN_DIR=str(run_dir), CONFIG="launchers/configs/moldesign-polaris.yaml")
+    resumed = run_job(ROOT / "pbs-scripts" / "one_node.pbs", env, tmp_path)
+    assert f"--resume {run_dir}" in resumed and "--config" not in resumed.splitlines()[0]
+    assert f"run_dir: {run_dir}" in resumed
+    (run_dir / "checkpoint" / "campaign.pkl").unlink()
+    (run_dir / "summary.json").write_text("{}")
+    assert "has finished (summary.json): nothing to do" in run_job(ROOT / "pbs-scripts" / "one_node.pbs", env, tmp_path)
+
+
+def test_submit_chain_links_jobs_with_afterany(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "qsub-calls"
+    (bin_dir / "qsub").write_text(f'#!/bin/bash\necho "$* | $RUN_DIR | $STOP_AFTER" >> {calls}\n'
+                                  f'echo "$(( $(wc -l < {calls}) + 1000 )).polaris-pbs-01"\n')
+    (bin_dir / "qsub").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "WALLTIME": "02:00:00", "RUN_DIR": "runs/long"}
+    completed = subprocess.run(["bash", "pbs-scripts/submit_chain.sh", "3", "pbs-scripts/many_nodes.pbs", "-A", "MyProject"],
+                               env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    lines = calls.read_text().splitlines()
+    assert lines == [
+        "-l walltime=02:00:00 -A MyProject pbs-scripts/many_nodes.pbs | runs/long | 6600",
+        "-W depend=afterany:1001.polaris-pbs-01 -l walltime=02:00:00 -A MyProject pbs-scripts/many_nodes.pbs | runs/long | 6600",
+        "-W depend=afterany:1002.polaris-pbs-01 -l walltime=02:00:00 -A MyProject pbs-scripts/many_nodes.pbs | runs/long | 6600",
+    ]
+    bad = subprocess.run(["bash", "pbs-scripts/submit_chain.sh", "2", "pbs-scripts/one_node.pbs"], env={**env, "WALLTIME": "00:05:00"},
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "leaves no time" in bad.stderr

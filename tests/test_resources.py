@@ -49,3 +49,26 @@ def test_unknown_task_type():
         rec.acquire("nope", 1)
     with pytest.raises(ValueError):
         ResourceCounter(1, [None])
+
+
+def test_allocation_is_restored_in_proportion_with_slots_in_use():
+    """A checkpoint's allocation on a counter of another size: same shares, carried-on tasks hold slots."""
+    before = ResourceCounter(4, ["sim", "ml"])
+    before.reallocate(None, "sim", 3)
+    before.reallocate(None, "ml", 1)
+    saved = before.allocation()
+    assert saved == {"sim": 3, "ml": 1, "None": 0}
+
+    same = ResourceCounter(4, ["sim", "ml"])
+    same.restore(saved, in_use={"sim": 2})
+    assert (same.allocated_slots("sim"), same.available_slots("sim"), same.allocated_slots("ml"), same.unallocated_slots) == (3, 1, 1, 0)
+
+    smaller = ResourceCounter(2, ["sim", "ml"])
+    smaller.restore(saved, in_use={"sim": 3})  # three simulations carry on into a job with two slots
+    assert (smaller.allocated_slots("sim"), smaller.allocated_slots("ml")) == (2, 0)
+    assert smaller.available_slots("sim") == -1 and not smaller.acquire("sim", 1, timeout=0.2), "overdrawn until released"
+    smaller.release("sim", 2)
+    assert smaller.acquire("sim", 1, timeout=1)
+
+    with pytest.raises(KeyError, match="Unknown task type 'gpu'"):
+        ResourceCounter(2, ["sim"]).restore({"gpu": 2})

@@ -10,6 +10,10 @@ Every task is registered (and counted in ``active_count``) before it can be disp
 comes back at once always finds its record, and every task ends in exactly one of three ways: its result
 is taken with ``get_result``, it is cancelled, or the server shuts down and delivers a failed result for it.
 ``wait_until_done`` therefore cannot hang on a lost task.
+
+A campaign that stops to be resumed later (``send_kill_signal(suspend=True)``) is the exception: the
+server sets its unfinished tasks aside instead of failing them; ``suspended()`` hands them, with the
+results nobody took yet, to the checkpoint, and ``resume()`` puts both back in the next job.
 """
 
 from __future__ import annotations
@@ -78,6 +82,8 @@ class DragonQueues:
         self._waiting = WaitingTasks()
         self._counts: dict[str, Counter[str]] = {topic: Counter() for topic in self.topics}  # submitted, finished, cancelled
         self._killed = threading.Event()
+        self._suspend = False
+        self._set_aside: list[WaitingTask] = []
         self._sink: TaskSink | None = None
         self.proxy_rules: dict[str, ProxyRule] = self._proxy_rules(proxystore_name, proxystore_threshold)
 
@@ -168,6 +174,8 @@ class DragonQueues:
 
         Raises:
             TimeoutException: if none arrived within ``timeout`` seconds.
+            KillSignalException: the campaign was suspended for a checkpoint and no result is left to take
+                (its tasks were set aside for the next job).
         """
         if topic is not None:
             self._check_topic(topic)
@@ -178,6 +186,8 @@ class DragonQueues:
                 if found is not None:
                     self._forget([found.task_id])
                     return found
+                if self._suspend and self._in_flight() == 0:
+                    raise KillSignalException("The campaign was suspended for a checkpoint: no more results will come in this job")
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutException(f"No result for topic {topic!r} within {timeout} s")
@@ -210,7 +220,7 @@ class DragonQueues:
             waiting = Counter(task.payload[0].topic for task in self._waiting)  # type: ignore[index]
             status = {}
             for topic, counts in self._counts.items():
-                running = counts["submitted"] - counts["cancelled"] - counts["finished"] - waiting[topic]
+                running = counts["submitted"] - counts["cancelled"] - counts["suspended"] - counts["finished"] - waiting[topic]
                 status[topic] = TopicStatus(waiting[topic], running, counts["finished"])
             return status
 
@@ -218,10 +228,56 @@ class DragonQueues:
         """Block until every submitted task has been received or cancelled; False on timeout."""
         return self._all_done.wait(timeout)
 
-    def send_kill_signal(self) -> None:
-        """Tell the task server to shut down; tasks that have not finished come back as failed results."""
+    def send_kill_signal(self, suspend: bool = False) -> None:
+        """Tell the task server to shut down; tasks that have not finished come back as failed results.
+
+        Args:
+            suspend: Set unfinished tasks aside for a checkpoint instead (see :meth:`suspended`).
+        """
+        with self._lock:
+            self._suspend = self._suspend or suspend
         self._killed.set()
         if self._sink is not None:
+            self._sink.tasks_waiting()
+
+    @property
+    def suspending(self) -> bool:
+        """The kill signal asked for unfinished tasks to be set aside for the next job."""
+        return self._suspend
+
+    def suspended(self) -> tuple[list[WaitingTask], list[Result]]:
+        """After a suspending shutdown: the tasks set aside (waiting or interrupted, with their priorities)
+        and the results that arrived but were never taken; both leave these queues."""
+        with self._results_ready:
+            tasks, self._set_aside = self._set_aside, []
+            results = [self._results[topic].popleft() for topic in self._arrival]
+            self._arrival.clear()
+            self._forget([result.task_id for result in results])
+            self._results_ready.notify_all()
+        return tasks, results
+
+    def resume(self, tasks: Iterable[WaitingTask], results: Iterable[Result]) -> None:
+        """Put the tasks and untaken results of a checkpoint back (before the thinker starts).
+
+        Tasks keep their ids and priorities and run again from the start; results are delivered again
+        without being logged again (they are in the results log already).
+        """
+        tasks, results = list(tasks), list(results)
+        with self._results_ready:
+            for task in tasks:
+                topic = task.payload[0].topic  # type: ignore[index]
+                self._check_topic(topic)
+                self._counts[topic]["submitted"] += 1
+                self._active.add(task.task_id)
+                self._waiting.push(task)
+            for result in results:
+                self._check_topic(result.topic)
+                self._counts[result.topic]["submitted"] += 1
+                self._active.add(result.task_id)
+            if self._active:
+                self._all_done.clear()
+        self.deliver(results)
+        if self._sink is not None and tasks:
             self._sink.tasks_waiting()
 
     @property
@@ -240,6 +296,16 @@ class DragonQueues:
         """The waiting tasks, locked for the duration of the block (the dispatcher takes tasks here)."""
         with self._lock:
             yield self._waiting
+
+    def set_aside(self, tasks: Iterable[WaitingTask]) -> None:
+        """Keep unfinished tasks for a checkpoint (suspending shutdown) instead of failing them."""
+        with self._results_ready:
+            tasks = list(tasks)
+            self._set_aside.extend(tasks)
+            for task in tasks:
+                self._counts[task.payload[0].topic]["suspended"] += 1  # type: ignore[index]
+            self._forget([task.task_id for task in tasks])
+            self._results_ready.notify_all()
 
     def requeue(self, task: WaitingTask) -> None:
         """Put a task back in line (a retry after a failure or a lost worker)."""
@@ -268,6 +334,10 @@ class DragonQueues:
             return None
         self._arrival.remove(topic)  # the first occurrence is this topic's oldest result
         return buffer.popleft()
+
+    def _in_flight(self) -> int:
+        """Tasks whose result has not arrived (active tasks minus results waiting to be taken)."""
+        return len(self._active) - len(self._arrival)
 
     def _forget(self, task_ids: Iterable[str]) -> None:
         self._active.difference_update(task_ids)

@@ -16,6 +16,8 @@ time, and their futures' callbacks complete them like worker results.
 
 A *supervisor* thread waits for the kill signal and shuts everything down: workers stop (and are killed
 after ``shutdown_grace`` seconds), unfinished tasks come back as failed results, Dragon queues are destroyed.
+A suspending kill signal (a checkpoint, see :mod:`dragon_campaign.checkpoint`) sets unfinished tasks aside
+in the queues instead, unlogged, so that the next job runs each of them once.
 """
 
 from __future__ import annotations
@@ -325,7 +327,7 @@ class DragonTaskServer:
 
     def _send(self, worker: _Worker, tasks: list[WaitingTask]) -> None:
         message = pickle.dumps(
-            [(t.task_id, t.method, t.payload[1], self._result_rules.get(t.payload[0].topic)) for t in tasks],
+            [(t.task_id, t.method, t.payload[1], self._result_rules.get(t.payload[0].topic), _layout(t)) for t in tasks],
             protocol=PICKLE_PROTOCOL,
         )
         worker.tasks.put(message)
@@ -336,7 +338,8 @@ class DragonTaskServer:
         assert isinstance(pool, ExecutorPool)
         rule = self._result_rules.get(task.payload[0].topic)
         try:
-            future = pool.executor.submit(run_remote, self._functions[task.method], task.task_id, task.method, task.payload[1], rule)
+            future = pool.executor.submit(run_remote, self._functions[task.method], task.task_id, task.method, task.payload[1], rule,
+                                          _layout(task))
         except Exception as exc:
             future = Future()
             future.set_exception(exc)
@@ -353,7 +356,7 @@ class DragonTaskServer:
             record, host, sent = future.result()
         except BaseException as exc:  # the executor failed the task: submission, transport, or a cancelled future
             failure = (f"{pool.site!r} could not run the task: {exc!r}", "".join(traceback.format_exception(exc)))
-            record, host, sent = (task_id, False, None, failure, (received, received, received), (0.0, 0.0, 0.0)), {}, received
+            record, host, sent = (task_id, False, None, failure, (received, received, received), (0.0, 0.0, 0.0), None), {}, received
         info = WorkerInformation(pool=pool_name, backend="executor", site=pool.site, **host)
         with self._lock:
             entry = self._remote[pool_name].pop(task_id, None)
@@ -425,8 +428,9 @@ class DragonTaskServer:
 
     def _complete(self, task: WaitingTask, record: TaskRecord, info: WorkerInformation, sent: float, received: float) -> Result:
         """Fill a task's result from the record of the worker (``info``) that ran it."""
-        _, success, payload, failure, (got, started, ended), (deserialize, running, serialize) = record
+        _, success, payload, failure, (got, started, ended), (deserialize, running, serialize), ranks = record
         result: Result = task.payload[0]
+        result.mpi_ranks = ranks
         previous = self._average_runtime.get(task.method)
         sample = running + deserialize + serialize
         self._average_runtime[task.method] = sample if previous is None else previous + RUNTIME_SMOOTHING * (sample - previous)
@@ -516,20 +520,26 @@ class DragonTaskServer:
             else:
                 reason = f"{where} exited with code {exit_code}"
                 logger.warning(f"{reason.capitalize()} holding {len(worker.inflight)} task(s)")
-            for task_id, (task, _) in worker.inflight.items():
-                self._owner.pop(task_id, None)
+            interrupted = [task for task, _ in worker.inflight.values()]
+            for task in interrupted:
+                self._owner.pop(task.task_id, None)
+            worker.inflight.clear()
+            suspended: list[WaitingTask] = []
+            if stopping and self.queues.suspending:  # kept for the checkpoint, not failed
+                suspended, interrupted = interrupted, []
+            for task in interrupted:
                 result = _failed(task, FailureInformation.from_exception(WorkerLost(reason)))
                 if self._may_retry(task):
                     retries.append(task)
                 else:
                     lost_results.append(result)
-            worker.inflight.clear()
             if worker.info is None and not stopping:
                 self._startup_failures[worker.slot.pool] += 1
             give_up = self._startup_failures[worker.slot.pool] >= STARTUP_FAILURES_BEFORE_GIVING_UP
             if give_up:
                 self._broken_pools.setdefault(worker.slot.pool, f"workers exit at start-up (last exit code {exit_code})")
         self._destroy_queue(worker.tasks)
+        self.queues.set_aside(suspended)  # outside the server's lock: the queues' lock comes first
         self._finish(lost_results)
         for task in retries:
             self.queues.requeue(task)
@@ -619,22 +629,36 @@ class DragonTaskServer:
             return sum(len(tasks) for tasks in self._remote.values())
 
     def _fail_remote_in_flight(self) -> None:
-        """Report tasks still running at other sites as failed (their futures are cancelled where possible)."""
+        """Report tasks still running at other sites as failed, or set them aside when suspending
+        (their futures are cancelled where possible)."""
         with self._lock:  # taken out first: cancelling a future runs its callback, which must find nothing to complete
             lost = [(self.pools[name].site, task, future) for name, tasks in self._remote.items() for task, future in tasks.values()]  # type: ignore[union-attr]
             self._remote.clear()
         for _, _, future in lost:
             if future is not None:
                 future.cancel()
+        if self.queues.suspending:
+            self.queues.set_aside(task for _, task, _ in lost)
+            return
         self._finish([_failed(task, FailureInformation.from_exception(WorkerLost(f"the task server shut down while the task ran at site {site!r}")))
                       for site, task, _ in lost])
 
     def _fail_leftovers(self) -> None:
-        """Report every task that never finished as failed, so no one waits for it."""
+        """Report every task that never finished as failed, so no one waits for it (set them aside when suspending)."""
         with self.queues.waiting_tasks() as waiting, self._lock:
             tasks = waiting.drain()
             self._owner.clear()
+        if self.queues.suspending:
+            self.queues.set_aside(tasks)
+            logger.info(f"Suspended: {len(tasks)} waiting task(s) set aside for the checkpoint")
+            return
         self._finish([_failed(task, FailureInformation(exception="Cancelled: the task server shut down before the task ran")) for task in tasks])
+
+
+def _layout(task: WaitingTask) -> tuple[int, int]:
+    """What the task's resources ask for: nodes and processes per node (the ranks of an MPI method)."""
+    resources = task.payload[0].resources
+    return resources.node_count, resources.cpu_processes
 
 
 def _failed(task: WaitingTask, failure: FailureInformation) -> Result:

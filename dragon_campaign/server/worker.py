@@ -2,8 +2,9 @@
 
 Wire format (pickled bytes over Dragon queues, so Dragon's direct-bytes path carries them):
 
-* steering → worker: a list of ``(task_id, method, pickled_inputs, proxy_rule)``; ``None`` asks the worker
-  to exit. ``proxy_rule`` is None or the topic's (ProxyStore config, threshold) for large results.
+* steering → worker: a list of ``(task_id, method, pickled_inputs, proxy_rule, layout)``; ``None`` asks the
+  worker to exit. ``proxy_rule`` is None or the topic's (ProxyStore config, threshold) for large results;
+  ``layout`` is the task's (node_count, cpu_processes), the ranks of an MPI method.
 * worker → steering: ``("ready", key, info)`` once started, ``("failed", key, traceback)`` if it could not
   start, and ``("results", key, sent_time, records)`` with one record per finished task (see ``run_task``).
 
@@ -50,10 +51,10 @@ def worker_main(slot: WorkerSlot, generation: int, tasks: Any, results: Any, met
             return
         outbox: list[TaskRecord] = []
         oldest = 0.0
-        for position, (task_id, method, inputs, proxy_rule) in enumerate(batch):
+        for position, (task_id, method, inputs, proxy_rule, layout) in enumerate(batch):
             if not outbox:
                 oldest = time.perf_counter()
-            outbox.append(run_task(methods, task_id, method, inputs, proxy_rule, received))
+            outbox.append(run_task(methods, task_id, method, inputs, proxy_rule, received, layout))
             last = position == len(batch) - 1
             if last or len(outbox) >= MAX_RESULTS_PER_MESSAGE or time.perf_counter() - oldest > FLUSH_AFTER_S:
                 # flush: the result must be in the queue before this process can exit, so that the steering

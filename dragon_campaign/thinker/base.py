@@ -5,6 +5,11 @@ the other agents wind down; result processors keep draining until every outstand
 Beyond Colmena: an agent that raises also sets ``aborted``, which makes result processors stop at once
 instead of waiting for tasks that may never be consumed, and the exception is kept in ``exceptions`` so
 the caller can report it (the launcher exits non-zero).
+
+A thinker that implements ``checkpoint_state`` and ``restore_state`` can be checkpointed at walltime and
+resumed in the next job (see :func:`dragon_campaign.campaign.run_campaign`). While a campaign is suspended
+for a checkpoint, ``get_result`` and ``send_inputs`` raise ``KillSignalException`` in agents that still
+wait or submit; that ends the agent quietly.
 """
 
 from __future__ import annotations
@@ -15,7 +20,11 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any
 
+from dragon_campaign.exceptions import KillSignalException
+from dragon_campaign.models import Result
 from dragon_campaign.queues.dragon import DragonQueues
 from dragon_campaign.thinker.resources import ResourceCounter
 
@@ -26,9 +35,22 @@ class _AgentLocal(threading.local):
         self.name: str | None = None
 
 
+@dataclass(frozen=True)
+class Resumption:
+    """What a thinker gets back from a checkpoint in the next job."""
+
+    state: Any  # what checkpoint_state returned
+    carried: list[Result]  # tasks that carry on (requeued) and results not yet taken (delivered again)
+    allocation: dict[str, int] | None  # the resource counter's allocation at the checkpoint
+
+
 class BaseThinker(threading.Thread):
     """Subclass it, mark methods with ``@agent``, ``@result_processor``, ``@task_submitter`` or
     ``@event_responder``, then ``start()`` and ``join()`` it."""
+
+    resumable_topics: tuple[str, ...] | None = None
+    """Topics whose unfinished tasks carry on into the next job after a checkpoint (None: every topic).
+    Tasks of other topics are dropped on resume: the thinker must redo them itself if it needs them."""
 
     def __init__(
         self,
@@ -62,6 +84,20 @@ class BaseThinker(threading.Thread):
         base = self.logger_name or f"{type(self).__module__}.{type(self).__name__}"
         return logging.getLogger(base if name is None else f"{base}.{name}")
 
+    # -- checkpoints ------------------------------------------------------------------------------------------
+    @property
+    def can_checkpoint(self) -> bool:
+        cls = type(self)
+        return cls.checkpoint_state is not BaseThinker.checkpoint_state and cls.restore_state is not BaseThinker.restore_state
+
+    def checkpoint_state(self) -> Any:
+        """Override: the thinker's state for a checkpoint (picklable); called once every agent has stopped."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement checkpoint_state")
+
+    def restore_state(self, resumption: Resumption) -> None:
+        """Override: take the state back before the agents start (and restore the resource counter)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement restore_state")
+
     def prepare_agent(self) -> None:
         """Override to set up per-agent state (runs in the agent's thread before it starts)."""
 
@@ -79,13 +115,14 @@ class BaseThinker(threading.Thread):
         self.logger.info(f"{func.__name__} started")
         try:
             func(self)
+        except (KillSignalException, threading.BrokenBarrierError) as exc:  # a checkpoint ends agents this way
+            if self.queues.suspending:
+                self.logger.info(f"{func.__name__} stopped: the campaign is being checkpointed")
+                self._abort_barriers()
+            else:
+                self._agent_failed(func, exc)
         except BaseException as exc:
-            self.logger.exception(f"{func.__name__} raised {exc!r}; stopping the thinker")
-            self.exceptions.append(exc)
-            self.aborted.set()
-            self.done.set()
-            for barrier in self.barriers.values():
-                barrier.abort()  # responders waiting for this agent would wait forever
+            self._agent_failed(func, exc)
         else:
             if not getattr(func, "_agent_startup", False):
                 self.done.set()
@@ -93,6 +130,17 @@ class BaseThinker(threading.Thread):
             self.tear_down_agent()
             self.logger.info(f"{func.__name__} finished")
         return func
+
+    def _agent_failed(self, func: Callable, exc: BaseException) -> None:
+        self.logger.error(f"{func.__name__} raised {exc!r}; stopping the thinker", exc_info=exc)
+        self.exceptions.append(exc)
+        self.aborted.set()
+        self.done.set()
+        self._abort_barriers()
+
+    def _abort_barriers(self) -> None:
+        for barrier in self.barriers.values():
+            barrier.abort()  # responders waiting for an agent that ended would wait forever
 
     def run(self) -> None:
         agents = self.list_agents()

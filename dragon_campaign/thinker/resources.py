@@ -121,6 +121,36 @@ class ResourceCounter:
         logger.info(f"Moved {count} slots from {task_from} to {task_to}")
         return True
 
+    def allocation(self) -> dict[str, int]:
+        """Slots allocated to each task type (unallocated ones under ``"None"``), e.g. for a checkpoint."""
+        with self._changed:
+            return {str(task): count for task, count in self._allocated.items()}
+
+    def restore(self, allocation: dict[str, int], in_use: dict[str, int] | None = None) -> None:
+        """Allocate slots as in ``allocation`` (from :meth:`allocation` in an earlier job), with ``in_use``
+        slots per task type already taken by tasks that carry on from that job.
+
+        A counter with a different number of slots gets the same proportions (largest remainders first).
+        Slots in use beyond a type's allocation leave it overdrawn until enough of them are released.
+        """
+        saved = {None if name == "None" else name: count for name, count in allocation.items()}
+        for task in saved:
+            self._check(task)
+        total_saved = sum(saved.values())
+        if total_saved <= 0:
+            raise ValueError(f"The allocation to restore has no slots: {allocation}")
+        shares = {task: count * self._total_slots / total_saved for task, count in saved.items()}
+        counts = {task: int(share) for task, share in shares.items()}
+        by_remainder = sorted(shares, key=lambda task: shares[task] - counts[task], reverse=True)
+        for task in by_remainder[: self._total_slots - sum(counts.values())]:
+            counts[task] += 1
+        with self._changed:
+            for task in self._allocated:
+                self._allocated[task] = counts.get(task, 0)
+                self._available[task] = self._allocated[task] - (in_use or {}).get(str(task), 0)
+            self._changed.notify_all()
+        logger.info(f"Restored the allocation {self.allocation()} (in use: {in_use or {}})")
+
     def _check(self, task: str | None) -> None:
         if task not in self._allocated:
             raise KeyError(f"Unknown task type {task!r}; known: {[t for t in self._allocated if t is not None]}")

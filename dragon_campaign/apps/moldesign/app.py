@@ -20,6 +20,7 @@ from dragon_campaign.apps.moldesign.space import load_search_space
 from dragon_campaign.apps.moldesign.thinker import POLICIES
 from dragon_campaign.bridges import ProxyStoreSettings, proxy_stores
 from dragon_campaign.campaign import run_campaign
+from dragon_campaign.checkpoint import Checkpointer
 
 Pool = WorkerPool | ExecutorPool
 TOPICS = ("simulate", "features", "train", "infer")
@@ -108,28 +109,36 @@ class Routing:
                 (tasks.train, {"pool": self.train_pool}), (tasks.infer, {"pool": self.infer_pool})]
 
 
-def run(config: Config, pools: dict[str, Pool], run_dir: RunDirectory, proxystore: ProxyStoreSettings | None = None) -> dict[str, Any]:
+def run(config: Config, pools: dict[str, Pool], run_dir: RunDirectory, proxystore: ProxyStoreSettings | None = None,
+        stop_after: float | None = None, resume: bool = False) -> dict[str, Any]:
     """Run the campaign and write its outputs into the run directory; returns the summary.
+
+    SIGTERM, SIGINT or ``stop_after`` checkpoint the campaign into ``<run-dir>/checkpoint/`` (with the
+    store's features and model versions) and raise :class:`~dragon_campaign.campaign.CampaignSuspended`.
 
     Args:
         proxystore: Per-topic ProxyStore backends (topics: simulate, features, train, infer). A training
             pool at another site returns the weights with each result, proxied by the train topic's backend.
+        stop_after: Checkpoint and stop after this many seconds of campaign (e.g. before a job's walltime).
+        resume: Carry on from the checkpoint in ``run_dir`` (same configuration, any pools).
     """
     space = config.space()
     routing = Routing.of(config, pools)
     with DDictStore(buffer_bytes_per_node=512 * 2**20) as store, ExitStack() as stack:
         namespace = f"moldesign/{run_dir.path.name}"
+        checkpointer = Checkpointer(run_dir, store, namespaces=[namespace])
+        saved = checkpointer.load() if resume else None  # features and models come back with the store
         proxies = stack.enter_context(proxy_stores(proxystore, f"moldesign-{run_dir.path.name}")) if proxystore else {}
         queues = DragonQueues(topics=list(TOPICS), **proxies)
         server = DragonTaskServer(routing.methods(), queues, pools=pools, run_dir=run_dir).start()
         try:
-            chunks = _featurize_space(queues, space, config.chunk_size, store.handle, namespace)
+            chunks = -(-len(space) // config.chunk_size) if saved else _featurize_space(queues, space, config.chunk_size, store.handle, namespace)
         except BaseException:
             server.stop()
             raise
         sim_workers = server.worker_count(routing.sim_pool)
         thinker = POLICIES[config.policy](queues, config, space, chunks, sim_workers, store.handle, namespace, routing.train_remote)
-        run_campaign(thinker, server)
+        run_campaign(thinker, server, timeout=stop_after, checkpointer=checkpointer, resume_from=saved)
     summary = write_outputs(thinker, config, run_dir)
     summary["space_size"] = len(space)
     Path(run_dir.path, "summary.json").write_text(json.dumps(summary, indent=2, default=_plain))

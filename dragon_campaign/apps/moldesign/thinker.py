@@ -17,6 +17,10 @@ and infers every chunk of the search space from there.
 
 During a retraining, ``ml_slots`` simulation slots move to the "ml" task type through the resource
 counter, so that on CPU-only nodes training does not compete with simulations for cores (0 on GPU nodes).
+
+Every policy can be checkpointed: the results, the ranking and the model version are saved; simulations
+that had not finished carry on in the next job with their priorities, and a retraining that was cut
+short is started again there (its data are the results, which the checkpoint holds).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from dragon_campaign import (
     DragonQueues,
     ResourceCounter,
     Result,
+    Resumption,
     agent,
     event_responder,
     result_processor,
@@ -55,6 +60,7 @@ class MolDesignThinker(BaseThinker):
     """Shared state and the retraining step; subclasses decide when to simulate what."""
 
     policy = ""
+    resumable_topics = ("simulate",)  # an interrupted retraining is redone from the results instead
     waits_for_first_model = False  # past the initial random molecules, simulations wait for the first model
     retrains_on_results = False  # every retrain_every new results trigger a retraining (else the policy calls retrain)
 
@@ -125,7 +131,8 @@ class MolDesignThinker(BaseThinker):
                 self.new_results += 1
             else:
                 reason = result.failure_info.exception if result.failure_info else "unknown"
-                self.state.failures.append({"smiles": result.args[0] if result.args else None, "reason": reason, "wall_s": elapsed})
+                self.state.failures.append({"smiles": result.args[0] if result.args else None, "molecule": result.task_info["molecule"],
+                                            "reason": reason, "wall_s": elapsed})
                 self.logger.warning(f"Simulation failed: {reason}")
             finished = len(self.state.results) + len(self.state.failures)
             if result.success and len(self.state.results) % 10 == 0:
@@ -134,6 +141,32 @@ class MolDesignThinker(BaseThinker):
                 self.start_training.set()
         if finished >= self.config.budget:
             self.done.set()
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        with self.lock:
+            return {"results": self.state.results, "failures": self.state.failures, "trainings": self.state.trainings,
+                    "elapsed_s": time.monotonic() - self.state.started, "rank": self.rank, "scores": self.scores,
+                    "model_version": self.model_version}
+
+    def restore_state(self, resumption: Resumption) -> None:
+        """Take the results and ranking back; the simulations that carry on hold their slots again."""
+        saved = resumption.state
+        self.state = SearchState(saved["results"], saved["failures"], saved["trainings"], time.monotonic() - saved["elapsed_s"])
+        self.rank, self.scores, self.model_version, self.cursor = saved["rank"], saved["scores"], saved["model_version"], 0
+        self.waiting = {r.task_id: r.task_info["molecule"] for r in resumption.carried if r.method == "simulate"}
+        finished = {r["molecule"] for r in self.state.results} | {f["molecule"] for f in self.state.failures}
+        self.submitted = finished | set(self.waiting.values())
+        trained_on = self.state.trainings[-1]["samples"] if self.state.trainings else 0
+        self.new_results = len(self.state.results) - trained_on
+        if self.model_version >= 0:
+            self.first_model.set()
+        if self.retrains_on_results and self.new_results >= self.config.retrain_every:
+            self.start_training.set()
+        if resumption.allocation is not None:
+            self.rec.restore(resumption.allocation, in_use={"simulate": len(self.waiting)})
+        self.logger.info(f"Resumed with {len(self.state.results)} results, model v{self.model_version}, "
+                         f"{len(self.waiting)} simulation(s) carried on")
 
     # -- learning ------------------------------------------------------------------------------------------
     def retrain(self) -> None:
@@ -231,6 +264,12 @@ class BatchSearch(MolDesignThinker):
 
     @agent
     def run_batches(self) -> None:
+        with self.lock:
+            carried_on = len(self.waiting)  # simulations of a batch cut short by a checkpoint
+        for _ in range(carried_on):
+            self.record(self.queues.get_result("simulate"))
+        if self.new_results and not self.done.is_set():  # resumed with data the model has not seen
+            self.retrain()
         while not self.done.is_set():
             batch = [m for m in (self.next_molecule() for _ in range(self.config.batch_size)) if m is not None]
             if not batch:

@@ -22,13 +22,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ddict_store import DDictStore
 from dragon_campaign import DragonQueues, DragonTaskServer, RunDirectory, WorkerPool
 from dragon_campaign.apps.wave import tasks
+from dragon_campaign.apps.wave.mpi_simulation import simulate_decomposed
 from dragon_campaign.apps.wave.simulation import data_bytes, simulate
 from dragon_campaign.apps.wave.training import sample_checksum
+from dragon_campaign.mpi import MPIMethod
 
 DataPath = Literal["futures", "files", "ddict", "proxystore"]
 CSV_FIELDS = ["implementation", "nodes", "data_gb", "sim_run_s", "sim_io_s", "train_run_s", "train_io_s", "setup_s",
@@ -51,6 +53,13 @@ class Config(BaseModel):
     channels: int = Field(16, ge=1, description="Channels of the CNN's hidden layers")
     proxy_threshold: int = Field(100_000, ge=0, description="proxystore path: results above this many bytes travel as proxies")
     seed: int = Field(0, description="Seed of the trainers' initial weights")
+    sim_ranks: int = Field(1, ge=1, description="proxystore path: MPI ranks per simulation, each computing a band of the grid (mpi4py, mpiexec)")
+
+    @model_validator(mode="after")
+    def _ranks_need_the_proxystore_path(self) -> Config:
+        if self.sim_ranks > 1 and self.data_path != "proxystore":
+            raise ValueError("sim_ranks > 1 needs data_path proxystore: rank 0 returns the arrays, and the task queue proxies them through the DDict")
+        return self
 
     @property
     def trainer_kernels(self) -> list[int]:
@@ -122,6 +131,8 @@ def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[st
             queues = DragonQueues(topics=["simulate", "train"], proxystore_name={"simulate": proxy_store.name},
                                   proxystore_threshold={"simulate": config.proxy_threshold})
             simulate_method, train_method, store_args = tasks.simulate_arrays, tasks.train_on_arrays, ()
+            if config.sim_ranks > 1:
+                simulate_method = MPIMethod(simulate_decomposed, ranks=config.sim_ranks, name="simulate_arrays")
         else:
             queues = DragonQueues(topics=["simulate", "train"])
             simulate_method, train_method, store_args = tasks.simulate_to_store, tasks.train_from_store, (store.handle, namespace)
