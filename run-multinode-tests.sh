@@ -5,7 +5,8 @@
 # Needs root, openssh-server and iproute2 (.ci/run installs them). Arguments go to pytest.
 #
 # The verdict comes from pytest's JUnit report, not from the launcher's exit status: dragonhpc 0.15's
-# multi-node launcher exits 0 whatever its head process returned.
+# multi-node launcher exits 0 whatever its head process returned. A tier that runs past MN_TIER_TIMEOUT
+# seconds (default 1200; it takes about 8 minutes) is stopped: a hung runtime must not hang CI.
 set -euo pipefail
 cd "$(dirname "$0")"
 export MN_VENV="$PWD/.venv" MN_NODES="1 2"
@@ -18,9 +19,9 @@ trap '"$CLUSTER"/mn_down.sh' EXIT
 run_tier() {
     rm -f "$REPORT"
     "$CLUSTER"/mn_up.sh
-    "$CLUSTER"/mn_exec.sh fe "$CLUSTER"/run_fe.sh \
+    timeout --kill-after=30 "${MN_TIER_TIMEOUT:-1200}" "$CLUSTER"/mn_exec.sh fe "$CLUSTER"/run_fe.sh \
         dragon -w ssh -t hsta --hostlist n1,n2 "$MN_VENV/bin/pytest" -p no:cacheprovider --junitxml="$REPORT" \
-        tests/multinode "$@" 2>&1 | tee "$OUTPUT" || true
+        -o timeout_method=thread tests/multinode "$@" 2>&1 | tee "$OUTPUT" || true
     "$MN_VENV/bin/python" - "$REPORT" <<'PY'
 import sys
 import xml.etree.ElementTree as ET
@@ -40,9 +41,11 @@ PY
 
 status=0
 run_tier "$@" || status=$?
-# On 2 cores, the runtime sometimes dies under the tests rather than because of them (dragonhpc 0.15: a
-# transport agent missing the start-up handshake, "Expected TAUp during startup", or local services
-# crashing with SIGSEGV); pytest has then given no verdict, so the tier runs once more on fresh nodes.
+# On 2 cores, the runtime sometimes dies or hangs under the tests rather than because of them (dragonhpc
+# 0.15: a transport agent missing the start-up handshake, "Expected TAUp during startup"; local services
+# crashing with SIGSEGV; a killed worker never reported, with local services left unresponsive). pytest
+# has then given no verdict (a test that hangs past pytest's timeout dumps every thread's stack and exits
+# without one too), so the tier runs once more on fresh nodes.
 if [ "$status" -eq 75 ]; then
     echo "Starting the tier again on fresh nodes"
     "$CLUSTER"/mn_down.sh

@@ -119,10 +119,10 @@ def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float 
                               thinker.rec.allocation() if thinker.rec is not None else None,
                               server.run_dir.results_path.stat().st_size)
         raise CampaignSuspended(saved.reason, str(checkpointer.save(saved)))
-    if signals:
-        raise KeyboardInterrupt(f"stopped by {signal.Signals(signals[0]).name}")
     if checkpointer is not None:
-        checkpointer.discard()
+        checkpointer.discard()  # finished: a signal that came after the last task changes nothing
+    elif signals:
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signals[0]).name}")
 
 
 def _resume(thinker: BaseThinker, server: DragonTaskServer, saved: SavedCampaign) -> None:

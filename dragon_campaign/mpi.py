@@ -33,8 +33,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +46,7 @@ from dragon_campaign.queues.dragon import PICKLE_PROTOCOL
 
 SPEC_FILE, VALUE_FILE = "task.pkl", "value.pkl"
 SHARED_MEMORY = Path("/dev/shm")
+ORPHAN_CHECKS, ORPHAN_CHECK_INTERVAL_S = 50, 0.1  # how long an aborted program's ranks get to go away
 STDERR_TAIL_CHARS = 2000
 
 
@@ -188,17 +190,25 @@ def _shared_memory_segments() -> set[str]:
 
 def _remove_orphaned_segments(before: set[str]) -> None:
     """MPICH leaves its shared-memory segments behind when a program aborts: remove those this one created
-    that no process maps any more (another MPI task on the node may be using newer ones)."""
+    once no process maps them (its killed ranks may take a moment to go; another MPI task on the node may
+    be using newer ones, which stay)."""
     created = _shared_memory_segments() - before
-    mapped: set[str] = set()
+    for _ in range(ORPHAN_CHECKS):
+        mapped = {name for name in created if any(name in text for text in _process_maps())}
+        for name in created - mapped:
+            (SHARED_MEMORY / name).unlink(missing_ok=True)
+        created = mapped
+        if not created:
+            return
+        time.sleep(ORPHAN_CHECK_INTERVAL_S)
+
+
+def _process_maps() -> Iterator[str]:
     for maps in Path("/proc").glob("[0-9]*/maps"):
         try:
-            text = maps.read_text()
+            yield maps.read_text()
         except OSError:
             continue
-        mapped.update(name for name in created if name in text)
-    for name in created - mapped:
-        (SHARED_MEMORY / name).unlink(missing_ok=True)
 
 
 def _rank_zero_value(workdir: Path, launcher_stderr: str) -> tuple[Any, int]:

@@ -62,6 +62,9 @@ RUNTIME_SMOOTHING = 0.2  # weight of the newest sample in a method's running-ave
 # once; shorter waits cost CPU, since Dragon's timed waits spin for part of the time (about 20% of a
 # core at 0.2 s, 9% at 1 s, measured with dragonhpc 0.15).
 MONITOR_PERIOD_S = 1.0
+# How long the runtime gets to report killed workers at shutdown. A kill request that Dragon never answers
+# (seen on a 2-core machine emulating two nodes, with a dead worker left as a zombie) must not hang it.
+KILL_REPORT_S = 30.0
 
 
 @dataclass
@@ -506,7 +509,7 @@ class DragonTaskServer:
                     reported.add(puid)
                     self._result_queue.put(pickle.dumps(("exited", by_puid[puid], exit_code), protocol=PICKLE_PROTOCOL))
 
-    def _on_worker_exit(self, key: WorkerKey, exit_code: int) -> None:
+    def _on_worker_exit(self, key: WorkerKey, exit_code: int | None) -> None:
         lost_results: list[Result] = []
         retries: list[WaitingTask] = []
         with self._lock:
@@ -604,11 +607,16 @@ class DragonTaskServer:
             stragglers = list(self._workers.values())
         for worker in stragglers:
             logger.warning(f"Worker {worker.key} did not stop within {self.shutdown_grace} s; killing it")
-            try:
-                worker.process.kill()
-            except Exception:
-                logger.debug(f"Worker {worker.key} was already gone", exc_info=True)
-        while self.worker_count():  # the monitor reaps the killed workers
+            threading.Thread(target=self._kill, args=(worker,), daemon=True).start()  # a kill request can hang
+        reaped_by = time.monotonic() + KILL_REPORT_S
+        while self.worker_count() and time.monotonic() < reaped_by:  # the monitor reaps the killed workers
+            time.sleep(0.05)
+        with self._lock:
+            unreported = [w.key for w in self._workers.values()]
+        for key in unreported:
+            logger.error(f"The runtime never reported the exit of killed worker {key}; giving it up")
+            self._result_queue.put(pickle.dumps(("exited", key, None), protocol=PICKLE_PROTOCOL))
+        while self.worker_count():  # the receiver takes them out
             time.sleep(0.05)
         while self._remote_in_flight() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -623,6 +631,13 @@ class DragonTaskServer:
         self._result_log.close()
         atexit.unregister(self.stop)
         logger.info("Task server stopped")
+
+    @staticmethod
+    def _kill(worker: _Worker) -> None:
+        try:
+            worker.process.kill()
+        except Exception:
+            logger.debug(f"Worker {worker.key} was already gone", exc_info=True)
 
     def _remote_in_flight(self) -> int:
         with self._lock:
