@@ -204,3 +204,19 @@ def test_results_logged_after_the_checkpoint_are_moved_aside(tmp_path):
     assert run_dir.results_path.read_text() == '{"a": 1}\n'
     (aside,) = run_dir.path.glob("results.after-checkpoint-*.jsonl")
     assert aside.read_text() == '{"b": 2}\n{"c": 3}\n'
+
+
+def test_a_thinker_resumed_after_its_last_result_has_nothing_left_to_do():
+    """A checkpoint taken between the last result and the end of the campaign must not leave the next job
+    waiting for results that will never come."""
+    from dragon_campaign import DragonQueues
+    from dragon_campaign.apps import moldesign
+    from dragon_campaign.apps.moldesign.thinker import InterleavedSearch
+
+    config = moldesign.Config(budget=2, space_limit=50, seed=1)
+    thinker = InterleavedSearch(DragonQueues(topics=["simulate"]), config, config.space(), 1, 1, "handle", "ns")
+    done = [{"smiles": "C", "ip_ev": 15.0, "molecule": 3, "wall_s": 1.0, "compute_s": 1.0},
+            {"smiles": "O", "ip_ev": 14.0, "molecule": 7, "wall_s": 2.0, "compute_s": 1.0}]
+    state = {**thinker.checkpoint_state(), "results": done}
+    thinker.restore_state(Resumption(state, [], {"simulate": 3, "ml": 0, "None": 0}))
+    assert thinker.done.is_set() and thinker.submitted == {3, 7}

@@ -165,6 +165,8 @@ class MolDesignThinker(BaseThinker):
             self.start_training.set()
         if resumption.allocation is not None:
             self.rec.restore(resumption.allocation, in_use={"simulate": len(self.waiting)})
+        if len(finished) >= self.config.budget:  # checkpointed after the last result: nothing left to run
+            self.done.set()
         self.logger.info(f"Resumed with {len(self.state.results)} results, model v{self.model_version}, "
                          f"{len(self.waiting)} simulation(s) carried on")
 
