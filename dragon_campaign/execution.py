@@ -39,7 +39,8 @@ def run_task(
     deserialize = running = serialize = 0.0
     started = ended = time.time()
     function = methods[method]
-    ranks = function.layout(*layout).ranks if isinstance(function, MPIMethod) else None
+    ranks_layout = function.layout(*layout) if isinstance(function, MPIMethod) else None
+    ranks = ranks_layout.ranks if ranks_layout is not None else None
     try:
         tick = time.perf_counter()
         args, kwargs = pickle.loads(inputs)
@@ -47,8 +48,8 @@ def run_task(
         started = time.time()
         tick = time.perf_counter()
         try:
-            if isinstance(function, MPIMethod):
-                value, ranks = function.run(args, kwargs, function.layout(*layout))
+            if ranks_layout is not None:
+                value, ranks = function.run(args, kwargs, ranks_layout)
             else:
                 value = function(*args, **kwargs)
         finally:

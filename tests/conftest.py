@@ -67,6 +67,21 @@ def serve(run_dir: Path) -> Iterator:
         assert server.stop(timeout=60), "the task server did not shut down"
 
 
+LAUNCHERS = Path(__file__).resolve().parent.parent / "launchers"
+
+
+def load_launcher(name: str = "run_campaign"):
+    """A script of launchers/ as a module (registered in sys.modules: pydantic resolves its models' annotations there)."""
+    import importlib.util
+    import sys as _sys
+
+    spec = importlib.util.spec_from_file_location(name, LAUNCHERS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    _sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_in_process(function, *args, timeout: float = 120, host: str | None = None):
     """Run ``function(*args)`` in a separate Dragon process (on node ``host`` if given) and return what it
     returned (or raise what it raised)."""

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-LAUNCHER = Path(__file__).resolve().parent.parent / "launchers" / "run_campaign.py"
+from conftest import load_launcher
 
 
 @pytest.fixture(scope="module")
 def launcher():
-    spec = importlib.util.spec_from_file_location("run_campaign", LAUNCHER)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # pydantic resolves the config model's annotations through it
-    spec.loader.exec_module(module)
-    return module
+    return load_launcher()
 
 
 def test_help_documents_every_option(launcher, capsys):
@@ -132,10 +124,7 @@ def test_training_at_another_site(launcher, tmp_path, redis_port, executor, back
 
 
 def test_producer_consumer_launcher_has_the_study_flags(capsys):
-    spec = importlib.util.spec_from_file_location("producer_consumer", LAUNCHER.parent / "producer_consumer.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_launcher("producer_consumer")
     config, run_dir = module.parse_args(["--data_path", "files", "--num_sims", "3", "--kernel_sizes", "3", "7",
                                          "--sim_sleep", "0", "--run-dir", "x"])
     assert (config.data_path, config.num_sims, config.kernel_sizes, config.sim_sleep, str(run_dir)) == ("files", 3, [3, 7], 0.0, "x")

@@ -3,7 +3,6 @@ runs every task exactly once; the queues set unfinished tasks aside instead of f
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pickle
@@ -15,23 +14,14 @@ from pathlib import Path
 
 import pytest
 import tasks
-from conftest import start_server
+from conftest import load_launcher, start_server
 from dragon.native.process import Process
 
 from dragon_campaign import BaseThinker, KillSignalException, ResourceCounter, Resumption, RunDirectory, agent, read_results
 from dragon_campaign.campaign import CampaignSuspended, run_campaign
 from dragon_campaign.checkpoint import Checkpointer, SavedCampaign
 
-LAUNCHER = Path(__file__).resolve().parent.parent / "launchers" / "run_campaign.py"
 SMALL_MOLDESIGN = "app:\n  budget: 12\n  retrain_every: 4\n  ensemble: 2\n  epochs: 5\n  space_limit: 1500\n  chunk_size: 500\n"
-
-
-def load_launcher():
-    spec = importlib.util.spec_from_file_location("run_campaign", LAUNCHER)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def launch(argv: list[str]) -> None:

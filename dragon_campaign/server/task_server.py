@@ -652,11 +652,9 @@ class DragonTaskServer:
         for _, _, future in lost:
             if future is not None:
                 future.cancel()
-        if self.queues.suspending:
-            self.queues.set_aside(task for _, task, _ in lost)
-            return
-        self._finish([_failed(task, FailureInformation.from_exception(WorkerLost(f"the task server shut down while the task ran at site {site!r}")))
-                      for site, task, _ in lost])
+        sites = {task.task_id: site for site, task, _ in lost}
+        self._end_unfinished([task for _, task, _ in lost], lambda task: FailureInformation.from_exception(
+            WorkerLost(f"the task server shut down while the task ran at site {sites[task.task_id]!r}")))
 
     def _fail_leftovers(self) -> None:
         """Report every task that never finished as failed, so no one waits for it (set them aside when suspending)."""
@@ -664,10 +662,15 @@ class DragonTaskServer:
             tasks = waiting.drain()
             self._owner.clear()
         if self.queues.suspending:
-            self.queues.set_aside(tasks)
             logger.info(f"Suspended: {len(tasks)} waiting task(s) set aside for the checkpoint")
-            return
-        self._finish([_failed(task, FailureInformation(exception="Cancelled: the task server shut down before the task ran")) for task in tasks])
+        self._end_unfinished(tasks, lambda _: FailureInformation(exception="Cancelled: the task server shut down before the task ran"))
+
+    def _end_unfinished(self, tasks: list[WaitingTask], failure: Callable[[WaitingTask], FailureInformation]) -> None:
+        """Tasks the shutdown cut short: set aside for the checkpoint when suspending, else reported failed."""
+        if self.queues.suspending:
+            self.queues.set_aside(tasks)
+        else:
+            self._finish([_failed(task, failure(task)) for task in tasks])
 
 
 def _layout(task: WaitingTask) -> tuple[int, int]:
