@@ -45,6 +45,7 @@ from dragon.managed_memory import DragonMemoryError, MemoryAlloc, MemoryPool
 from dragon.native.machine import current
 
 from ddict_store.errors import StoreError, StoreFullError
+from ddict_store.workarounds import pool_segment_prefix, register_segments
 
 logger = logging.getLogger(__name__)
 POOL_CREATION_TIMEOUT_S = 60.0
@@ -90,6 +91,7 @@ class BufferPools:
         with self._lock:
             if self._pool is None:
                 name = self.pool_name(local_host_uid())
+                register_segments(pool_segment_prefix(name))
                 descriptor = gs_pool.create(self.bytes_per_node, user_name=name, soft=True)
                 deadline = time.monotonic() + POOL_CREATION_TIMEOUT_S
                 while not descriptor.sdesc:  # another process on this node is still creating the pool

@@ -34,12 +34,21 @@ from ddict_store.buffers import BufferPools, BufferRef, StaleBufferError
 from ddict_store.chunk_readers import ChunkReaders, read_chunk
 from ddict_store.codec import Encoded, decode, encode
 from ddict_store.errors import StoreClosedError, StoreError, StoreFullError
-from ddict_store.workarounds import keep_root_logging, lower_orchestrator_priority
+from ddict_store.workarounds import (
+    all_alive,
+    call_with_deadline,
+    ddict_processes,
+    ddict_segment_prefix,
+    keep_root_logging,
+    lower_orchestrator_priority,
+    register_segments,
+)
 
 logger = logging.getLogger(__name__)
 
 _MISSING = object()
 MB = 2**20
+DESTROY_TIMEOUT_S = 30.0  # how long destroying a store may take before it is given up (a dead manager never answers)
 SEPARATOR = "/"
 INTERNAL_PREFIX = "__ddict_store__"
 CHUNK_FRAMING_BYTES = 64 * 1024
@@ -218,6 +227,7 @@ class DDictStore(Namespace):
             chunk_bytes=chunk_bytes,
             replicate_chunks=n_nodes > 1 if replicate_chunks is None else replicate_chunks,
         )
+        register_segments(ddict_segment_prefix(config.name))
         ddict = create_ddict(managers_per_node, n_nodes, ddict_bytes_per_node * n_nodes, timeout, config.name)
         self._setup(config, ddict, owner=True)
 
@@ -230,6 +240,7 @@ class DDictStore(Namespace):
         self._n_managers = config.managers_per_node * config.nodes
         self._lock = threading.Lock()
         self._chunk_readers: ChunkReaders | None = None
+        self._service_puids = ddict_processes(ddict) if owner else []  # listed now: a dead one's children are not found later
         if owner:
             lower_orchestrator_priority(ddict)
 
@@ -278,20 +289,37 @@ class DDictStore(Namespace):
             self._chunk_readers.close()
             self._chunk_readers = None
 
-    def destroy(self) -> None:
-        """Free every buffer and the DDict itself (creator only)."""
+    def destroy(self, timeout: float = DESTROY_TIMEOUT_S) -> bool:
+        """Free every buffer and the DDict itself (creator only); False if that did not finish within
+        ``timeout`` seconds (a DDict manager that died never answers): the store is then given up, and the
+        runtime's teardown removes its memory."""
         if not self._owner:
             raise StoreError(f"Only the process that created the store {self.config.name!r} can destroy it; others close()")
         ddict = self._dict
         self._close_chunk_readers()
-        for key in self._all_keys():
-            try:
-                self._free(self._entry(key))
-            except Exception:
-                logger.debug(f"Could not free the buffer of {key!r}", exc_info=True)
-        self._buffers.destroy_pools([node for node in System().nodes])
-        ddict.destroy()
-        self._ddict = None
+        if not all_alive(self.service_puids()):  # every operation would wait for the dead one until the deadline
+            logger.error(f"The store {self.config.name!r} lost a DDict process; not destroying it: the runtime's teardown "
+                         "removes its memory")
+            self._ddict = None
+            return False
+
+        def free_everything() -> None:
+            for key in self._all_keys():
+                try:
+                    self._free(self._entry(key))
+                except Exception:
+                    logger.debug(f"Could not free the buffer of {key!r}", exc_info=True)
+            self._buffers.destroy_pools([node for node in System().nodes])
+            ddict.destroy()
+
+        try:
+            done = call_with_deadline(free_everything, timeout, f"destroy-{self.config.name}")
+        finally:
+            self._ddict = None
+        if not done:
+            logger.error(f"The store {self.config.name!r} was not destroyed within {timeout:g} s (a DDict manager does not "
+                         "answer); giving it up: the runtime's teardown removes its memory")
+        return done
 
     def __enter__(self) -> DDictStore:
         return self
@@ -310,6 +338,11 @@ class DDictStore(Namespace):
         """
         self._require_open()
         return self._buffers.map_local()
+
+    def service_puids(self) -> list[int]:
+        """Dragon puids of the DDict's orchestrator and managers (in the creating process; [] elsewhere).
+        If one of them exits the store has lost data: watch them (``DragonTaskServer.watch``)."""
+        return list(self._service_puids)
 
     def manager_hosts(self) -> list[str]:
         """The host of each DDict manager, by manager id."""
@@ -517,25 +550,25 @@ def create_ddict(managers_per_node: int, nodes: int, total_bytes: int, timeout: 
     """A new DDict, or StoreError if it is not up within ``timeout`` seconds.
 
     DDict's constructor waits without a timeout for its orchestrator process to report; an orchestrator
-    that dies while starting (seen once in CI, dragonhpc 0.15) would hang the caller forever. The
-    constructor runs in a helper thread so that the wait can end.
+    that dies while starting (seen once in CI, dragonhpc 0.15) would hang the caller forever.
     """
     created: list[DDict] = []
-    failed: list[BaseException] = []
+    finished = threading.Event()
 
     def create() -> None:
         try:
             with keep_root_logging():
                 created.append(DDict(managers_per_node, nodes, total_bytes, timeout=timeout, name=name))
-        except BaseException as exc:  # handed to the caller
-            failed.append(exc)
+        finally:
+            finished.set()
 
-    starter = threading.Thread(target=create, name=f"create-ddict-{name}", daemon=True)
-    starter.start()
-    starter.join(timeout)
-    if failed:
-        raise failed[0]
-    if not created:
+    try:
+        up = call_with_deadline(create, timeout, f"create-ddict-{name}")
+    except BaseException:  # interrupted (a signal during set-up): destroy the DDict once it is up, not leave it unowned
+        finished.wait(timeout)
+        call_with_deadline(lambda: [ddict.destroy() for ddict in created], timeout, f"destroy-ddict-{name}")
+        raise
+    if not up:
         raise StoreError(f"The DDict {name!r} did not start within {timeout:.0f} s: its orchestrator process never reported")
     return created[0]
 

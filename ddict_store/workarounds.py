@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -50,6 +51,35 @@ def lower_orchestrator_priority(ddict: DDict) -> int | None:
     return None
 
 
+def ddict_processes(ddict: DDict) -> list[int]:
+    """Puids of a DDict's orchestrator and of every process it started (its managers), as seen by the
+    creating client ([] elsewhere). dragonhpc 0.15 names them nowhere public; they matter because once a
+    manager dies its data are gone and every operation that reaches it waits forever (its timeout never fires)."""
+    root = getattr(ddict, "_orc_proc", None)
+    found: list[int] = []
+    pending = [] if root is None else [root]
+    while pending:
+        process = pending.pop()
+        found.append(process.puid)
+        try:
+            pending.extend(process.children())
+        except Exception:
+            logger.debug(f"Could not list the children of DDict process {process.puid}", exc_info=True)
+    return found
+
+
+def all_alive(puids: list[int]) -> bool:
+    """Whether every one of these Dragon processes is still running."""
+    from dragon.globalservices.process import multi_join
+
+    try:
+        exited, _ = multi_join(puids, timeout=0.1)
+    except Exception:
+        logger.debug("Could not poll the DDict's processes", exc_info=True)
+        return False
+    return not exited
+
+
 @contextmanager
 def keep_root_logging() -> Iterator[None]:
     """Restore the root logger's handlers and level after the block (around DDict creation or attach)."""
@@ -65,3 +95,53 @@ def keep_root_logging() -> Iterator[None]:
             if handler not in root.handlers:
                 root.addHandler(handler)
         root.setLevel(level)
+
+
+def call_with_deadline(function: Callable[[], None], seconds: float, name: str) -> bool:
+    """Run ``function`` in a daemon thread and wait at most ``seconds``; False if it had not returned.
+
+    A DDict operation against a manager that died waits for an answer that never comes (dragonhpc 0.15),
+    and a campaign's shutdown must not wait with it. Exceptions of ``function`` are re-raised here.
+    """
+    failed: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            function()
+        except BaseException as exc:  # handed to the caller
+            failed.append(exc)
+
+    thread = threading.Thread(target=call, name=name, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if failed:
+        raise failed[0]
+    return not thread.is_alive()
+
+
+# A runtime that dies (or is torn down by a signal) can leave its DDicts' and buffer pools' segments in
+# /dev/shm. A supervisor that names a file in this variable learns the segments' name prefixes here, one a
+# line, so it can remove exactly this store's leftovers and not another runtime's on the same node.
+SEGMENT_REGISTRY_ENV = "DDICT_STORE_SEGMENTS"
+
+
+def register_segments(*prefixes: str) -> None:
+    """Append ``/dev/shm`` name prefixes of segments this process creates to ``$DDICT_STORE_SEGMENTS``, if set."""
+    registry = os.environ.get(SEGMENT_REGISTRY_ENV)
+    if not registry:
+        return
+    try:
+        with open(registry, "a", encoding="utf-8") as fp:
+            fp.write("".join(f"{prefix}\n" for prefix in prefixes))
+    except OSError:
+        logger.debug(f"Could not register segments in {registry}", exc_info=True)
+
+
+def ddict_segment_prefix(name: str) -> str:
+    """How dragonhpc 0.15 names a DDict's manager pools in /dev/shm (``DDD`` + the first 10 characters of its name)."""
+    return f"DDD{name[:10]}_"
+
+
+def pool_segment_prefix(pool_name: str) -> str:
+    """How Dragon names a managed-memory pool in /dev/shm (``D`` + the pool's name)."""
+    return f"D{pool_name}"

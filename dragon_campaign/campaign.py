@@ -1,8 +1,11 @@
 """Run a thinker against a task server and always shut down cleanly.
 
-Ctrl-C (SIGINT) and SIGTERM (what PBS sends at walltime) stop the thinker's agents; then the kill signal
-stops the workers, unfinished tasks are logged as failed, and the results file is complete. An agent that
-raised is re-raised here as :class:`CampaignFailed` so scripts exit non-zero.
+Ctrl-C (SIGINT), SIGTERM (what PBS sends at walltime) and SIGHUP stop the thinker's agents; then the kill
+signal stops the workers, unfinished tasks are logged as failed, and the results file is complete. A second
+signal stops the workers at once instead of letting them finish their tasks (see
+:mod:`dragon_campaign.interrupts`). Every wait of the shutdown has a deadline: agents that never return
+are abandoned (they are daemon threads) with an error in the log. An agent that raised is re-raised here
+as :class:`CampaignFailed` so scripts exit non-zero.
 
 Given a :class:`~dragon_campaign.checkpoint.Checkpointer`, a signal or the time limit checkpoints the
 campaign instead: unfinished tasks are set aside rather than failed, the thinker's state, the resource
@@ -14,18 +17,20 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from dragon_campaign.checkpoint import Checkpointer, SavedCampaign
+from dragon_campaign.interrupts import routed
 from dragon_campaign.progress import ProgressReporter, default_interval
 from dragon_campaign.server.task_server import DragonTaskServer
 from dragon_campaign.thinker.base import BaseThinker, Resumption
 
 logger = logging.getLogger(__name__)
+
+# How long agents get to return once the task server has stopped (they see the kill signal, or their
+# results come back failed or set aside); after that they are left behind as daemon threads.
+AGENT_EXIT_S = 30.0
 
 
 class CampaignFailed(RuntimeError):
@@ -39,28 +44,6 @@ class CampaignSuspended(RuntimeError):
         super().__init__(f"checkpointed ({reason}) to {path}")
         self.reason = reason
         self.path = path
-
-
-@contextmanager
-def _stop_on_signals(thinker: BaseThinker) -> Iterator[list[int]]:
-    """Turn SIGINT/SIGTERM into a request for the thinker to stop (main thread only)."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def handler(signum: int, _frame: object) -> None:
-        received.append(signum)
-        logger.warning(f"Received {signal.Signals(signum).name}: stopping the campaign")
-        thinker.aborted.set()
-        thinker.done.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float | None = None,
@@ -88,7 +71,18 @@ def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float 
     deadline = None if timeout is None else time.monotonic() + timeout
     interval = default_interval() if progress_interval is None else progress_interval
     stop_reason: str | None = None
-    with _stop_on_signals(thinker) as signals, ProgressReporter(server, interval):
+
+    def on_signal(signum: int, count: int) -> None:
+        name = signal.Signals(signum).name
+        thinker.aborted.set()
+        thinker.done.set()
+        if count == 1:
+            logger.warning(f"Received {name}: stopping the campaign")
+        else:
+            logger.warning(f"Received {name} again: stopping the workers now")
+            server.hurry()
+
+    with routed(on_signal) as signals, ProgressReporter(server, interval):
         try:
             if not server.started:
                 server.start()
@@ -100,17 +94,25 @@ def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float 
                 elif stop_reason is None and deadline is not None and time.monotonic() > deadline:
                     stop_reason = f"the {timeout:g} s time limit"
                     logger.warning(f"The campaign reached its {timeout:g} s limit: stopping")
-                else:
+                elif server.failure is None:
                     continue
                 thinker.aborted.set()
                 thinker.done.set()
+                if server.failure is not None:
+                    break  # the server stopped the campaign itself: agents may wait for results forever
                 server.queues.send_kill_signal(suspend=checkpointer is not None)
         finally:
             thinker.done.set()
             server.queues.send_kill_signal()
-            server.join()
+            if not server.join(server.shutdown_limit):
+                logger.error(f"The task server did not stop within {server.shutdown_limit:.0f} s; going on without it")
             if thinker.ident is not None:
-                thinker.join()
+                thinker.join(AGENT_EXIT_S)
+                if thinker.is_alive():
+                    logger.error(f"Agents still running {AGENT_EXIT_S:g} s after the task server stopped are abandoned: "
+                                 f"{', '.join(thinker.running_agents()) or 'unknown'}")
+    if server.failure is not None:
+        raise CampaignFailed(server.failure)
     if thinker.exceptions:
         raise CampaignFailed(f"{len(thinker.exceptions)} agent(s) failed: {thinker.exceptions[0]!r}") from thinker.exceptions[0]
     if checkpointer is not None and server.queues.suspending:

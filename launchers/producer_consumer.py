@@ -1,8 +1,9 @@
 """Run the producer-consumer workflow once, over one data path, with the study's command-line flags.
 
-    dragon launchers/producer_consumer.py --data_path ddict --num_sims 8 --grid_size 256 --num_steps 148 \\
+    python launchers/producer_consumer.py --data_path ddict --num_sims 8 --grid_size 256 --num_steps 148 \\
         --sim_sleep 0.5 --kernel_sizes 3 5 7 9 --num_trainers 4 [--run-dir DIR]
 
+(It starts the Dragon runtime itself, as run_campaign.py does; under ``dragon`` it runs directly.)
 Every flag is a field of dragon_campaign.apps.wave.Config (--help lists them with their defaults). The
 row of the timing table is appended to <run-dir>/producer_consumer.csv and printed.
 """
@@ -19,8 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from dragon_campaign import RunDirectory  # noqa: E402
+from dragon_campaign import RunDirectory, interrupts  # noqa: E402
 from dragon_campaign.apps import wave  # noqa: E402
+from dragon_campaign.launch import run_under_dragon  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[wave.Config, Path | None]:
@@ -45,12 +47,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[wave.Config, Path | None]
 
 def main(argv: list[str] | None = None) -> int:
     config, run_dir_path = parse_args(argv)
-    if "DRAGON_MY_PUID" not in os.environ:
-        print("Run under the Dragon runtime: dragon launchers/producer_consumer.py ...", file=sys.stderr)
-        return 2
+    if "DRAGON_MY_PUID" not in os.environ:  # start the runtime with this script as its head process
+        return run_under_dragon(__file__, sys.argv[1:] if argv is None else argv)
+    interrupts.install()
     multiprocessing.set_start_method("dragon", force=True)
     run_dir = RunDirectory(run_dir_path)
-    summary = wave.run(config, {}, run_dir)
+    try:
+        summary = wave.run(config, {}, run_dir)
+    except interrupts.Interrupted as exc:
+        print(f"Stopped by {exc}; rows of finished runs are in {run_dir.path / 'producer_consumer.csv'}", file=sys.stderr)
+        return 130
     print(json.dumps({k: v for k, v in summary.items() if k != "trainers"}))
     return 0
 

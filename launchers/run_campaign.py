@@ -1,7 +1,12 @@
 """Run a campaign on the Dragon runtime.
 
-    dragon launchers/run_campaign.py [--app NAME] [--config FILE] [--run-dir DIR] [--workers N] [--stop-after S] [--dry-run]
-    dragon launchers/run_campaign.py --resume RUN_DIR [--workers N] [--stop-after S]
+    python launchers/run_campaign.py [--app NAME] [--config FILE] [--run-dir DIR] [--workers N] [--stop-after S] [--dry-run]
+    python launchers/run_campaign.py --resume RUN_DIR [--workers N] [--stop-after S]
+
+(bash run.sh ... does the same with the virtual environment on PATH.) The configuration is checked first;
+a valid campaign then starts the Dragon runtime with this script as its head process. ``dragon`` runs as a
+child in a process group of its own, so Ctrl-C reaches the campaign, not Dragon's launcher (see
+dragon_campaign/launch.py); ``dragon launchers/run_campaign.py ...`` still works, without that protection.
 
 The configuration file (YAML) has four optional sections:
 
@@ -22,10 +27,14 @@ the run produces (results.jsonl, summary.json, campaign.log, the resolved config
 utilization.png / .csv: which worker ran what, when) goes to the run directory, runs/<run-id>/ unless
 --run-dir or run_dir say otherwise.
 
-SIGTERM (what PBS sends at walltime), Ctrl-C or --stop-after checkpoint the campaign into
-<run-dir>/checkpoint/ and exit with status 3; --resume RUN_DIR carries on from there in a new runtime,
-with the configuration the run started with (config.yaml in RUN_DIR). Exit status: 0 finished, 1 failed,
-2 configuration error, 3 checkpointed, 130 interrupted without a checkpoint.
+Ctrl-C, SIGTERM or SIGHUP (to this process or its process group) and --stop-after checkpoint the
+campaign into <run-dir>/checkpoint/ and exit with status 3 (apps that cannot checkpoint stop cleanly with
+130); a second Ctrl-C stops the workers at once (still checkpointed), a third tears the runtime down.
+A signal during set-up stops the run cleanly with 130: there is nothing to checkpoint yet. --resume
+RUN_DIR carries on from a checkpoint in a new runtime, with the configuration the run started with
+(config.yaml in RUN_DIR). Exit status: 0 finished, 1 failed, 2 configuration error, 3 checkpointed,
+130 interrupted without a checkpoint. Whatever the exit, processes and /dev/shm segments the runtime left
+behind are removed and named.
 """
 
 from __future__ import annotations
@@ -52,7 +61,10 @@ from dragon_campaign import ConfigError, RunDirectory, WorkerPool  # noqa: E402
 from dragon_campaign.apps import APPLICATIONS, DEFAULT_APPLICATION  # noqa: E402
 from dragon_campaign.bridges import ExecutorSpec, ProxyStoreSettings, executor_pools  # noqa: E402
 from dragon_campaign.campaign import CampaignFailed, CampaignSuspended  # noqa: E402
+from dragon_campaign import interrupts  # noqa: E402
 from dragon_campaign.checkpoint import CHECKPOINT_DIR  # noqa: E402
+from dragon_campaign.interrupts import Interrupted  # noqa: E402
+from dragon_campaign.launch import run_under_dragon  # noqa: E402
 from dragon_campaign.progress import DEFAULT_INTERVAL_S, PROGRESS_ENV  # noqa: E402
 from dragon_campaign.runs import load_config, parse_config  # noqa: E402
 from dragon_campaign.timeline import write_utilization  # noqa: E402
@@ -60,6 +72,10 @@ from dragon_campaign.timeline import write_utilization  # noqa: E402
 logger = logging.getLogger("run_campaign")
 
 EXIT_CHECKPOINTED = 3
+EXIT_INTERRUPTED = 130
+# How the user started the campaign, for the resume hint (run.sh sets it; dragon is not on a run.sh user's PATH)
+COMMAND_ENV = "DRAGON_CAMPAIGN_COMMAND"
+DEFAULT_COMMAND = "python launchers/run_campaign.py"
 
 
 def _pool_kind(entry: Any) -> str:
@@ -246,9 +262,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(yaml.safe_dump({"plan": described}, sort_keys=False), end="")
         return 0
-    if "DRAGON_MY_PUID" not in os.environ:
-        print("run_campaign.py must run under the Dragon runtime: dragon launchers/run_campaign.py ...", file=sys.stderr)
-        return 2
+    if "DRAGON_MY_PUID" not in os.environ:  # a valid campaign: start the runtime, with this script as its head process
+        return run_under_dragon(__file__, sys.argv[1:] if argv is None else argv)
+    interrupts.install()
+    try:
+        return run(args, plan, described)
+    except Interrupted as exc:
+        print(f"Stopped by {exc} before the campaign started or after it ended: nothing to checkpoint", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def run(args: argparse.Namespace, plan: Plan, described: dict[str, Any]) -> int:
+    """The campaign, in the Dragon runtime's head process."""
     run_dir = RunDirectory(plan.run_dir)
     if args.resume is None:
         described["run_dir"] = str(run_dir.path)
@@ -274,11 +299,15 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         except CampaignSuspended as exc:
             logger.warning(f"The campaign stopped at {exc.reason} and checkpointed to {exc.path}; carry on with: "
-                           f"dragon launchers/run_campaign.py --resume {run_dir.path}")
+                           f"{os.environ.get(COMMAND_ENV, DEFAULT_COMMAND)} --resume {run_dir.path}")
             return EXIT_CHECKPOINTED
-        except KeyboardInterrupt as exc:
-            logger.warning(f"The campaign was interrupted ({exc}); results so far are in {run_dir.results_path}")
-            return 130
+        except Interrupted as exc:
+            logger.warning(f"Stopped by {exc} while no campaign ran (set-up or wrap-up): nothing to checkpoint; "
+                           f"results so far are in {run_dir.results_path}")
+            return EXIT_INTERRUPTED
+        except KeyboardInterrupt as exc:  # an app that cannot checkpoint, stopped by a signal
+            logger.warning(f"The campaign was {exc or 'interrupted'}; results so far are in {run_dir.results_path}")
+            return EXIT_INTERRUPTED
         finally:
             draw_utilization(run_dir)
     print(json.dumps(summary, indent=2))

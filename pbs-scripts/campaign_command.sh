@@ -26,11 +26,12 @@ run_campaign() {
     if [ -e "$RUN_DIR/summary.json" ] && [ ! -e "$RUN_DIR/checkpoint/campaign.pkl" ]; then
         echo "The campaign in $RUN_DIR has finished (summary.json): nothing to do"
     elif [ "${CHECK_ONLY:-0}" = 1 ]; then
-        echo "command: dragon ${CAMPAIGN[*]}"
+        echo "command: python ${CAMPAIGN[*]}"
         python "${CAMPAIGN[@]}" --dry-run
     else
-        echo "started $(date -u): dragon ${CAMPAIGN[*]}"
-        # 3: checkpointed (SIGTERM at walltime or STOP_AFTER); the next job of the chain resumes it
-        dragon "${CAMPAIGN[@]}" || { status=$?; [ "$status" -eq 3 ] || exit "$status"; echo "checkpointed to $RUN_DIR/checkpoint"; }
+        echo "started $(date -u): python ${CAMPAIGN[*]}"
+        # the launcher starts dragon itself, as a child (signals reach the campaign; leftovers are removed)
+        # 3: checkpointed (STOP_AFTER, or a signal to this job's launcher); the next job of the chain resumes it
+        python "${CAMPAIGN[@]}" || { status=$?; [ "$status" -eq 3 ] || exit "$status"; echo "checkpointed to $RUN_DIR/checkpoint"; }
     fi
 }

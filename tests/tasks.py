@@ -99,3 +99,15 @@ def mpi_fail_on_rank(rank: int) -> int:
         raise ValueError(f"rank {rank} cannot go on")
     comm.Barrier()
     return comm.Get_size()
+
+
+def hang_ignoring_sigterm(seconds: float, marker: str) -> None:
+    """A task that ignores SIGTERM (as a library that installs its own handling might): only SIGKILL ends it.
+    ``marker`` is created once SIGTERM is ignored."""
+    import signal
+    import time
+    from pathlib import Path
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    Path(marker).touch()
+    time.sleep(seconds)

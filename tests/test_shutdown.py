@@ -69,3 +69,49 @@ def test_failed_agent_stops_campaign_and_keeps_results(tmp_path):
         run_campaign(BrokenThinker(queues), server)
     assert server.join(timeout=1) and server.worker_count() == 0
     assert [r.value for r in read_results(Path(tmp_path / "run" / "results.jsonl"))] == [1]
+
+
+@pytest.mark.parametrize("method, stopped_by", [("sleep_then", "SIGTERM"), ("hang_ignoring_sigterm", "SIGKILL")])
+def test_shutdown_with_a_worker_that_never_stops_is_bounded(run_dir, method, stopped_by, caplog):
+    """The worker is still busy when the grace ends: SIGTERM stops a task at its next Python instruction;
+    one that blocks SIGTERM is killed TERMINATE_S later. Either way shutdown ends in bounded time and the
+    task comes back failed, not lost."""
+    from dragon_campaign.server import task_server
+
+    queues = DragonQueues()
+    server = DragonTaskServer([tasks.sleep_then, tasks.hang_ignoring_sigterm], queues, pools={"cpu": WorkerPool(workers=1)},
+                              run_dir=run_dir, shutdown_grace=1.0).start()
+    marker = run_dir.parent / "ignoring-sigterm"
+    args = (None, 600) if method == "sleep_then" else (600, str(marker))
+    queues.send_inputs(*args, method=method)
+    deadline = time.monotonic() + 60
+    while server.pool_status()["cpu"][0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    while method == "hang_ignoring_sigterm" and not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside the task
+    began = time.monotonic()
+    with caplog.at_level("WARNING", logger="dragon_campaign.server.task_server"):
+        assert server.stop(timeout=server.shutdown_limit), "shutdown did not end"
+    took = time.monotonic() - began
+    assert took < 1.0 + task_server.TERMINATE_S + 10, f"shutdown took {took:.1f} s"
+    assert f"sending {stopped_by}" in caplog.text
+    assert ("sending SIGKILL" in caplog.text) == (stopped_by == "SIGKILL")
+    result = queues.get_result(timeout=5)
+    assert not result.success and "shut down while the task ran" in result.failure_info.exception
+
+
+def test_hurry_cuts_the_grace_short(run_dir):
+    """A second Ctrl-C (hurry) stops workers at once instead of after shutdown_grace."""
+    queues = DragonQueues()
+    server = DragonTaskServer([tasks.sleep_then], queues, pools={"cpu": WorkerPool(workers=1)}, run_dir=run_dir,
+                              shutdown_grace=120.0).start()
+    queues.send_inputs(None, 600, method="sleep_then")
+    deadline = time.monotonic() + 60
+    while server.pool_status()["cpu"][0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    began = time.monotonic()
+    queues.send_kill_signal()
+    server.hurry()
+    assert server.join(60), "shutdown did not end"
+    assert time.monotonic() - began < 30, "the 120 s grace was not cut short"

@@ -13,6 +13,8 @@ from dragon.native.machine import Node, System
 
 logger = logging.getLogger(__name__)
 
+WORKER_ENV = "DRAGON_CAMPAIGN_WORKER"  # pool/index, in every worker's environment
+
 
 @pydantic.dataclasses.dataclass(frozen=True, config=pydantic.ConfigDict(extra="forbid"))
 class WorkerPool:
@@ -55,9 +57,11 @@ class WorkerSlot:
         return Policy(placement=Policy.Placement.HOST_NAME, host_name=self.hostname, gpu_affinity=[self.gpu])
 
     def environment(self, pool: WorkerPool, gpu_env_var: str) -> dict[str, str]:
-        """The worker's extra variables: its GPU, and the steering process's import path (as spawn would)."""
+        """The worker's extra variables: its GPU, its name (``$WORKER_ENV``: for ``ps``, py-spy and fault
+        injection to find it), and the steering process's import path (as spawn would)."""
         env = dict(pool.env)
         env[gpu_env_var] = "" if self.gpu is None else str(self.gpu)  # CPU workers see no GPU at all
+        env[WORKER_ENV] = f"{self.pool}/{self.index}"
         paths = [p for p in (env.get("PYTHONPATH", ""), *sys.path) if p and os.path.isdir(p)]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         return env

@@ -14,8 +14,11 @@ A pool may also be an :class:`~dragon_campaign.bridges.ExecutorPool`: its tasks 
 ``concurrent.futures.Executor`` at another site (Parsl, Globus Compute), at most ``max_in_flight`` at a
 time, and their futures' callbacks complete them like worker results.
 
-A *supervisor* thread waits for the kill signal and shuts everything down: workers stop (and are killed
-after ``shutdown_grace`` seconds), unfinished tasks come back as failed results, Dragon queues are destroyed.
+A *supervisor* thread waits for the kill signal and shuts everything down, every step by a deadline (see
+``_shut_down``): workers stop (SIGTERM after ``shutdown_grace`` seconds, SIGKILL after ``TERMINATE_S``
+more), unfinished tasks come back as failed results, Dragon queues are destroyed. Processes the campaign
+cannot go on without (``watch``: a store's DDict managers) are joined by the monitor too; if one dies the
+server stops the campaign and says why in ``failure``.
 A suspending kill signal (a checkpoint, see :mod:`dragon_campaign.checkpoint`) sets unfinished tasks aside
 in the queues instead, unlogged, so that the next job runs each of them once.
 """
@@ -65,6 +68,9 @@ MONITOR_PERIOD_S = 1.0
 # How long the runtime gets to report killed workers at shutdown. A kill request that Dragon never answers
 # (seen on a 2-core machine emulating two nodes, with a dead worker left as a zombie) must not hang it.
 KILL_REPORT_S = 30.0
+TERMINATE_S = 3.0  # how long a worker gets to leave its Dragon call and exit after SIGTERM, before SIGKILL
+RECEIVER_S = 10.0  # how long the result receiver gets to take the last messages in and stop
+QUEUE_DESTROY_S = 10.0  # how long the queues' destruction may take at shutdown
 
 
 @dataclass
@@ -130,6 +136,10 @@ class DragonTaskServer:
         self._result_rules: dict[str, Any] = {}  # topic -> (ProxyStore config, threshold) for workers
         self._gpu_env_var = "CUDA_VISIBLE_DEVICES"
         self._threads: list[threading.Thread] = []
+        self._hurry = threading.Event()
+        self._watched: dict[int, str] = {}  # puid -> what it is, for processes the campaign cannot go on without
+        self.failure: str | None = None  # why the server stopped the campaign itself (a watched process died)
+        self._dead_queues: list[Queue] = []  # task queues of workers that exited, destroyed at shutdown
         queues.attach_server(self)
 
     # -- registration ---------------------------------------------------------------------------------------
@@ -230,11 +240,32 @@ class DragonTaskServer:
         return self._stopped.wait(timeout)
 
     def stop(self, timeout: float | None = None) -> bool:
-        """Send the kill signal and wait for shutdown (safe to call more than once)."""
+        """Send the kill signal and wait for shutdown, at most ``timeout`` seconds (default: ``shutdown_limit``);
+        False if it did not finish (safe to call more than once)."""
         if not self._started:
             return True
         self.queues.send_kill_signal()
-        return self.join(timeout)
+        if self.join(self.shutdown_limit if timeout is None else timeout):
+            return True
+        logger.error("The task server did not shut down in time; going on without it")
+        return False
+
+    def watch(self, puids: Iterable[int], what: str) -> None:
+        """Stop the campaign if one of these Dragon processes exits before the shutdown: processes it cannot
+        go on without, such as a store's DDict managers (``DDictStore.service_puids()``: once one dies, its
+        data are gone and every task that reaches it waits forever). ``failure`` then says which, and
+        ``run_campaign`` raises ``CampaignFailed`` with it."""
+        with self._lock:
+            self._watched.update(dict.fromkeys(puids, what))
+
+    def hurry(self) -> None:
+        """Stop workers now rather than after ``shutdown_grace`` (a second Ctrl-C): their tasks are cut short."""
+        self._hurry.set()
+
+    @property
+    def shutdown_limit(self) -> float:
+        """The longest the shutdown can take after the kill signal, every deadline added up."""
+        return self.shutdown_grace + TERMINATE_S + KILL_REPORT_S + 2 * RECEIVER_S + QUEUE_DESTROY_S + 5.0
 
     def __enter__(self) -> DragonTaskServer:
         return self.start()
@@ -495,19 +526,24 @@ class DragonTaskServer:
         while not self._stopped.is_set():
             with self._lock:
                 by_puid = {w.process.puid: w.key for w in self._workers.values() if w.process.puid not in reported}
-            if not by_puid:
+                watched = {puid: what for puid, what in self._watched.items() if puid not in reported}
+            if not by_puid and not watched:
                 time.sleep(0.05)
                 continue
             try:
-                exited, _ = multi_join(list(by_puid), timeout=MONITOR_PERIOD_S)
+                exited, _ = multi_join([*by_puid, *watched], timeout=MONITOR_PERIOD_S)
             except Exception:
                 logger.exception("Could not poll the worker processes")
                 time.sleep(0.5)
                 continue
             for puid, exit_code in exited or []:
+                reported.add(puid)
                 if puid in by_puid:
-                    reported.add(puid)
                     self._result_queue.put(pickle.dumps(("exited", by_puid[puid], exit_code), protocol=PICKLE_PROTOCOL))
+                elif puid in watched and not self._stopping:
+                    self.failure = f"{watched[puid]}: process {puid} exited with code {exit_code}"
+                    logger.error(f"{self.failure}; stopping the campaign")
+                    self.queues.send_kill_signal()
 
     def _on_worker_exit(self, key: WorkerKey, exit_code: int | None) -> None:
         lost_results: list[Result] = []
@@ -541,7 +577,7 @@ class DragonTaskServer:
             give_up = self._startup_failures[worker.slot.pool] >= STARTUP_FAILURES_BEFORE_GIVING_UP
             if give_up:
                 self._broken_pools.setdefault(worker.slot.pool, f"workers exit at start-up (last exit code {exit_code})")
-        self._destroy_queue(worker.tasks)
+            self._dead_queues.append(worker.tasks)  # destroyed at shutdown, by a deadline: never in the receiver
         self.queues.set_aside(suspended)  # outside the server's lock: the queues' lock comes first
         self._finish(lost_results)
         for task in retries:
@@ -572,13 +608,6 @@ class DragonTaskServer:
             tasks = waiting.remove(waiting.ids_of(dead_methods))
         self._finish([_failed(task, FailureInformation(exception=f"No worker can run {task.method!r}: {reasons}")) for task in tasks])
 
-    @staticmethod
-    def _destroy_queue(channel: Queue) -> None:
-        try:
-            channel.destroy()
-        except Exception:
-            logger.debug("A worker queue was already gone", exc_info=True)
-
     # -- shutdown -------------------------------------------------------------------------------------------
     def _supervise(self) -> None:
         self.queues.killed.wait()
@@ -590,6 +619,14 @@ class DragonTaskServer:
             self._stopped.set()
 
     def _shut_down(self) -> None:
+        """Stop everything, each step by a deadline: nothing the runtime fails to answer is waited on forever.
+
+        Workers get the stop message and ``shutdown_grace`` seconds (none after :meth:`hurry`) to finish their
+        tasks; then SIGTERM, which a worker turns into an exit at its next Python instruction, so that it
+        leaves any Dragon call (a DDict operation, a queue put) whole instead of dying inside it; then, after
+        ``TERMINATE_S``, SIGKILL; a worker whose exit the runtime has not reported ``KILL_REPORT_S`` later is
+        given up for lost.
+        """
         with self.queues.waiting_tasks(), self._lock:
             self._stopping = True
             workers = list(self._workers.values())
@@ -600,42 +637,49 @@ class DragonTaskServer:
                 worker.tasks.put(stop_message, timeout=1)
             except Exception:
                 logger.debug(f"Could not send the stop message to worker {worker.key}", exc_info=True)
-        deadline = time.monotonic() + self.shutdown_grace
-        while self.worker_count() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with self._lock:
-            stragglers = list(self._workers.values())
-        for worker in stragglers:
-            logger.warning(f"Worker {worker.key} did not stop within {self.shutdown_grace} s; killing it")
-            threading.Thread(target=self._kill, args=(worker,), daemon=True).start()  # a kill request can hang
-        reaped_by = time.monotonic() + KILL_REPORT_S
-        while self.worker_count() and time.monotonic() < reaped_by:  # the monitor reaps the killed workers
-            time.sleep(0.05)
+        grace_ends = time.monotonic() + self.shutdown_grace
+        self._wait_for_workers(grace_ends, until=self._hurry)
+        for signal_name, ask, wait_s in (("SIGTERM", Process.terminate, TERMINATE_S), ("SIGKILL", Process.kill, KILL_REPORT_S)):
+            with self._lock:
+                stragglers = list(self._workers.values())
+            for worker in stragglers:
+                logger.warning(f"Worker {worker.key} did not stop{'' if self._hurry.is_set() else f' within {self.shutdown_grace:g} s'}; "
+                               f"sending {signal_name}")
+                threading.Thread(target=self._signal, args=(worker, ask), daemon=True).start()  # a request can hang
+            self._wait_for_workers(time.monotonic() + wait_s)
         with self._lock:
             unreported = [w.key for w in self._workers.values()]
         for key in unreported:
             logger.error(f"The runtime never reported the exit of killed worker {key}; giving it up")
             self._result_queue.put(pickle.dumps(("exited", key, None), protocol=PICKLE_PROTOCOL))
-        while self.worker_count():  # the receiver takes them out
-            time.sleep(0.05)
-        while self._remote_in_flight() and time.monotonic() < deadline:
+        self._wait_for_workers(time.monotonic() + RECEIVER_S)  # the receiver takes them out
+        while self._remote_in_flight() and time.monotonic() < grace_ends and not self._hurry.is_set():
             time.sleep(0.05)
         self._fail_remote_in_flight()
         self._result_queue.put(pickle.dumps(("stop", None), protocol=PICKLE_PROTOCOL))
         for thread in self._threads:
             if thread is not threading.current_thread() and thread.name.endswith("receive_loop"):
-                thread.join()
+                thread.join(RECEIVER_S)
+                if thread.is_alive():
+                    logger.error(f"The result receiver did not stop within {RECEIVER_S:g} s; abandoning it")
         self._fail_leftovers()
         assert self._result_queue is not None and self._result_log is not None
-        self._destroy_queue(self._result_queue)
+        with self._lock:
+            channels = [*self._dead_queues, *(w.tasks for w in self._workers.values()), self._result_queue]
+            self._dead_queues.clear()
+        _destroy_queues(channels)
         self._result_log.close()
         atexit.unregister(self.stop)
         logger.info("Task server stopped")
 
+    def _wait_for_workers(self, deadline: float, until: threading.Event | None = None) -> None:
+        while self.worker_count() and time.monotonic() < deadline and not (until is not None and until.is_set()):
+            time.sleep(0.05)
+
     @staticmethod
-    def _kill(worker: _Worker) -> None:
+    def _signal(worker: _Worker, ask: Callable[[Process], None]) -> None:
         try:
-            worker.process.kill()
+            ask(worker.process)
         except Exception:
             logger.debug(f"Worker {worker.key} was already gone", exc_info=True)
 
@@ -671,6 +715,26 @@ class DragonTaskServer:
             self.queues.set_aside(tasks)
         else:
             self._finish([_failed(task, failure(task)) for task in tasks])
+
+
+def _destroy_queues(channels: list[Queue]) -> None:
+    """Destroy Dragon queues, each in a thread of its own, all by one deadline (a destroy is a request to
+    global services, which a loaded runtime may never answer)."""
+
+    def destroy(channel: Queue) -> None:
+        try:
+            channel.destroy()
+        except Exception:
+            logger.debug("A queue was already gone", exc_info=True)
+
+    threads = [threading.Thread(target=destroy, args=(channel,), daemon=True) for channel in channels]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + QUEUE_DESTROY_S
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if stuck := sum(thread.is_alive() for thread in threads):
+        logger.error(f"{stuck} Dragon queue(s) were not destroyed within {QUEUE_DESTROY_S:g} s; the runtime's teardown removes them")
 
 
 def _layout(task: WaitingTask) -> tuple[int, int]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import socket
 import time
 import traceback
@@ -32,8 +33,32 @@ FLUSH_AFTER_S = 0.002
 MAX_RESULTS_PER_MESSAGE = 64
 
 WorkerKey = tuple[str, int, int]  # pool, index, generation
+
+
+class WorkerStopped(BaseException):
+    """SIGTERM from the task server: leave the current task (its result is never sent) and exit.
+
+    A BaseException, so that ``run_task`` does not turn it into a failed result. Python runs the handler
+    between instructions, so a worker inside a Dragon call (a DDict operation, a queue put) finishes that
+    call before it stops: killing a process in the middle of one can bring the runtime's local services down.
+    """
+
+
+def _stop_on_sigterm(_signum: int, _frame: object) -> None:
+    raise WorkerStopped
+
+
 def worker_main(slot: WorkerSlot, generation: int, tasks: Any, results: Any, methods_blob: bytes) -> None:
     """Entry point of a worker process (``tasks`` and ``results`` are Dragon queues)."""
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the campaign process decides what Ctrl-C means
+    try:
+        _serve(slot, generation, tasks, results, methods_blob)
+    except WorkerStopped:
+        pass
+
+
+def _serve(slot: WorkerSlot, generation: int, tasks: Any, results: Any, methods_blob: bytes) -> None:
     key: WorkerKey = (slot.pool, slot.index, generation)
     try:
         methods: dict[str, Callable[..., Any]] = cloudpickle.loads(methods_blob)

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +69,7 @@ class BaseThinker(threading.Thread):
         self.aborted = threading.Event()
         self.exceptions: list[BaseException] = []
         self.barriers: dict[str, threading.Barrier] = {}
+        self._agent_threads: list[threading.Thread] = []
         self._local = _AgentLocal(self.make_logger())
 
     @property
@@ -131,6 +132,10 @@ class BaseThinker(threading.Thread):
             self.logger.info(f"{func.__name__} finished")
         return func
 
+    def running_agents(self) -> list[str]:
+        """Names of the agents whose threads are still running."""
+        return [t.name.rsplit("-", 1)[-1] for t in self._agent_threads if t.is_alive()]
+
     def _agent_failed(self, func: Callable, exc: BaseException) -> None:
         self.logger.error(f"{func.__name__} raised {exc!r}; stopping the thinker", exc_info=exc)
         self.exceptions.append(exc)
@@ -154,11 +159,21 @@ class BaseThinker(threading.Thread):
         if submitters == 0:
             self.submitters_done.set()
         self.logger.info(f"{type(self).__name__} starting {len(agents)} agents in process {os.getpid()}")
-        with ThreadPoolExecutor(max_workers=len(agents), thread_name_prefix=type(self).__name__) as pool:
-            futures = [pool.submit(self._run_agent, a) for a in agents]
-            for future in as_completed(futures):
-                if future.result()._agent_kind == "task_submitter":
-                    submitters -= 1
-                    if submitters == 0:
-                        self.submitters_done.set()
+        # daemon threads, not a thread pool: an agent that never returns must not keep the process alive
+        finished: queue.SimpleQueue[Callable] = queue.SimpleQueue()
+        def run_and_report(agent: Callable) -> None:
+            try:
+                self._run_agent(agent)
+            finally:
+                finished.put(agent)
+
+        self._agent_threads = [threading.Thread(target=run_and_report, args=(a,), daemon=True,
+                                                name=f"{type(self).__name__}-{a.__name__}") for a in agents]
+        for thread in self._agent_threads:
+            thread.start()
+        for _ in agents:
+            if finished.get()._agent_kind == "task_submitter":
+                submitters -= 1
+                if submitters == 0:
+                    self.submitters_done.set()
         self.logger.info(f"{type(self).__name__} finished")

@@ -131,6 +131,7 @@ def run(config: Config, pools: dict[str, Pool], run_dir: RunDirectory, proxystor
         proxies = stack.enter_context(proxy_stores(proxystore, f"moldesign-{run_dir.path.name}")) if proxystore else {}
         queues = DragonQueues(topics=list(TOPICS), **proxies)
         server = DragonTaskServer(routing.methods(), queues, pools=pools, run_dir=run_dir).start()
+        server.watch(store.service_puids(), "a DDict process of the store")
         try:
             chunks = -(-len(space) // config.chunk_size) if saved else _featurize_space(queues, space, config.chunk_size, store.handle, namespace)
         except BaseException:

@@ -50,25 +50,32 @@ class GraphBatch:
     count: int  # molecules
 
     def as_arrays(self) -> dict[str, np.ndarray]:
-        return {"atoms": self.atoms, "edges": self.edges, "edge_features": self.edge_features, "graph": self.graph}
+        return {"atoms": self.atoms, "edges": self.edges, "edge_features": self.edge_features, "graph": self.graph,
+                "count": np.asarray([self.count], dtype=np.int64)}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> GraphBatch:
-        graph = arrays["graph"]
-        return cls(arrays["atoms"], arrays["edges"], arrays["edge_features"], graph, int(graph.max()) + 1 if len(graph) else 0)
+        return cls(arrays["atoms"], arrays["edges"], arrays["edge_features"], arrays["graph"], int(arrays["count"][0]))
 
 
-def featurize(smiles: Sequence[str]) -> GraphBatch:
-    """Pack molecules into one batch; raises ValueError naming the first SMILES RDKit cannot parse."""
+def featurize(smiles: Sequence[str], strict: bool = True) -> GraphBatch:
+    """Pack molecules into one batch.
+
+    A SMILES that RDKit cannot parse raises ValueError naming it, or with ``strict=False`` becomes a graph
+    without atoms: the batch keeps one entry per input, so a search space with a bad line still gets a
+    prediction for every molecule (and the bad one fails when it is simulated, with the reason).
+    """
     atoms: list[list[float]] = []
     sources: list[int] = []
     targets: list[int] = []
     edge_features: list[list[float]] = []
     graph: list[int] = []
     for index, text in enumerate(smiles):
-        molecule = Chem.MolFromSmiles(text)
+        molecule = Chem.MolFromSmiles(text) if isinstance(text, str) and text.strip() else None
         if molecule is None:
-            raise ValueError(f"Invalid SMILES {text!r}")
+            if strict:
+                raise ValueError(f"Invalid SMILES {text!r}")
+            continue
         offset = len(atoms)
         atoms.extend(atom_features(atom) for atom in molecule.GetAtoms())
         graph.extend([index] * molecule.GetNumAtoms())

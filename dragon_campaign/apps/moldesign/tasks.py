@@ -33,10 +33,14 @@ def simulate(smiles: str, adiabatic: bool = False) -> dict[str, Any]:
 
 
 def featurize(chunk: int, smiles: list[str], store_handle: str, namespace: str) -> int:
-    """Store the graph features of one chunk of the search space (read by every inference task); returns its size."""
+    """Store the graph features of one chunk of the search space (read by every inference task); returns its size.
+
+    A molecule RDKit cannot parse gets an empty graph instead of failing the chunk: it is still ranked, and
+    fails with its reason if it is ever simulated.
+    """
     from dragon_campaign.apps.moldesign.features import featurize as to_graphs
 
-    _namespace(store_handle, namespace).put(f"features/chunk{chunk}", to_graphs(smiles).as_arrays())
+    _namespace(store_handle, namespace).put(f"features/chunk{chunk}", to_graphs(smiles, strict=False).as_arrays())
     return len(smiles)
 
 

@@ -105,9 +105,10 @@ class MolDesignThinker(BaseThinker):
         """Past the initial random molecules, wait for the first model (if the policy does); False if the campaign ended."""
         if not self.waits_for_first_model:
             return True
-        with self.lock:  # failed initial simulations are replaced by more random ones
-            initial_done = len(self.submitted) - len(self.state.failures) >= self.config.retrain_every
-        while initial_done and not self.first_model.wait(0.1):
+        while not self.first_model.wait(0.1):
+            with self.lock:  # an initial simulation that fails is replaced by another random one
+                if len(self.submitted) - len(self.state.failures) < self.config.retrain_every:
+                    return True
             if self.done.is_set():
                 return False
         return True

@@ -138,6 +138,7 @@ def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[st
             simulate_method, train_method, store_args = tasks.simulate_to_store, tasks.train_from_store, (store.handle, namespace)
         methods = [simulate_method, (train_method, {"pool": "gpu"}), (tasks.warm_up, {"pool": ["cpu", "gpu"]})]
         with DragonTaskServer(methods, queues, pools=pools, run_dir=run_dir) as server:
+            server.watch(store.service_puids(), "a DDict process of the store")
             for _ in range(server.worker_count()):  # idle workers get one task each: every worker warms up
                 queues.send_inputs(store.handle, method="warm_up")
             for _ in range(server.worker_count()):
