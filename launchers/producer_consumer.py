@@ -26,7 +26,7 @@ from dragon_campaign.launch import run_under_dragon  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[wave.Config, Path | None]:
-    parser = argparse.ArgumentParser(prog="dragon launchers/producer_consumer.py", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python launchers/producer_consumer.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     for name, field in wave.Config.model_fields.items():
         annotation = field.annotation

@@ -126,7 +126,7 @@ class Plan(BaseModel):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="dragon launchers/run_campaign.py",
+        prog=os.environ.get(COMMAND_ENV, DEFAULT_COMMAND),
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -631,13 +631,10 @@ class DragonTaskServer:
             self._stopping = True
             workers = list(self._workers.values())
         logger.info(f"Kill signal received: stopping {len(workers)} worker(s)")
-        stop_message = pickle.dumps(None, protocol=PICKLE_PROTOCOL)
-        for worker in workers:
-            try:
-                worker.tasks.put(stop_message, timeout=1)
-            except Exception:
-                logger.debug(f"Could not send the stop message to worker {worker.key}", exc_info=True)
         grace_ends = time.monotonic() + self.shutdown_grace
+        stop_message = pickle.dumps(None, protocol=PICKLE_PROTOCOL)
+        for worker in workers:  # a put into the full queue of a worker that is stuck never returns, timeout or not
+            threading.Thread(target=self._send_stop, args=(worker, stop_message), daemon=True).start()
         self._wait_for_workers(grace_ends, until=self._hurry)
         for signal_name, ask, wait_s in (("SIGTERM", Process.terminate, TERMINATE_S), ("SIGKILL", Process.kill, KILL_REPORT_S)):
             with self._lock:
@@ -675,6 +672,13 @@ class DragonTaskServer:
     def _wait_for_workers(self, deadline: float, until: threading.Event | None = None) -> None:
         while self.worker_count() and time.monotonic() < deadline and not (until is not None and until.is_set()):
             time.sleep(0.05)
+
+    @staticmethod
+    def _send_stop(worker: _Worker, message: bytes) -> None:
+        try:
+            worker.tasks.put(message, timeout=1)
+        except Exception:
+            logger.debug(f"Could not send the stop message to worker {worker.key}", exc_info=True)
 
     @staticmethod
     def _signal(worker: _Worker, ask: Callable[[Process], None]) -> None:
