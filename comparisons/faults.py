@@ -282,9 +282,12 @@ def try_fault(name: str, workdir: Path, seed: int) -> Outcome:
         injected = time.monotonic()
         status = run.wait(BOUND_S)
         bounded = status is not None
-        if status is None:
+        if status is None:  # escalate as a user would: Ctrl-C until the launcher tears the runtime down
             details.append(f"still running {BOUND_S:.0f} s after the fault")
-            status = run.wait(RUN_LIMIT_S)
+            for _ in range(3):
+                run.terminal.type(CTRL_C)
+                if (status := run.wait(RUN_LIMIT_S / 3)) is not None:
+                    break
         seconds = time.monotonic() - injected
     finally:
         for process in run.load:
