@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -64,6 +65,13 @@ def main() -> int:
     return 1 if failed else 0
 
 
+def commit() -> str:
+    """The checked-out commit, marked when the working tree differs from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True).stdout.strip()
+    return (git("rev-parse", "--short", "HEAD") or "unknown") + (" (with local changes)" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def report(rows: list[dict], names: list[str], args: argparse.Namespace) -> str:
     lines = [
         "# Fault injection",
@@ -79,6 +87,7 @@ def report(rows: list[dict], names: list[str], args: argparse.Namespace) -> str:
         f"- Machine: {machine_description()}",
         f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Versions: dragonhpc {version('dragonhpc')}, torch {version('torch')}, Python {sys.version.split()[0]}",
+        f"- Code: commit {commit()}",
         f"- Command: `python {shlex.join(sys.argv)}`",
         "",
         "| fault | tries | exit statuses | " + " | ".join(INVARIANTS) + " | median s to exit |",
@@ -94,6 +103,11 @@ def report(rows: list[dict], names: list[str], args: argparse.Namespace) -> str:
         seconds = sorted(row["seconds_to_exit"] for row in tries)
         lines.append(f"| {name} | {len(tries)} | {', '.join(f'{s}: {n}' for s, n in sorted(statuses.items()))} | "
                      + " | ".join(cells) + f" | {seconds[len(seconds) // 2]:.1f} |")
+    bit = [row for row in rows if "OOM kill" in row["what"]]
+    if bit:
+        killed = sum(not row["what"].endswith(": 0 OOM kill(s) in the cgroup") for row in bit)
+        lines += ["", f"The memory limit OOM-killed a worker in {killed} of {len(bit)} tries (in the others the run "
+                  "ended before its workers touched that much more memory)."]
     failures = [row for row in rows if row["details"]]
     lines += ["", "Exit status 0: the campaign finished (the fault came too late, or it survived it); 3: checkpointed;",
               "1: the campaign failed (reported, results kept); 130: stopped during set-up, nothing to checkpoint.", ""]

@@ -41,6 +41,7 @@ BOUND_S = 120.0  # a run must end this long after its fault at the latest
 RUN_LIMIT_S = 400.0  # a whole run, fault or not
 SHM = Path("/dev/shm")
 WORKER_ENV = b"DRAGON_CAMPAIGN_WORKER="
+OOM_HEADROOM = 8 * 2**20  # what the workers may touch once the out-of-memory fault limits them
 INVARIANTS = ("bounded", "no process left", "no segment left", "results intact", "resume exactly once")
 
 
@@ -194,25 +195,26 @@ def hung_worker(run: Run, rng: random.Random) -> str:
 
 
 def out_of_memory(run: Run, rng: random.Random) -> str:
-    """A worker's tasks hit a memory limit: the learning worker is put in a memory cgroup just above its
-    current use (cgroup v1 here), so the next training or inference task is OOM-killed; without cgroups,
-    RLIMIT_AS just above its current size makes the next large allocation fail instead."""
+    """Tasks run out of memory: every worker of the run is moved into a memory cgroup (v1) that lets them
+    touch only ``OOM_HEADROOM`` more bytes (a moved process's charges stay behind, so the group counts the
+    memory they touch from now on); the next tasks to allocate get the group OOM-killed. Without cgroups,
+    RLIMIT_AS just above each worker's size makes its next large allocation fail instead."""
     moment = _once_campaign_runs(run, rng, extra=2.0)
-    learners = [pid for pid in run.workers() if _environ_value(pid, WORKER_ENV).startswith("gpu/")]
-    if not learners:
-        return f"no learning worker at {moment:.1f} s"
-    victim = learners[0]
+    workers = run.workers()
+    if not workers:
+        return f"no worker alive at {moment:.1f} s"
     group = Path(f"/sys/fs/cgroup/memory/dragon-campaign-fault-{os.getpid()}")
     try:
         group.mkdir(exist_ok=True)
-        rss = int(Path(f"/proc/{victim}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        (group / "memory.limit_in_bytes").write_text(str(rss + 2 * 2**20))
-        (group / "cgroup.procs").write_text(str(victim))
-        return f"learning worker limited to its RSS + 2 MiB (memory cgroup) at {moment:.1f} s"
+        (group / "memory.limit_in_bytes").write_text(str(OOM_HEADROOM))
+        for pid in workers:
+            (group / "cgroup.procs").write_text(str(pid))
+        return f"{len(workers)} workers limited to {OOM_HEADROOM // 2**20} MiB more memory (cgroup) at {moment:.1f} s"
     except OSError:
-        size = int(Path(f"/proc/{victim}/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-        subprocess.run(["prlimit", f"--pid={victim}", f"--as={size + 2 * 2**20}"], check=False)
-        return f"learning worker limited to its size + 2 MiB (RLIMIT_AS) at {moment:.1f} s"
+        for pid in workers:
+            size = int(Path(f"/proc/{pid}/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            subprocess.run(["prlimit", f"--pid={pid}", f"--as={size + OOM_HEADROOM}"], check=False)
+        return f"{len(workers)} workers limited to their size + {OOM_HEADROOM // 2**20} MiB (RLIMIT_AS) at {moment:.1f} s"
 
 
 def remove_memory_group() -> str:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import signal
 import threading
 import time
 
 import numpy as np
+import psutil
 import pytest
 import torch
 from conftest import run_in_process
@@ -269,3 +274,37 @@ def test_concurrent_first_writers_share_the_node_pool():
             writer.join()
         assert fresh.namespace("race").keys() == [f"w{i}" for i in range(4)]
         assert all(fresh.namespace("race").get(f"w{i}")[0] == i for i in range(4))
+
+
+@pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP"])
+def test_a_ddict_whose_start_up_fails_is_started_again(fault, caplog):
+    """dragonhpc 0.15 now and then never finishes starting a DDict: that try is abandoned (at once if its
+    orchestrator died, at the timeout if it hangs) and a second DDict comes up in its place."""
+    before = {process.pid for process in psutil.process_iter()}
+    struck: list[int] = []
+
+    def strike_the_first_new_dragon_process() -> None:  # the first process a DDict starts is its orchestrator
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not struck:
+            for process in psutil.process_iter(["cmdline"]):
+                if process.pid not in before and "_dragon_native_python_process_main" in " ".join(process.info["cmdline"] or []):
+                    os.kill(process.pid, getattr(signal, fault))
+                    struck.append(process.pid)
+                    return
+            time.sleep(0.005)
+
+    striker = threading.Thread(target=strike_the_first_new_dragon_process)
+    striker.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="ddict_store.store"):
+            with DDictStore(ddict_bytes_per_node=64 * MB, buffer_bytes_per_node=64 * MB, timeout=15) as store:
+                store.put("answer", 42)
+                assert store.get("answer") == 42
+    finally:
+        striker.join()
+        for pid in struck:  # a stopped orchestrator would outlive the test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert struck
+    stage = "exited with" if fault == "SIGKILL" else "runs but did not report within 15 s"
+    assert "(try 1 of 2) did not start: its orchestrator" in caplog.text and stage in caplog.text, caplog.text

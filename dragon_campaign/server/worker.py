@@ -56,6 +56,8 @@ def worker_main(slot: WorkerSlot, generation: int, tasks: Any, results: Any, met
         _serve(slot, generation, tasks, results, methods_blob)
     except WorkerStopped:
         pass
+    finally:  # exiting anyway: a late SIGTERM must not raise inside Dragon's process epilogue (a traceback)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _serve(slot: WorkerSlot, generation: int, tasks: Any, results: Any, methods_blob: bytes) -> None:
