@@ -27,6 +27,10 @@ _EXPORTS = {
     "DragonTaskServer": "dragon_campaign.server",
     "WorkerPool": "dragon_campaign.server",
     "ExecutorPool": "dragon_campaign.bridges",
+    "ExecutableFailed": "dragon_campaign.executable",
+    "ExecutableMethod": "dragon_campaign.executable",
+    "MPIExecutableMethod": "dragon_campaign.executable",
+    "MPIMethod": "dragon_campaign.mpi",
     "FailureInformation": "dragon_campaign.models",
     "ResourceRequirements": "dragon_campaign.models",
     "Result": "dragon_campaign.models",
@@ -43,8 +47,10 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names resolve in __getattr__
     from dragon_campaign.bridges import ExecutorPool  # noqa: F401
+    from dragon_campaign.executable import ExecutableFailed, ExecutableMethod, MPIExecutableMethod  # noqa: F401
     from dragon_campaign.exceptions import KillSignalException, TimeoutException, WorkerLost  # noqa: F401
     from dragon_campaign.models import FailureInformation, ResourceRequirements, Result, WorkerInformation  # noqa: F401
+    from dragon_campaign.mpi import MPIMethod  # noqa: F401
     from dragon_campaign.queues import DragonQueues  # noqa: F401
     from dragon_campaign.runs import ConfigError, RunDirectory, read_results  # noqa: F401
     from dragon_campaign.server import DragonTaskServer, WorkerPool  # noqa: F401

@@ -1,12 +1,19 @@
 """Errors raised by the steering runtime."""
 
 
-class TimeoutException(TimeoutError):
-    """No result arrived within the timeout (Colmena's name)."""
+class TimeoutException(BaseException):
+    """No result arrived within the timeout.
+
+    A BaseException, as in Colmena 0.7, so that an agent's ``except Exception:`` around its own work does
+    not swallow a queue timeout; catch it by name.
+    """
 
 
-class KillSignalException(RuntimeError):
-    """The queues were shut down: no more tasks are accepted."""
+class KillSignalException(BaseException):
+    """The queues were shut down (or suspended for a checkpoint): no more tasks are accepted or results come.
+
+    A BaseException, as in Colmena 0.7, so that it ends an agent even through ``except Exception:``.
+    """
 
 
 class WorkerLost(RuntimeError):

@@ -6,6 +6,8 @@ Nothing here imports Dragon, so Parsl and Globus Compute workers at other sites 
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import pickle
 import socket
@@ -14,6 +16,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from dragon_campaign.methods import PythonGeneratorMethod
+from dragon_campaign.models import ResourceRequirements
 from dragon_campaign.mpi import MPIMethod
 from dragon_campaign.queues.dragon import PICKLE_PROTOCOL
 from dragon_campaign.queues.proxying import proxy_result
@@ -28,18 +32,23 @@ TaskRecord = tuple[
     tuple[float, float, float],  # deserialize inputs, running, serialize result (seconds)
     int | None,  # ranks that ran an MPI method, else None
 ]
-Layout = tuple[int, int]  # the task's resources: node_count, cpu_processes (ranks per node of an MPI method)
+Layout = tuple[int, int, int]  # the task's resources: node_count, cpu_processes (per node), cpu_threads
 
 
 def run_task(
     methods: dict[str, Callable[..., Any]], task_id: str, method: str, inputs: bytes, proxy_rule: Any, received: float,
-    layout: Layout = (1, 1),
+    layout: Layout = (1, 1, 1), emit: Callable[[bytes], None] | None = None,
 ) -> TaskRecord:
-    """Run one task; every failure (bad inputs, exception, unpicklable value) becomes a failed record."""
+    """Run one task; every failure (bad inputs, exception, unpicklable value) becomes a failed record.
+
+    As in Colmena, a function with a ``_resources`` parameter gets the task's ResourceRequirements there,
+    and a generator function's value is the list of what it yielded. A streaming PythonGeneratorMethod
+    hands each yielded item, pickled (large ones proxied like values), to ``emit`` as it comes.
+    """
     deserialize = running = serialize = 0.0
     started = ended = time.time()
     function = methods[method]
-    ranks_layout = function.layout(*layout) if isinstance(function, MPIMethod) else None
+    ranks_layout = function.layout(*layout[:2]) if isinstance(function, MPIMethod) else None
     ranks = ranks_layout.ranks if ranks_layout is not None else None
     try:
         tick = time.perf_counter()
@@ -51,15 +60,20 @@ def run_task(
             if ranks_layout is not None:
                 value, ranks = function.run(args, kwargs, ranks_layout)
             else:
-                value = function(*args, **kwargs)
+                if _takes_resources(function):
+                    kwargs = {**kwargs, "_resources": ResourceRequirements(node_count=layout[0], cpu_processes=layout[1],
+                                                                           cpu_threads=layout[2])}
+                if isinstance(function, PythonGeneratorMethod):
+                    value = function.run(args, kwargs, None if emit is None else lambda item: emit(_pickled(item, method, proxy_rule)))
+                else:
+                    value = function(*args, **kwargs)
+                if inspect.isgenerator(value):
+                    value = list(value)
         finally:
             running = time.perf_counter() - tick
             ended = time.time()
         tick = time.perf_counter()
-        try:
-            payload = pickle.dumps(proxy_result(value, proxy_rule), protocol=PICKLE_PROTOCOL)
-        except Exception as exc:
-            raise TypeError(f"The value returned by {method!r} cannot be pickled: {exc!r}") from exc
+        payload = _pickled(value, method, proxy_rule)
         serialize = time.perf_counter() - tick
         return task_id, True, payload, None, (received, started, ended), (deserialize, running, serialize), ranks
     except (Exception, SystemExit) as exc:
@@ -67,8 +81,24 @@ def run_task(
         return task_id, False, None, failure, (received, started, ended), (deserialize, running, serialize), ranks
 
 
+def _pickled(value: Any, method: str, proxy_rule: Any) -> bytes:
+    try:
+        return pickle.dumps(proxy_result(value, proxy_rule), protocol=PICKLE_PROTOCOL)
+    except Exception as exc:
+        raise TypeError(f"The value returned by {method!r} cannot be pickled: {exc!r}") from exc
+
+
+@functools.lru_cache(maxsize=1024)
+def _takes_resources(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` has a ``_resources`` parameter (looked up once per function)."""
+    try:
+        return "_resources" in inspect.signature(function).parameters
+    except (TypeError, ValueError):  # a callable without a signature (some builtins)
+        return False
+
+
 def run_remote(function: Callable[..., Any], task_id: str, method: str, payload: bytes, proxy_rule: Any,
-               layout: Layout = (1, 1)) -> tuple[TaskRecord, dict[str, Any], float]:
+               layout: Layout = (1, 1, 1)) -> tuple[TaskRecord, dict[str, Any], float]:
     """What a remote executor runs for one task: the record, where it ran, and when the result left.
 
     ``payload`` is the pickled arguments (not ``inputs``: Parsl apps reserve that name for input files).

@@ -11,7 +11,7 @@ from traceback import TracebackException
 from typing import Annotated, Any
 from uuid import uuid4
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, computed_field, field_serializer
 
 # A time that may not have happened yet: NaN in Python (as in Colmena), null in JSON.
 Seconds = Annotated[float, BeforeValidator(lambda value: nan if value is None else value)]
@@ -66,6 +66,16 @@ class Timestamps(BaseModel):
     result_sent: Seconds = Field(nan, description="The worker sent the result")
     result_received: Seconds = Field(nan, description="The steering process received the result")
 
+    @computed_field(description="Colmena's name for dispatched: the task server handed the task to its engine")  # type: ignore[prop-decorator]
+    @property
+    def start_task_submission(self) -> float:
+        return self.dispatched
+
+    @computed_field(description="Colmena's name for result_received: the task server got the result back")  # type: ignore[prop-decorator]
+    @property
+    def task_received(self) -> float:
+        return self.result_received
+
 
 class TimeSpans(BaseModel):
     """Elapsed times in seconds."""
@@ -91,6 +101,7 @@ class Result(BaseModel):
     method: str = Field(..., description="Name of the method that was run")
     topic: str = Field("default", description="Topic the result is delivered to")
     success: bool | None = Field(None, description="Whether the method returned without raising")
+    complete: bool | None = Field(None, description="True on a task's last result, False on a streamed intermediate one, None before")
     failure_info: FailureInformation | None = Field(None, description="Exception and traceback of a failure")
     task_info: dict[str, Any] = Field(default_factory=dict, description="User data carried with the task")
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)

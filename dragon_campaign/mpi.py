@@ -131,20 +131,25 @@ class MPIMethod:
             shutil.rmtree(workdir, ignore_errors=True)
 
     def _run_mpiexec(self, command: list[str], layout: RankLayout) -> str:
-        beside_python = Path(sys.executable).parent / "mpiexec"
-        launcher = shlex.split(self.mpiexec) if self.mpiexec else [str(beside_python) if beside_python.exists() else "mpiexec"]
+        launcher = shlex.split(self.mpiexec) if self.mpiexec else [default_mpiexec()]
         if shutil.which(launcher[0]) is None:
             raise MPITaskFailed(f"{launcher[0]!r} is not on PATH: install an MPI (e.g. pip install mpich) or set MPIMethod(mpiexec=...)")
-        segments_before = _shared_memory_segments()
+        segments_before = shared_memory_segments()
         try:  # mpiexec gets SIGTERM if the worker dies (killed at shutdown), and stops its ranks
             completed = subprocess.run([*launcher, "-n", str(layout.ranks), *command], capture_output=True, text=True,
-                                       timeout=self.timeout, preexec_fn=_terminate_with_parent)
+                                       timeout=self.timeout, preexec_fn=terminate_with_parent)
         except subprocess.TimeoutExpired as exc:
-            _remove_orphaned_segments(segments_before)
+            remove_orphaned_segments(segments_before)
             raise MPITaskFailed(f"The MPI program ran past its {self.timeout} s limit and was stopped") from exc
         if completed.returncode:
-            _remove_orphaned_segments(segments_before)
+            remove_orphaned_segments(segments_before)
         return completed.stderr if completed.returncode else ""
+
+
+def default_mpiexec() -> str:
+    """The mpiexec beside the Python that runs this process (as the ``mpich`` wheel installs it), else ``mpiexec``."""
+    beside_python = Path(sys.executable).parent / "mpiexec"
+    return str(beside_python) if beside_python.exists() else "mpiexec"
 
 
 def _run_process_group(command: list[str], layout: RankLayout, timeout: float | None) -> str:
@@ -179,20 +184,20 @@ _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: the child o
 PR_SET_PDEATHSIG = 1
 
 
-def _terminate_with_parent() -> None:
+def terminate_with_parent() -> None:
     """In the child before exec: ask Linux for SIGTERM when the parent (the worker) exits."""
     _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _shared_memory_segments() -> set[str]:
+def shared_memory_segments() -> set[str]:
     return {path.name for path in SHARED_MEMORY.glob("mpich_shm_*")}
 
 
-def _remove_orphaned_segments(before: set[str]) -> None:
+def remove_orphaned_segments(before: set[str]) -> None:
     """MPICH leaves its shared-memory segments behind when a program aborts: remove those this one created
     once no process maps them (its killed ranks may take a moment to go; another MPI task on the node may
     be using newer ones, which stay)."""
-    created = _shared_memory_segments() - before
+    created = shared_memory_segments() - before
     for _ in range(ORPHAN_CHECKS):
         mapped = {name for name in created if any(name in text for text in _process_maps())}
         for name in created - mapped:

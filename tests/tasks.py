@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from dragon_campaign import ExecutableMethod, MPIExecutableMethod
 
 
 @dataclass(frozen=True)
@@ -111,3 +114,63 @@ def hang_ignoring_sigterm(seconds: float, marker: str) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     Path(marker).touch()
     time.sleep(seconds)
+
+
+def count_up(n: int):
+    """A generator method: Colmena's PythonGeneratorMethod gives the list of what it yields."""
+    for i in range(n):
+        yield i * i
+
+
+def my_resources(tag: str, _resources=None) -> tuple[str, int, int, int]:
+    """Reports the ResourceRequirements the task server injected (Colmena's ``_resources``)."""
+    return tag, _resources.node_count, _resources.cpu_processes, _resources.cpu_threads
+
+
+class Square(ExecutableMethod):
+    """Colmena's ExecutableMethod shape: the input goes in through a file, the value comes out on stdout."""
+
+    PROGRAM = "import sys; x = float(open(sys.argv[1]).read()); print(x * x)"
+
+    def __init__(self) -> None:
+        super().__init__([sys.executable, "-c", self.PROGRAM], name="square")
+
+    def preprocess(self, run_dir: Path, args: tuple, kwargs: dict) -> tuple[list[str], str | None]:
+        (run_dir / "input.txt").write_text(str(args[0]))
+        return ["input.txt"], None
+
+    def postprocess(self, run_dir: Path) -> float:
+        return float((run_dir / "colmena.stdout").read_text())
+
+
+class RankReport(MPIExecutableMethod):
+    """An MPI program (mpi4py, started by mpiexec over the task's ranks): every rank prints rank and size."""
+
+    PROGRAM = "from mpi4py import MPI; c = MPI.COMM_WORLD; print(c.Get_rank(), c.Get_size(), flush=True)"
+
+    def __init__(self) -> None:
+        super().__init__([sys.executable, "-c", self.PROGRAM], name="rank_report")
+
+    def postprocess(self, run_dir: Path) -> list[tuple[int, int]]:
+        return sorted(tuple(map(int, line.split())) for line in (run_dir / "colmena.stdout").read_text().splitlines())
+
+
+def shell_program(name: str, script: str, timeout: float | None = None) -> ExecutableMethod:
+    """A bash script as an executable method; its positional arguments are the task's."""
+    return ExecutableMethod(["bash", "-c", script, name], name=name, timeout=timeout)
+
+
+def ticks(count: int, seconds: float):
+    """Yields 0, 1, ... ``count - 1`` (forever if count < 0), one every ``seconds``; returns how many."""
+    produced = 0
+    while count < 0 or produced < count:
+        time.sleep(seconds)
+        yield produced
+        produced += 1
+    return produced
+
+
+def streaming_ticks():
+    from dragon_campaign.methods import PythonGeneratorMethod
+
+    return PythonGeneratorMethod(ticks, name="ticks", store_return_value=True, streaming=True)

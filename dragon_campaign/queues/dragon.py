@@ -36,11 +36,14 @@ PICKLE_PROTOCOL = 5
 
 
 class TaskSink(Protocol):
-    """What the queues need from a task server: the methods it knows and a nudge when work arrives."""
+    """What the queues need from a task server: the methods it knows, a nudge when work arrives, and a way
+    to stop running tasks (it returns those it stopped)."""
 
     def method_names(self) -> Sequence[str]: ...
 
     def tasks_waiting(self) -> None: ...
+
+    def cancel_running(self, task_ids: Iterable[str]) -> list[WaitingTask]: ...
 
 
 @dataclass(frozen=True)
@@ -70,17 +73,19 @@ class DragonQueues:
             proxystore_threshold: Inputs and results above this many bytes travel as proxies through that
                 topic's store (for every topic or per topic).
         """
-        self.topics: list[str] = ["default", *[t for t in topics if t != "default"]]
+        self.topics: set[str] = {"default", *topics}  # a set, as in Colmena
+        ordered = ["default", *sorted(self.topics - {"default"})]  # for status lines
         self.keep_inputs = keep_inputs
         self._lock = threading.RLock()
         self._results_ready = threading.Condition(self._lock)
-        self._results: dict[str, deque[Result]] = {topic: deque() for topic in self.topics}
+        self._results: dict[str, deque[Result]] = {topic: deque() for topic in ordered}
         self._arrival: deque[str] = deque()  # topic of each undelivered result, in arrival order
+        self._final_waiting = 0  # undelivered results that end their task (not streamed intermediate ones)
         self._active: set[str] = set()
         self._all_done = threading.Event()
         self._all_done.set()
         self._waiting = WaitingTasks()
-        self._counts: dict[str, Counter[str]] = {topic: Counter() for topic in self.topics}  # submitted, finished, cancelled
+        self._counts: dict[str, Counter[str]] = {topic: Counter() for topic in ordered}  # submitted, finished, cancelled
         self._killed = threading.Event()
         self._suspend = False
         self._set_aside: list[WaitingTask] = []
@@ -160,9 +165,16 @@ class DragonQueues:
             return self._waiting.update_priority(task_ids, priorities)
 
     def cancel(self, task_ids: Iterable[str]) -> list[str]:
-        """Withdraw tasks still waiting: they never run and produce no result. Returns the ids withdrawn."""
+        """Withdraw tasks: waiting ones never run, running ones are stopped (their worker goes on with the next
+        task). Cancelled tasks produce no result (intermediate results already streamed stay). Returns the ids
+        cancelled; tasks that finished already, and tasks running on an ExecutorPool, are not.
+        """
+        task_ids = list(task_ids)
         with self._lock:
             removed = self._waiting.remove(task_ids)
+            running = set(task_ids) & self._active - {task.task_id for task in removed}
+            if running and self._sink is not None:
+                removed += self._sink.cancel_running(running)
             for task in removed:
                 self._counts[task.payload[0].topic]["cancelled"] += 1  # type: ignore[index]
             self._forget([task.task_id for task in removed])
@@ -184,7 +196,8 @@ class DragonQueues:
             while True:
                 found = self._pop_result(topic)
                 if found is not None:
-                    self._forget([found.task_id])
+                    if found.complete is not False:
+                        self._forget([found.task_id])
                     return found
                 if self._suspend and self._in_flight() == 0:
                     raise KillSignalException("The campaign was suspended for a checkpoint: no more results will come in this job")
@@ -192,6 +205,18 @@ class DragonQueues:
                 if remaining is not None and remaining <= 0:
                     raise TimeoutException(f"No result for topic {topic!r} within {timeout} s")
                 self._results_ready.wait(remaining)
+
+    def flush(self) -> int:
+        """Discard every result that has arrived and not been taken, in every topic (Colmena's ``flush``);
+        returns how many. Their tasks count as done, so ``active_count`` and ``wait_until_done`` move on."""
+        with self._results_ready:
+            flushed = [result for buffer in self._results.values() for result in buffer]
+            for buffer in self._results.values():
+                buffer.clear()
+            self._arrival.clear()
+            self._final_waiting = 0
+            self._forget([result.task_id for result in flushed if result.complete is not False])
+        return len(flushed)
 
     def iterate_results(self, topic: str | None = None, timeout: float | None = None) -> Iterator[Result]:
         """Yield results as they complete until no task is active (``as_completed`` style).
@@ -251,7 +276,9 @@ class DragonQueues:
         with self._results_ready:
             tasks, self._set_aside = self._set_aside, []
             results = [self._results[topic].popleft() for topic in self._arrival]
+            results = [result for result in results if result.complete is not False]  # its task runs again, streams again
             self._arrival.clear()
+            self._final_waiting = 0
             self._forget([result.task_id for result in results])
             self._results_ready.notify_all()
         return tasks, results
@@ -320,7 +347,9 @@ class DragonQueues:
             for result in results:
                 self._results[result.topic].append(result)
                 self._arrival.append(result.topic)
-                self._counts[result.topic]["finished"] += 1
+                if result.complete is not False:
+                    self._counts[result.topic]["finished"] += 1
+                    self._final_waiting += 1
             self._results_ready.notify_all()
 
     # -- helpers ----------------------------------------------------------------------------------------
@@ -333,11 +362,14 @@ class DragonQueues:
         if not buffer:
             return None
         self._arrival.remove(topic)  # the first occurrence is this topic's oldest result
-        return buffer.popleft()
+        result = buffer.popleft()
+        if result.complete is not False:
+            self._final_waiting -= 1
+        return result
 
     def _in_flight(self) -> int:
         """Tasks whose result has not arrived (active tasks minus results waiting to be taken)."""
-        return len(self._active) - len(self._arrival)
+        return len(self._active) - self._final_waiting
 
     def _forget(self, task_ids: Iterable[str]) -> None:
         self._active.difference_update(task_ids)
@@ -346,7 +378,7 @@ class DragonQueues:
 
     def _check_topic(self, topic: str) -> None:
         if topic not in self._results:
-            raise ValueError(f"Unknown topic {topic!r}; the queues have topics {self.topics}")
+            raise ValueError(f"Unknown topic {topic!r}; the queues have topics {sorted(self.topics)}")
 
     def _check_method(self, method: str) -> None:
         if self._sink is not None and method not in self._sink.method_names():

@@ -46,7 +46,7 @@ from dragon.native.queue import Queue
 
 from dragon_campaign.bridges.executors import ExecutorPool
 from dragon_campaign.exceptions import WorkerLost
-from dragon_campaign.execution import PICKLE_PROTOCOL, TaskRecord, run_remote
+from dragon_campaign.execution import PICKLE_PROTOCOL, Layout, TaskRecord, run_remote
 from dragon_campaign.models import FailureInformation, Result, WorkerInformation
 from dragon_campaign.queues.dragon import DragonQueues
 from dragon_campaign.queues.waiting import WaitingTask
@@ -417,6 +417,8 @@ class DragonTaskServer:
             try:
                 if kind == "results":
                     self._on_results(key, body[0], body[1], received)
+                elif kind == "partial":
+                    self._on_partial(key, body[0], body[1], body[2], received)
                 elif kind == "ready":
                     self._on_ready(key, body[0])
                 elif kind == "exited":
@@ -460,6 +462,60 @@ class DragonTaskServer:
             self.queues.requeue(task)
         self._dispatch()
 
+    def _on_partial(self, key: WorkerKey, sent: float, task_id: str, payload: bytes, received: float) -> None:
+        """An item a streaming generator yielded: a copy of the task's result with ``complete=False``."""
+        with self._lock:
+            worker = self._workers.get(key)
+            if worker is None or self._owner.get(task_id) != key:
+                return  # cancelled, or given up for lost
+            task = worker.inflight[task_id][0]
+            info = worker.info
+        final: Result = task.payload[0]
+        partial = final.model_copy(update={
+            "timestamp": final.timestamp.model_copy(update={"result_sent": sent, "result_received": received}),
+            "time": final.time.model_copy(), "message_sizes": {**final.message_sizes, "value": len(payload)},
+            "worker_info": info, "success": True, "complete": False,
+        })
+        try:
+            partial.value = pickle.loads(payload)
+        except Exception:
+            logger.exception(f"Could not unpickle an intermediate result of task {task_id} ({task.method}); dropped")
+            return
+        self.queues.deliver([partial])
+
+    def cancel_running(self, task_ids: Iterable[str]) -> list[WaitingTask]:
+        """Stop these tasks where they run (called by ``DragonQueues.cancel``); returns those stopped.
+
+        A worker's task is dropped here at once (a result that still comes is ignored) and the worker told to
+        stop it; a task an executor has not started is cancelled through its future; one it runs is not.
+        """
+        stopped: list[WaitingTask] = []
+        notices: dict[WorkerKey, list[str]] = defaultdict(list)
+        with self._lock:
+            for task_id in task_ids:
+                key = self._owner.pop(task_id, None)
+                if key is not None:
+                    worker = self._workers[key]
+                    task, estimate = worker.inflight.pop(task_id)
+                    worker.queued_work = max(0.0, worker.queued_work - estimate) if worker.inflight else 0.0
+                    notices[key].append(task_id)
+                    stopped.append(task)
+                    continue
+                for in_flight in self._remote.values():
+                    entry = in_flight.pop(task_id, None)  # first: a cancelled future's callback then reports nothing
+                    if entry is None:
+                        continue
+                    if entry[1] is not None and entry[1].cancel():
+                        stopped.append(entry[0])
+                    else:  # running (or being submitted): it goes on
+                        in_flight[task_id] = entry
+            for key, ids in notices.items():
+                self._workers[key].tasks.put(pickle.dumps(("cancel", ids), protocol=PICKLE_PROTOCOL))
+        if stopped:
+            logger.info(f"Cancelled {len(stopped)} running task(s)")
+            self._dispatch()
+        return stopped
+
     def _complete(self, task: WaitingTask, record: TaskRecord, info: WorkerInformation, sent: float, received: float) -> Result:
         """Fill a task's result from the record of the worker (``info``) that ran it."""
         _, success, payload, failure, (got, started, ended), (deserialize, running, serialize), ranks = record
@@ -498,6 +554,8 @@ class DragonTaskServer:
         """Log results to results.jsonl, then hand them to the thinker."""
         if not results:
             return
+        for result in results:
+            result.complete = True  # the task's last result (a streamed intermediate one has complete=False)
         assert self._result_log is not None
         try:
             self._result_log.append(results)
@@ -741,10 +799,10 @@ def _destroy_queues(channels: list[Queue]) -> None:
         logger.error(f"{stuck} Dragon queue(s) were not destroyed within {QUEUE_DESTROY_S:g} s; the runtime's teardown removes them")
 
 
-def _layout(task: WaitingTask) -> tuple[int, int]:
-    """What the task's resources ask for: nodes and processes per node (the ranks of an MPI method)."""
+def _layout(task: WaitingTask) -> Layout:
+    """What the task's resources ask for: nodes, processes per node (the ranks of an MPI method), threads."""
     resources = task.payload[0].resources
-    return resources.node_count, resources.cpu_processes
+    return resources.node_count, resources.cpu_processes, resources.cpu_threads
 
 
 def _failed(task: WaitingTask, failure: FailureInformation) -> Result:

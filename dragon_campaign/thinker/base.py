@@ -54,14 +54,26 @@ class BaseThinker(threading.Thread):
 
     def __init__(
         self,
-        queues: DragonQueues,
+        queues: DragonQueues | None = None,
         resource_counter: ResourceCounter | None = None,
         daemon: bool = True,
         logger_name: str | None = None,
+        *,
+        queue: DragonQueues | None = None,
         **kwargs: object,
     ) -> None:
+        """
+        Args:
+            queues: The task queues (``queue=``, Colmena's keyword, is accepted too).
+            resource_counter: Tracks which task types hold how many slots.
+            daemon: Run the thinker thread as a daemon.
+            logger_name: Root of the agents' logger names (default: the thinker's module and class).
+            kwargs: Passed to :class:`threading.Thread`.
+        """
+        if (queues is None) == (queue is None):
+            raise TypeError("BaseThinker needs its task queues exactly once: as queues= (or queue=, Colmena's name)")
         super().__init__(daemon=daemon, **kwargs)
-        self.queues = queues
+        self.queues: DragonQueues = queues if queues is not None else queue  # type: ignore[assignment]
         self.rec = resource_counter
         self.logger_name = logger_name
         self.done = threading.Event()
@@ -70,16 +82,17 @@ class BaseThinker(threading.Thread):
         self.exceptions: list[BaseException] = []
         self.barriers: dict[str, threading.Barrier] = {}
         self._agent_threads: list[threading.Thread] = []
-        self._local = _AgentLocal(self.make_logger())
+        self.local_details = _AgentLocal(self.make_logger())
+        """Per-agent state (a ``threading.local``): ``name`` and ``logger``, plus what ``prepare_agent`` adds."""
 
     @property
     def logger(self) -> logging.Logger:
         """The logger of the calling agent (``<module>.<Class>.<agent>``)."""
-        return self._local.logger
+        return self.local_details.logger
 
     @property
     def agent_name(self) -> str | None:
-        return self._local.name
+        return self.local_details.name
 
     def make_logger(self, name: str | None = None) -> logging.Logger:
         base = self.logger_name or f"{type(self).__module__}.{type(self).__name__}"
@@ -100,7 +113,7 @@ class BaseThinker(threading.Thread):
         raise NotImplementedError(f"{type(self).__name__} does not implement restore_state")
 
     def prepare_agent(self) -> None:
-        """Override to set up per-agent state (runs in the agent's thread before it starts)."""
+        """Override to set up per-agent state in ``self.local_details`` (runs in the agent's thread before it starts)."""
 
     def tear_down_agent(self) -> None:
         """Override to clean up per-agent state (runs in the agent's thread after it ends)."""
@@ -110,8 +123,8 @@ class BaseThinker(threading.Thread):
         return [getattr(cls, name) for name in dir(cls) if hasattr(getattr(cls, name, None), "_agent_kind")]
 
     def _run_agent(self, func: Callable) -> Callable:
-        self._local.name = func.__name__
-        self._local.logger = self.make_logger(func.__name__)
+        self.local_details.name = func.__name__
+        self.local_details.logger = self.make_logger(func.__name__)
         self.prepare_agent()
         self.logger.info(f"{func.__name__} started")
         try:

@@ -1,6 +1,6 @@
 """The steering: submit every sample point; every ``retrain_after`` completions (a round) refit a GPR and
 reorder the tasks still waiting by its prediction (lowest predicted value first) and let the pools due
-after that round join; stop after ``num_guesses`` completions, cancelling what has not started.
+after that round join; stop after ``num_guesses`` completions, cancelling what is still waiting or running.
 
 Pools join by round, not by reprioritization, so a run without reprioritization grows the same way.
 """
@@ -81,8 +81,8 @@ class AckleySearch(BaseThinker):
         self.cancelled = len(withdrawn)
         for task_id in withdrawn:
             del pending[task_id]
-        self.logger.info(f"Stopping after {len(self.evaluations)} completions: cancelled {self.cancelled} waiting tasks, "
-                         f"collecting the {len(pending)} that had started")
+        self.logger.info(f"Stopping after {len(self.evaluations)} completions: cancelled {self.cancelled} waiting or running "
+                         f"tasks, collecting the {len(pending)} that had finished or run at another site")
         while pending and not self.aborted.is_set():
             self._record(self.queues.get_result(config.queue("evaluate")), pending)
         self._note_workers()
