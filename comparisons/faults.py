@@ -34,6 +34,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from terminal import CTRL_C, Terminal  # noqa: E402
 
+from dragon_campaign.launch import proc_stat  # noqa: E402
+
 SMALL_CAMPAIGN = "app:\n  budget: 12\n  retrain_every: 4\n  ensemble: 2\n  epochs: 5\n  space_limit: 1500\n  chunk_size: 500\n"
 BUDGET = 12
 WORKERS = 2
@@ -76,6 +78,14 @@ class Run:
         for pid in [self.wrapper, *self.runtime_processes()]:
             if pid not in self.seen and (start := _start_time(pid)) is not None:
                 self.seen[pid] = start
+
+    def alive(self) -> list[int]:
+        """The run's processes still alive (a pid with the start time it had when seen)."""
+        return [pid for pid, start in self.seen.items() if _start_time(pid) == start]
+
+    def new_segments(self) -> list[str]:
+        """/dev/shm entries that appeared since the run started."""
+        return sorted(set(os.listdir(SHM)) - self.shm_before)
 
     def workers(self) -> list[int]:
         return [pid for pid in self.runtime_processes() if WORKER_ENV in _environ(pid)]
@@ -286,9 +296,9 @@ def try_fault(name: str, workdir: Path, seed: int) -> Outcome:
         bounded = status is not None
         if status is None:  # escalate as a user would: Ctrl-C until the launcher tears the runtime down
             details.append(f"still running {BOUND_S:.0f} s after the fault")
-            for _ in range(3):
+            for _ in range(4):  # the fourth kills the runtime
                 run.terminal.type(CTRL_C)
-                if (status := run.wait(RUN_LIMIT_S / 3)) is not None:
+                if (status := run.wait(RUN_LIMIT_S / 4)) is not None:
                     break
         seconds = time.monotonic() - injected
     finally:
@@ -322,7 +332,7 @@ def check_leftovers(run: Run, details: list[str]) -> dict[str, bool]:
     """After the command returned: none of the run's processes alive, no segment of the run left."""
     deadline = time.monotonic() + 2.0  # processes the wrapper just killed may take a moment to go
     while True:
-        alive = [pid for pid, start in run.seen.items() if _start_time(pid) == start]
+        alive = run.alive()
         if not alive or time.monotonic() > deadline:
             break
         time.sleep(0.2)
@@ -330,7 +340,7 @@ def check_leftovers(run: Run, details: list[str]) -> dict[str, bool]:
         command = _cmdline(pid).replace(b"\0", b" ")[:100].decode(errors="replace")
         details.append(f"left running: {pid} {command}")
         os.kill(pid, signal.SIGKILL)
-    left = sorted(set(os.listdir(SHM)) - run.shm_before)
+    left = run.new_segments()
     for name in left:
         details.append(f"left in /dev/shm: {name}")
         (SHM / name).unlink(missing_ok=True)
@@ -376,26 +386,19 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _stat(pid: int) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
 def _pgid(pid: int) -> int | None:
-    fields = _stat(pid)
+    fields = proc_stat(pid)
     return int(fields[2]) if fields else None
 
 
 def _nice(pid: int) -> int | None:
-    fields = _stat(pid)
+    fields = proc_stat(pid)
     return int(fields[16]) if fields else None
 
 
 def _start_time(pid: int) -> float | None:
     """The process's start time, or None if it is gone (zombies count as gone: their parent reaps them)."""
-    fields = _stat(pid)
+    fields = proc_stat(pid)
     return None if not fields or fields[0] == "Z" else float(fields[19])
 
 

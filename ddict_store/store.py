@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 _MISSING = object()
 MB = 2**20
 DESTROY_TIMEOUT_S = 30.0  # how long destroying a store may take before it is given up (a dead manager never answers)
+LIVENESS_TIMEOUT_S = 5.0  # how long the runtime gets to say whether the DDict's processes live (it answers in ms)
 SEPARATOR = "/"
 INTERNAL_PREFIX = "__ddict_store__"
 CHUNK_FRAMING_BYTES = 64 * 1024
@@ -297,14 +298,17 @@ class DDictStore(Namespace):
         if not self._owner:
             raise StoreError(f"Only the process that created the store {self.config.name!r} can destroy it; others close()")
         ddict = self._dict
-        self._close_chunk_readers()
-        if not all_alive(self.service_puids()):  # every operation would wait for the dead one until the deadline
-            logger.error(f"The store {self.config.name!r} lost a DDict process; not destroying it: the runtime's teardown "
-                         "removes its memory")
+        alive: list[bool] = []
+        answered = call_with_deadline(lambda: alive.append(all_alive(self.service_puids())), LIVENESS_TIMEOUT_S,
+                                      f"check-{self.config.name}")
+        if not (answered and alive[0]):  # a dead manager: every operation would wait for it until the deadline
             self._ddict = None
+            logger.error(f"The store {self.config.name!r} lost a DDict process (or the runtime does not answer); not "
+                         "destroying it: the runtime's teardown removes its memory")
             return False
 
         def free_everything() -> None:
+            self._close_chunk_readers()
             for key in self._all_keys():
                 try:
                     self._free(self._entry(key))

@@ -17,7 +17,11 @@ MPI programs: ``mpi=True`` (or :class:`MPIExecutableMethod`) puts ``mpi_command_
 the task's ResourceRequirements (``node_count``, ``cpu_processes``, ``cpu_threads``, ``total_ranks``),
 before the command. The default is ``mpiexec -n {total_ranks}`` with the ``mpiexec`` beside the worker's
 Python (MPICH's wheel); on Polaris use e.g. ``mpiexec -n {total_ranks} --ppn {cpu_processes} --depth
-{cpu_threads} --cpu-bind depth`` (Cray PALS), which places ranks over the nodes of the PBS job.
+{cpu_threads} --cpu-bind depth`` (Cray PALS), which places ranks over the nodes of the PBS job. Or
+``launcher="dragon"``: the ranks run as a Dragon ``ProcessGroup`` with Cray PMI, ``cpu_processes`` on each
+of ``node_count`` nodes of the runtime (as :class:`~dragon_campaign.mpi.MPIMethod` does; the working
+directory, under ``scratch_dir``, must then be on a file system every node sees; no standard input). That
+launcher needs Cray PMI and is not exercised on the project's test machines.
 """
 
 from __future__ import annotations
@@ -30,14 +34,14 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dragon_campaign.models import ResourceRequirements
-from dragon_campaign.mpi import default_mpiexec, remove_orphaned_segments, shared_memory_segments, terminate_with_parent
+from dragon_campaign.mpi import RankLayout, default_mpiexec, remove_orphaned_segments, run_process_group, shared_memory_segments
+from dragon_campaign.sessions import run_program
 
 STDOUT, STDERR = "colmena.stdout", "colmena.stderr"
 STDERR_TAIL_CHARS = 2000
-KILL_WAIT_S = 5.0  # how long a killed program's session gets to go away
 
 
 class ExecutableFailed(RuntimeError):
@@ -54,12 +58,17 @@ class ExecutableMethod:
         mpi_command_string: Template of the MPI launcher, formatted with the task's resources.
         timeout: Seconds after which the program's process tree is killed and the task fails (None: no limit).
         scratch_dir: Where the per-task working directories are made (default: the system's temporary directory).
+        launcher: How an MPI program starts: ``mpiexec`` (``mpi_command_string``) or ``dragon`` (a ProcessGroup).
     """
 
     def __init__(self, executable: Sequence[str | os.PathLike], name: str | None = None, mpi: bool = False,
-                 mpi_command_string: str | None = None, timeout: float | None = None, scratch_dir: str | None = None) -> None:
+                 mpi_command_string: str | None = None, timeout: float | None = None, scratch_dir: str | None = None,
+                 launcher: Literal["mpiexec", "dragon"] = "mpiexec") -> None:
         if not executable:
             raise ValueError("An ExecutableMethod needs a command to run")
+        if launcher not in ("mpiexec", "dragon"):
+            raise ValueError(f"Unknown MPI launcher {launcher!r}; use 'mpiexec' or 'dragon'")
+        self.launcher = launcher
         self.executable = [str(part) for part in executable]
         self.name = name or Path(self.executable[0]).name
         self.mpi = mpi
@@ -104,26 +113,37 @@ class ExecutableMethod:
         Raises:
             ExecutableFailed: it exited with a non-zero status or ran past ``timeout``.
         """
+        if self.mpi and self.launcher == "dragon":
+            return self._execute_process_group(run_dir, arguments, stdin, resources or ResourceRequirements())
         command = self.assemble_shell_cmd(arguments, resources)
         segments_before = shared_memory_segments() if self.mpi else set()
         started = time.perf_counter()
-        with open(run_dir / STDOUT, "w") as stdout, open(run_dir / STDERR, "w") as stderr:
-            process = subprocess.Popen(command, cwd=run_dir, stdout=stdout, stderr=stderr, text=True,
-                                       stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                                       start_new_session=True, preexec_fn=terminate_with_parent)
-            try:
-                process.communicate(stdin, timeout=self.timeout)
-            except subprocess.TimeoutExpired:
-                raise ExecutableFailed(f"{shlex.join(command)} ran past its {self.timeout:g} s limit and was killed"
-                                       + _stderr_tail(run_dir)) from None
-            finally:  # a timeout, or the worker stopped mid-task: the program's whole session goes
-                _kill_session(process)
-                if self.mpi and process.returncode:
-                    remove_orphaned_segments(segments_before)
-        if process.returncode:
-            reason = (f"was killed by {signal.Signals(-process.returncode).name}" if process.returncode < 0
-                      else f"exited with status {process.returncode}")
+        succeeded = False
+        try:
+            with open(run_dir / STDOUT, "w") as stdout, open(run_dir / STDERR, "w") as stderr:
+                finished = run_program(command, timeout=self.timeout, cwd=run_dir, stdin=stdin, stdout=stdout, stderr=stderr)
+            succeeded = finished.returncode == 0
+        except subprocess.TimeoutExpired:
+            raise ExecutableFailed(f"{shlex.join(command)} ran past its {self.timeout:g} s limit and was killed"
+                                   + _stderr_tail(run_dir)) from None
+        finally:
+            if self.mpi and not succeeded:  # MPICH leaves its segments behind when a program is killed or aborts
+                remove_orphaned_segments(segments_before)
+        if finished.returncode:
+            reason = (f"was killed by {signal.Signals(-finished.returncode).name}" if finished.returncode < 0
+                      else f"exited with status {finished.returncode}")
             raise ExecutableFailed(f"{shlex.join(command)} {reason}" + _stderr_tail(run_dir))
+        return time.perf_counter() - started
+
+    def _execute_process_group(self, run_dir: Path, arguments: list[str], stdin: str | None,
+                               resources: ResourceRequirements) -> float:
+        if stdin is not None:
+            raise ExecutableFailed("The dragon launcher gives MPI ranks no standard input; write an input file in preprocess")
+        redirected = ["/bin/sh", "-c", f'exec "$0" "$@" >>{STDOUT} 2>>{STDERR}', *self.executable, *arguments]
+        started = time.perf_counter()
+        failure = run_process_group(redirected, RankLayout(resources.node_count, resources.cpu_processes), self.timeout, run_dir)
+        if failure:
+            raise ExecutableFailed(f"{shlex.join(self.executable + arguments)}: {failure}" + _stderr_tail(run_dir))
         return time.perf_counter() - started
 
     def __call__(self, *args: Any, _resources: ResourceRequirements | None = None, **kwargs: Any) -> Any:
@@ -139,21 +159,10 @@ class MPIExecutableMethod(ExecutableMethod):
     """An MPI program run over the task's ranks: :class:`ExecutableMethod` with ``mpi=True``."""
 
     def __init__(self, executable: Sequence[str | os.PathLike], name: str | None = None, mpi_command_string: str | None = None,
-                 timeout: float | None = None, scratch_dir: str | None = None) -> None:
+                 timeout: float | None = None, scratch_dir: str | None = None,
+                 launcher: Literal["mpiexec", "dragon"] = "mpiexec") -> None:
         super().__init__(executable, name, mpi=True, mpi_command_string=mpi_command_string, timeout=timeout,
-                         scratch_dir=scratch_dir)
-
-
-def _kill_session(process: subprocess.Popen) -> None:
-    """SIGKILL every process of the program's session (its ranks, its children), then reap it."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass  # the session is gone already
-    try:
-        process.wait(KILL_WAIT_S)
-    except subprocess.TimeoutExpired:
-        pass
+                         scratch_dir=scratch_dir, launcher=launcher)
 
 
 def _stderr_tail(run_dir: Path) -> str:

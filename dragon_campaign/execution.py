@@ -20,7 +20,7 @@ from dragon_campaign.methods import PythonGeneratorMethod
 from dragon_campaign.models import ResourceRequirements
 from dragon_campaign.mpi import MPIMethod
 from dragon_campaign.queues.dragon import PICKLE_PROTOCOL
-from dragon_campaign.queues.proxying import proxy_result
+from dragon_campaign.queues.proxying import proxy_result, resolve_input_proxies
 
 FailureTuple = tuple[str, str]  # repr(exception), formatted traceback
 TaskRecord = tuple[
@@ -31,6 +31,7 @@ TaskRecord = tuple[
     tuple[float, float, float],  # input received, compute started, compute ended (wall clock)
     tuple[float, float, float],  # deserialize inputs, running, serialize result (seconds)
     int | None,  # ranks that ran an MPI method, else None
+    dict[str, dict[str, dict]] | None,  # resolve times of the input proxies (Result.time.proxy), None without proxies
 ]
 Layout = tuple[int, int, int]  # the task's resources: node_count, cpu_processes (per node), cpu_threads
 
@@ -46,6 +47,7 @@ def run_task(
     hands each yielded item, pickled (large ones proxied like values), to ``emit`` as it comes.
     """
     deserialize = running = serialize = 0.0
+    proxy_times = None
     started = ended = time.time()
     function = methods[method]
     ranks_layout = function.layout(*layout[:2]) if isinstance(function, MPIMethod) else None
@@ -54,6 +56,7 @@ def run_task(
         tick = time.perf_counter()
         args, kwargs = pickle.loads(inputs)
         deserialize = time.perf_counter() - tick
+        proxy_times = resolve_input_proxies(args, kwargs) or None
         started = time.time()
         tick = time.perf_counter()
         try:
@@ -75,10 +78,10 @@ def run_task(
         tick = time.perf_counter()
         payload = _pickled(value, method, proxy_rule)
         serialize = time.perf_counter() - tick
-        return task_id, True, payload, None, (received, started, ended), (deserialize, running, serialize), ranks
+        return task_id, True, payload, None, (received, started, ended), (deserialize, running, serialize), ranks, proxy_times
     except (Exception, SystemExit) as exc:
         failure = (repr(exc), "".join(traceback.format_exception(exc)))
-        return task_id, False, None, failure, (received, started, ended), (deserialize, running, serialize), ranks
+        return task_id, False, None, failure, (received, started, ended), (deserialize, running, serialize), ranks, proxy_times
 
 
 def _pickled(value: Any, method: str, proxy_rule: Any) -> bytes:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dragon_campaign.launch import CONTROL_ENV, HEAD_FILE
+from dragon_campaign.launch import CONTROL_ENV, EXIT_FILE, HEAD_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,17 @@ def install() -> None:
         partial = head.with_suffix(".partial")
         partial.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
         partial.rename(head)
+
+
+def finished(status: int) -> None:
+    """Tell the supervisor (if any) that the campaign process is done and with which exit status, so that
+    a runtime that then fails to come down is not waited for forever."""
+    control = os.environ.get(CONTROL_ENV)
+    if control:
+        ended = Path(control, EXIT_FILE)
+        partial = ended.with_suffix(".partial")
+        partial.write_text(json.dumps({"status": status}))
+        partial.rename(ended)
 
 
 @contextmanager

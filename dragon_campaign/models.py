@@ -85,6 +85,12 @@ class TimeSpans(BaseModel):
     deserialize_inputs: Seconds = Field(nan, description="Unpickling the inputs on the worker")
     serialize_results: Seconds = Field(nan, description="Pickling the value on the worker")
     deserialize_results: Seconds = Field(nan, description="Unpickling the value in the steering process")
+    proxy: dict[str, dict[str, dict]] = Field(
+        default_factory=dict, description="Per input proxy (by key): time the worker took to resolve it before the task started"
+    )
+    async_resolve_proxies: Seconds = Field(
+        nan, description="Colmena's time to start background resolution; NaN here (input proxies are resolved up front, see proxy)"
+    )
     additional: dict[str, float] = Field(default_factory=dict, description="Other timings a method reports")
 
 
@@ -137,6 +143,10 @@ class Result(BaseModel):
     def json_line(self) -> str:
         """One line of JSON for results.jsonl; values JSON cannot hold are summarised, never dropped silently."""
         return self.model_dump_json(fallback=_json_fallback)
+
+    def json(self, **kwargs: Any) -> str:  # type: ignore[override]
+        """Colmena's ``Result.json``: JSON text, with pydantic's options (e.g. ``exclude={'inputs'}``)."""
+        return self.model_dump_json(fallback=_json_fallback, **kwargs)
 
 
 def _name_proxy(value: Any) -> Any:

@@ -24,12 +24,10 @@ and aborts the whole program, so the task fails with that rank's exception inste
 
 from __future__ import annotations
 
-import ctypes
 import os
 import pickle
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,6 +41,7 @@ from typing import Any, Literal
 import cloudpickle
 
 from dragon_campaign.queues.dragon import PICKLE_PROTOCOL
+from dragon_campaign.sessions import run_program
 
 SPEC_FILE, VALUE_FILE = "task.pkl", "value.pkl"
 SHARED_MEMORY = Path("/dev/shm")
@@ -125,7 +124,7 @@ class MPIMethod:
             if self.launcher == "mpiexec":
                 stderr = self._run_mpiexec(command, layout)
             else:
-                stderr = _run_process_group(command, layout, self.timeout)
+                stderr = run_process_group(command, layout, self.timeout)
             return _rank_zero_value(workdir, stderr)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -135,15 +134,16 @@ class MPIMethod:
         if shutil.which(launcher[0]) is None:
             raise MPITaskFailed(f"{launcher[0]!r} is not on PATH: install an MPI (e.g. pip install mpich) or set MPIMethod(mpiexec=...)")
         segments_before = shared_memory_segments()
-        try:  # mpiexec gets SIGTERM if the worker dies (killed at shutdown), and stops its ranks
-            completed = subprocess.run([*launcher, "-n", str(layout.ranks), *command], capture_output=True, text=True,
-                                       timeout=self.timeout, preexec_fn=terminate_with_parent)
+        succeeded = False
+        try:  # in a session of its own: a timeout, a cancellation or the worker's stop kills mpiexec and its ranks
+            finished = run_program([*launcher, "-n", str(layout.ranks), *command], timeout=self.timeout)
+            succeeded = finished.returncode == 0
         except subprocess.TimeoutExpired as exc:
-            remove_orphaned_segments(segments_before)
             raise MPITaskFailed(f"The MPI program ran past its {self.timeout} s limit and was stopped") from exc
-        if completed.returncode:
-            remove_orphaned_segments(segments_before)
-        return completed.stderr if completed.returncode else ""
+        finally:
+            if not succeeded:
+                remove_orphaned_segments(segments_before)
+        return "" if succeeded else finished.stderr
 
 
 def default_mpiexec() -> str:
@@ -152,8 +152,9 @@ def default_mpiexec() -> str:
     return str(beside_python) if beside_python.exists() else "mpiexec"
 
 
-def _run_process_group(command: list[str], layout: RankLayout, timeout: float | None) -> str:
-    """Ranks as a Dragon ProcessGroup with Cray PMI, ``ranks_per_node`` on each of ``nodes`` nodes."""
+def run_process_group(command: list[str], layout: RankLayout, timeout: float | None, cwd: str | Path | None = None) -> str:
+    """Ranks as a Dragon ProcessGroup with Cray PMI, ``ranks_per_node`` on each of ``nodes`` nodes (starting
+    with this one), in ``cwd`` (default: the working directory); what failed, or "" if every rank exited 0."""
     import socket
 
     from dragon.infrastructure.facts import PMIBackend
@@ -169,7 +170,7 @@ def _run_process_group(command: list[str], layout: RankLayout, timeout: float | 
     for host in hosts[: layout.nodes]:
         placement = Policy(placement=Policy.Placement.HOST_NAME, host_name=host)
         group.add_process(nproc=layout.ranks_per_node,
-                          template=ProcessTemplate(target=command[0], args=command[1:], cwd=os.getcwd(), policy=placement))
+                          template=ProcessTemplate(target=command[0], args=command[1:], cwd=str(cwd or os.getcwd()), policy=placement))
     group.init()
     try:
         group.start()
@@ -178,15 +179,6 @@ def _run_process_group(command: list[str], layout: RankLayout, timeout: float | 
         return f"ranks exited with {failed}" if failed else ""
     finally:
         group.close()
-
-
-_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: the child only makes the call
-PR_SET_PDEATHSIG = 1
-
-
-def terminate_with_parent() -> None:
-    """In the child before exec: ask Linux for SIGTERM when the parent (the worker) exits."""
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def shared_memory_segments() -> set[str]:

@@ -50,6 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     if "DRAGON_MY_PUID" not in os.environ:  # start the runtime with this script as its head process
         return run_under_dragon(__file__, sys.argv[1:] if argv is None else argv)
     interrupts.install()
+    status = 1  # an exception escaping the workflow: its traceback is printed
+    try:
+        status = run(config, run_dir_path)
+    finally:
+        interrupts.finished(status)
+    return status
+
+
+def run(config: wave.Config, run_dir_path: Path | None) -> int:
+    """The workflow, in the Dragon runtime's head process."""
     multiprocessing.set_start_method("dragon", force=True)
     run_dir = RunDirectory(run_dir_path)
     try:

@@ -265,11 +265,15 @@ def main(argv: list[str] | None = None) -> int:
     if "DRAGON_MY_PUID" not in os.environ:  # a valid campaign: start the runtime, with this script as its head process
         return run_under_dragon(__file__, sys.argv[1:] if argv is None else argv)
     interrupts.install()
+    status = 1  # an exception escaping run(): its traceback is printed
     try:
-        return run(args, plan, described)
+        status = run(args, plan, described)
     except Interrupted as exc:
         print(f"Stopped by {exc} before the campaign started or after it ended: nothing to checkpoint", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        status = EXIT_INTERRUPTED
+    finally:
+        interrupts.finished(status)
+    return status
 
 
 def run(args: argparse.Namespace, plan: Plan, described: dict[str, Any]) -> int:

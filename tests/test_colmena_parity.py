@@ -6,12 +6,12 @@ from __future__ import annotations
 import math
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import tasks
 
 from dragon_campaign import BaseThinker, DragonQueues, KillSignalException, TimeoutException, WorkerPool, agent, read_results
+from dragon_campaign.launch import proc_stat
 
 
 def test_a_generator_method_returns_what_it_yielded(serve):
@@ -170,11 +170,8 @@ def test_an_mpi_executable_runs_over_the_tasks_ranks(serve):
 
 
 def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def test_streamed_results_arrive_in_order_before_the_final_one(serve, run_dir):

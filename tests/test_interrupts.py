@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "comparisons"))
 
 import faults  # noqa: E402
+from dragon_campaign import launch  # noqa: E402
 from terminal import CTRL_C  # noqa: E402
 
 
@@ -32,14 +34,21 @@ def assert_clean(run: faults.Run) -> None:
     assert faults.results_intact(run.run_dir, details), details
 
 
-def test_ctrl_c_in_a_terminal_checkpoints_then_resume_runs_each_task_once(tmp_path):
-    run_dir = tmp_path / "run"
+def campaign_with_results(tmp_path: Path, run_dir: Path, simulations: int) -> faults.Run:
+    """The small campaign, started in a terminal, once it has logged ``simulations`` results."""
     run = faults.start(faults.campaign_command(small_config(tmp_path), run_dir), run_dir, tmp_path / "run.log")
     deadline = time.monotonic() + 200
-    while run.simulations_logged() < 4 and time.monotonic() < deadline and run.terminal.process.poll() is None:
+    while run.simulations_logged() < simulations and time.monotonic() < deadline and run.terminal.process.poll() is None:
         run.watch()
         time.sleep(0.1)
-    assert run.simulations_logged() >= 4, run.terminal.output()[-3000:]
+    assert run.simulations_logged() >= simulations, run.terminal.output()[-3000:]
+    run.watch()
+    return run
+
+
+def test_ctrl_c_in_a_terminal_checkpoints_then_resume_runs_each_task_once(tmp_path):
+    run_dir = tmp_path / "run"
+    run = campaign_with_results(tmp_path, run_dir, simulations=4)
     run.terminal.type(CTRL_C)
     assert run.wait(120) == 3, run.terminal.output()[-3000:]
     output = run.terminal.output()
@@ -56,6 +65,21 @@ def test_ctrl_c_in_a_terminal_checkpoints_then_resume_runs_each_task_once(tmp_pa
     details: list[str] = []
     assert faults.each_simulation_once(run_dir, details), details
     assert json.loads((run_dir / "summary.json").read_text())["simulations"] == faults.BUDGET
+
+
+def test_a_killed_launcher_leaves_nothing_behind(tmp_path):
+    """kill -9 of the launcher (or the OOM killer taking it) mid-campaign: its warden removes the runtime's
+    processes and segments; results already written stay."""
+    run_dir = tmp_path / "run"
+    run = campaign_with_results(tmp_path, run_dir, simulations=2)
+    os.kill(run.wrapper, signal.SIGKILL)
+    run.terminal.process.wait(10)  # reaped: not counted as alive
+    deadline = time.monotonic() + launch.TEARDOWN_GRACE_S + launch.ORPHAN_GRACE_S + 30
+    while (run.alive() or run.new_segments()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    run.terminal.close()
+    assert_clean(run)
+    assert run.simulations_logged() >= 2
 
 
 def test_ctrl_c_during_set_up_stops_cleanly(tmp_path):

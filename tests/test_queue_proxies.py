@@ -35,9 +35,12 @@ def test_arguments_and_results_above_threshold_travel_as_ddict_proxies(ddict_pro
         assert result.success, result.failure_info
         assert result.value == ("Proxy", "str", int(array.view(np.uint64).sum()))
         assert len(set(data.namespace("queue").keys()) - before) == 1, "exactly the 16 MB argument was proxied"
+        (timing,) = result.time.proxy.values()  # Colmena's time.proxy: the worker resolved it before the task
+        assert timing["times"]["resolve"]["seconds"] > 0
 
         queues.send_inputs(array, "tiny", method="describe_input", topic="plain")
-        assert queues.get_result(topic="plain", timeout=60).value[0] == "ndarray"
+        plain = queues.get_result(topic="plain", timeout=60)
+        assert plain.value[0] == "ndarray" and plain.time.proxy == {}
 
         queues.send_inputs(4, method="make_array", topic="big")
         proxied = queues.get_result(topic="big", timeout=60)

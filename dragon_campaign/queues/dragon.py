@@ -64,6 +64,7 @@ class DragonQueues:
         keep_inputs: bool = True,
         proxystore_name: str | dict[str, str] | None = None,
         proxystore_threshold: int | dict[str, int] | None = None,
+        serialization_method: str = "pickle",
     ) -> None:
         """
         Args:
@@ -72,7 +73,11 @@ class DragonQueues:
             proxystore_name: Name of a registered ProxyStore store, for every topic or per topic.
             proxystore_threshold: Inputs and results above this many bytes travel as proxies through that
                 topic's store (for every topic or per topic).
+            serialization_method: Accepted for Colmena's sake (``"pickle"`` or ``"json"``); tasks always
+                travel pickled (protocol 5) here, since nothing between thinker and workers needs text.
         """
+        if str(getattr(serialization_method, "value", serialization_method)).lower() not in ("pickle", "json"):
+            raise ValueError(f"Unknown serialization_method {serialization_method!r}; Colmena's are 'pickle' and 'json'")
         self.topics: set[str] = {"default", *topics}  # a set, as in Colmena
         ordered = ["default", *sorted(self.topics - {"default"})]  # for status lines
         self.keep_inputs = keep_inputs

@@ -390,7 +390,7 @@ class DragonTaskServer:
             record, host, sent = future.result()
         except BaseException as exc:  # the executor failed the task: submission, transport, or a cancelled future
             failure = (f"{pool.site!r} could not run the task: {exc!r}", "".join(traceback.format_exception(exc)))
-            record, host, sent = (task_id, False, None, failure, (received, received, received), (0.0, 0.0, 0.0), None), {}, received
+            record, host, sent = (task_id, False, None, failure, (received, received, received), (0.0, 0.0, 0.0), None, None), {}, received
         info = WorkerInformation(pool=pool_name, backend="executor", site=pool.site, **host)
         with self._lock:
             entry = self._remote[pool_name].pop(task_id, None)
@@ -510,7 +510,7 @@ class DragonTaskServer:
                     else:  # running (or being submitted): it goes on
                         in_flight[task_id] = entry
             for key, ids in notices.items():
-                self._workers[key].tasks.put(pickle.dumps(("cancel", ids), protocol=PICKLE_PROTOCOL))
+                self._post(self._workers[key], pickle.dumps(("cancel", ids), protocol=PICKLE_PROTOCOL))
         if stopped:
             logger.info(f"Cancelled {len(stopped)} running task(s)")
             self._dispatch()
@@ -518,7 +518,7 @@ class DragonTaskServer:
 
     def _complete(self, task: WaitingTask, record: TaskRecord, info: WorkerInformation, sent: float, received: float) -> Result:
         """Fill a task's result from the record of the worker (``info``) that ran it."""
-        _, success, payload, failure, (got, started, ended), (deserialize, running, serialize), ranks = record
+        _, success, payload, failure, (got, started, ended), (deserialize, running, serialize), ranks, proxy_times = record
         result: Result = task.payload[0]
         result.mpi_ranks = ranks
         previous = self._average_runtime.get(task.method)
@@ -529,6 +529,7 @@ class DragonTaskServer:
         stamps.input_received, stamps.compute_started, stamps.compute_ended = got, started, ended
         stamps.result_sent, stamps.result_received = sent, received
         spans.deserialize_inputs, spans.running, spans.serialize_results = deserialize, running, serialize
+        spans.proxy = proxy_times or {}
         if success:
             result.message_sizes["value"] = len(payload)
             tick = time.perf_counter()
@@ -691,8 +692,8 @@ class DragonTaskServer:
         logger.info(f"Kill signal received: stopping {len(workers)} worker(s)")
         grace_ends = time.monotonic() + self.shutdown_grace
         stop_message = pickle.dumps(None, protocol=PICKLE_PROTOCOL)
-        for worker in workers:  # a put into the full queue of a worker that is stuck never returns, timeout or not
-            threading.Thread(target=self._send_stop, args=(worker, stop_message), daemon=True).start()
+        for worker in workers:
+            self._post(worker, stop_message, timeout=1)
         self._wait_for_workers(grace_ends, until=self._hurry)
         for signal_name, ask, wait_s in (("SIGTERM", Process.terminate, TERMINATE_S), ("SIGKILL", Process.kill, KILL_REPORT_S)):
             with self._lock:
@@ -732,11 +733,15 @@ class DragonTaskServer:
             time.sleep(0.05)
 
     @staticmethod
-    def _send_stop(worker: _Worker, message: bytes) -> None:
-        try:
-            worker.tasks.put(message, timeout=1)
-        except Exception:
-            logger.debug(f"Could not send the stop message to worker {worker.key}", exc_info=True)
+    def _post(worker: _Worker, message: bytes, timeout: float | None = None) -> None:
+        """Put a control message (stop, cancel) into a worker's queue from a thread of its own: a put into the
+        full queue of a worker that is stuck never returns, timeout or not (dragonhpc 0.15)."""
+        def put() -> None:
+            try:
+                worker.tasks.put(message, timeout=timeout)
+            except Exception:
+                logger.debug(f"Could not send a control message to worker {worker.key}", exc_info=True)
+        threading.Thread(target=put, name=f"post-{worker.key}", daemon=True).start()
 
     @staticmethod
     def _signal(worker: _Worker, ask: Callable[[Process], None]) -> None:

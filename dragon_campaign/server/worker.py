@@ -86,6 +86,7 @@ class _Inbox:
 
     def _on_cancel_signal(self, _signum: int, _frame: object) -> None:
         if self.running is not None and self.running in self.cancelled:  # not the next task, if this one just ended
+            self.running = None  # one raise per task, wherever in _run it lands
             raise TaskCancelled
 
 
@@ -141,10 +142,10 @@ def _run(inbox: _Inbox, methods: dict[str, Callable[..., Any]], key: WorkerKey, 
         results.put(pickle.dumps(("partial", key, time.time(), task_id, item), protocol=PICKLE_PROTOCOL), flush=True)
 
     try:
-        inbox.running = task_id
         try:
+            inbox.running = task_id
             return run_task(methods, task_id, method, inputs, proxy_rule, received, layout, emit)
         finally:
             inbox.running = None
-    except TaskCancelled:
+    except TaskCancelled:  # raised by the SIGUSR1 handler at any instruction above, once
         return None

@@ -177,7 +177,10 @@ def _report(config: Config, nodes: int, setup: float, sim_run: float, sim_io: Op
         raise RuntimeError(f"{len(failed)} trainer(s) failed: {failed[0]}")
     samples, checksum = expected_account(config)
     reports = [r.value[0] for r in trained]
-    train_io = None if config.data_path == "futures" else _mean([r.value[1] for r in trained])
+    if config.data_path == "proxystore":  # the worker resolves input proxies before the task: that is I/O too
+        train_io = _mean([r.value[1] + sum(t["times"]["resolve"]["seconds"] for t in r.time.proxy.values()) for r in trained])
+    else:
+        train_io = None if config.data_path == "futures" else _mean([r.value[1] for r in trained])
     size = data_bytes(config.num_sims, config.grid_size, config.num_steps) / 1e9
     return RunReport(config.data_path, nodes, size, sim_run, sim_io, train_run, train_io, setup, reports, samples, checksum)
 
