@@ -92,7 +92,8 @@ def commit() -> str:
     """The checked-out commit, marked when the working tree differs from it."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True).stdout.strip()
-    return (git("rev-parse", "--short", "HEAD") or "unknown") + (" (with local changes)" if git("status", "--porcelain", "--untracked-files=no") else "")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results")  # not its own tables
+    return (git("rev-parse", "--short", "HEAD") or "unknown") + (" (with local changes)" if changed else "")
 
 
 def report(rows: list[dict], names: list[str], args: argparse.Namespace) -> str:
