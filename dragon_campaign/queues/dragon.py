@@ -78,8 +78,8 @@ class DragonQueues:
         """
         if str(getattr(serialization_method, "value", serialization_method)).lower() not in ("pickle", "json"):
             raise ValueError(f"Unknown serialization_method {serialization_method!r}; Colmena's are 'pickle' and 'json'")
-        self.topics: set[str] = {"default", *topics}  # a set, as in Colmena
-        ordered = ["default", *sorted(self.topics - {"default"})]  # for status lines
+        ordered = list(dict.fromkeys(["default", *topics]))  # the order given, for status lines
+        self.topics: set[str] = set(ordered)  # a set, as in Colmena
         self.keep_inputs = keep_inputs
         self._lock = threading.RLock()
         self._results_ready = threading.Condition(self._lock)
