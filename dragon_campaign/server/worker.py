@@ -83,6 +83,7 @@ class _Inbox:
             self.batches.put(message)
             if message is None:
                 return
+            time.sleep(0)  # hand the GIL to the main thread now: back in Dragon's get, this thread would keep it a while
 
     def _on_cancel_signal(self, _signum: int, _frame: object) -> None:
         if self.running is not None and self.running in self.cancelled:  # not the next task, if this one just ended
