@@ -37,11 +37,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dragon_campaign.models import ResourceRequirements
-from dragon_campaign.mpi import RankLayout, default_mpiexec, remove_orphaned_segments, run_process_group, shared_memory_segments
+from dragon_campaign.mpi import (
+    STDERR_TAIL_CHARS,
+    RankLayout,
+    default_mpiexec,
+    remove_orphaned_segments,
+    run_process_group,
+    shared_memory_segments,
+)
 from dragon_campaign.sessions import run_program
 
 STDOUT, STDERR = "colmena.stdout", "colmena.stderr"
-STDERR_TAIL_CHARS = 2000
 
 
 class ExecutableFailed(RuntimeError):

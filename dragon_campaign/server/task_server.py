@@ -89,6 +89,12 @@ class _Worker:
     def key(self) -> WorkerKey:
         return self.slot.pool, self.slot.index, self.generation
 
+    def release(self, task_id: str) -> WaitingTask:
+        """Take a task off this worker (it finished, or was cancelled) and its estimate off the queued work."""
+        task, estimate = self.inflight.pop(task_id)
+        self.queued_work = max(0.0, self.queued_work - estimate) if self.inflight else 0.0
+        return task
+
 
 class DragonTaskServer:
     """Run registered methods on Dragon worker pools, fed by a :class:`DragonQueues`."""
@@ -448,8 +454,7 @@ class DragonTaskServer:
                 if worker is None or self._owner.get(task_id) != key:
                     continue  # the task was already given up for lost and re-run elsewhere
                 del self._owner[task_id]
-                task, estimate = worker.inflight.pop(task_id)
-                worker.queued_work = max(0.0, worker.queued_work - estimate) if worker.inflight else 0.0
+                task = worker.release(task_id)
                 info = worker.info or WorkerInformation(
                     hostname=worker.slot.hostname, pool=worker.slot.pool, worker=worker.slot.index, gpu=worker.slot.gpu)
                 result = self._complete(task, record, info, sent, received)
@@ -495,11 +500,8 @@ class DragonTaskServer:
             for task_id in task_ids:
                 key = self._owner.pop(task_id, None)
                 if key is not None:
-                    worker = self._workers[key]
-                    task, estimate = worker.inflight.pop(task_id)
-                    worker.queued_work = max(0.0, worker.queued_work - estimate) if worker.inflight else 0.0
+                    stopped.append(self._workers[key].release(task_id))
                     notices[key].append(task_id)
-                    stopped.append(task)
                     continue
                 for in_flight in self._remote.values():
                     entry = in_flight.pop(task_id, None)  # first: a cancelled future's callback then reports nothing
