@@ -59,6 +59,7 @@ logger = logging.getLogger(__name__)
 MethodSpec = Callable[..., Any] | tuple[Callable[..., Any], dict[str, Any]]
 Pool = WorkerPool | ExecutorPool
 RESULT_QUEUE_SIZE = 1024
+CONTROL_QUEUE_SIZE = 64  # cancellation messages waiting for a worker (each names every task it cancels)
 STARTUP_FAILURES_BEFORE_GIVING_UP = 3
 RUNTIME_SMOOTHING = 0.2  # weight of the newest sample in a method's running-average duration
 # How long the monitor waits on the workers before picking up new ones. A worker's exit ends the wait at
@@ -81,6 +82,7 @@ class _Worker:
     generation: int
     process: Process
     tasks: Queue
+    control: Queue  # cancellations, read by a thread of the worker while its main thread runs a task
     inflight: dict[str, tuple[WaitingTask, float]] = field(default_factory=dict)
     queued_work: float = 0.0
     info: WorkerInformation | None = None
@@ -512,7 +514,7 @@ class DragonTaskServer:
                     else:  # running (or being submitted): it goes on
                         in_flight[task_id] = entry
             for key, ids in notices.items():
-                self._post(self._workers[key], pickle.dumps(("cancel", ids), protocol=PICKLE_PROTOCOL))
+                self._post(self._workers[key].control, pickle.dumps(ids, protocol=PICKLE_PROTOCOL), self._workers[key].key)
         if stopped:
             logger.info(f"Cancelled {len(stopped)} running task(s)")
             self._dispatch()
@@ -570,15 +572,16 @@ class DragonTaskServer:
     def _start_worker(self, slot: WorkerSlot, generation: int) -> None:
         pool = self.pools[slot.pool]
         tasks = Queue(maxsize=pool.max_prefetch + 4)
+        control = Queue(maxsize=CONTROL_QUEUE_SIZE)
         process = Process(
             target=worker_main,
-            args=(slot, generation, tasks, self._result_queue, self._methods_blob),
+            args=(slot, generation, tasks, control, self._result_queue, self._methods_blob),
             env=slot.environment(pool, self._gpu_env_var),
             policy=slot.policy(),
         )
         process.start()
         with self._lock:
-            self._workers[(slot.pool, slot.index, generation)] = _Worker(slot, generation, process, tasks)
+            self._workers[(slot.pool, slot.index, generation)] = _Worker(slot, generation, process, tasks, control)
 
     def _monitor_loop(self) -> None:
         """Report worker exits through the result queue, behind every result the worker sent before dying."""
@@ -638,7 +641,7 @@ class DragonTaskServer:
             give_up = self._startup_failures[worker.slot.pool] >= STARTUP_FAILURES_BEFORE_GIVING_UP
             if give_up:
                 self._broken_pools.setdefault(worker.slot.pool, f"workers exit at start-up (last exit code {exit_code})")
-            self._dead_queues.append(worker.tasks)  # destroyed at shutdown, by a deadline: never in the receiver
+            self._dead_queues += [worker.tasks, worker.control]  # destroyed at shutdown, by a deadline: never in the receiver
         self.queues.set_aside(suspended)  # outside the server's lock: the queues' lock comes first
         self._finish(lost_results)
         for task in retries:
@@ -695,7 +698,7 @@ class DragonTaskServer:
         grace_ends = time.monotonic() + self.shutdown_grace
         stop_message = pickle.dumps(None, protocol=PICKLE_PROTOCOL)
         for worker in workers:
-            self._post(worker, stop_message, timeout=1)
+            self._post(worker.tasks, stop_message, worker.key, timeout=1)
         self._wait_for_workers(grace_ends, until=self._hurry)
         for signal_name, ask, wait_s in (("SIGTERM", Process.terminate, TERMINATE_S), ("SIGKILL", Process.kill, KILL_REPORT_S)):
             with self._lock:
@@ -723,7 +726,7 @@ class DragonTaskServer:
         self._fail_leftovers()
         assert self._result_queue is not None and self._result_log is not None
         with self._lock:
-            channels = [*self._dead_queues, *(w.tasks for w in self._workers.values()), self._result_queue]
+            channels = [*self._dead_queues, *(q for w in self._workers.values() for q in (w.tasks, w.control)), self._result_queue]
             self._dead_queues.clear()
         _destroy_queues(channels)
         self._result_log.close()
@@ -735,15 +738,15 @@ class DragonTaskServer:
             time.sleep(0.05)
 
     @staticmethod
-    def _post(worker: _Worker, message: bytes, timeout: float | None = None) -> None:
+    def _post(into: Queue, message: bytes, key: WorkerKey, timeout: float | None = None) -> None:
         """Put a control message (stop, cancel) into a worker's queue from a thread of its own: a put into the
         full queue of a worker that is stuck never returns, timeout or not (dragonhpc 0.15)."""
         def put() -> None:
             try:
-                worker.tasks.put(message, timeout=timeout)
+                into.put(message, timeout=timeout)
             except Exception:
-                logger.debug(f"Could not send a control message to worker {worker.key}", exc_info=True)
-        threading.Thread(target=put, name=f"post-{worker.key}", daemon=True).start()
+                logger.debug(f"Could not send a control message to worker {key}", exc_info=True)
+        threading.Thread(target=put, name=f"post-{key}", daemon=True).start()
 
     @staticmethod
     def _signal(worker: _Worker, ask: Callable[[Process], None]) -> None:

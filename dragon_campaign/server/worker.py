@@ -2,17 +2,16 @@
 
 Wire format (pickled bytes over Dragon queues, so Dragon's direct-bytes path carries them):
 
-* steering → worker: a list of ``(task_id, method, pickled_inputs, proxy_rule, layout)``; ``None`` asks the
-  worker to exit; ``("cancel", task_ids)`` withdraws tasks it holds. ``proxy_rule`` is None or the topic's
-  (ProxyStore config, threshold) for large results; ``layout`` is the task's (node_count, cpu_processes,
-  cpu_threads): an MPI method's ranks, ``_resources``.
+* steering → worker, task queue: a list of ``(task_id, method, pickled_inputs, proxy_rule, layout)``;
+  ``None`` asks the worker to exit. ``proxy_rule`` is None or the topic's (ProxyStore config, threshold) for
+  large results; ``layout`` is the task's (node_count, cpu_processes, cpu_threads): an MPI method's ranks,
+  ``_resources``. Control queue: a list of task ids withdraws those tasks.
 * worker → steering: ``("ready", key, info)`` once started, ``("failed", key, traceback)`` if it could not
   start, ``("results", key, sent_time, records)`` with one record per finished task (see ``run_task``), and
   ``("partial", key, sent_time, task_id, pickled_item)`` for each item a streaming generator yields.
 
-A reader thread takes messages off the task queue as they come, so that a cancellation reaches the worker
-while it runs a task: a task cancelled before it starts is skipped; the running one gets SIGUSR1, which
-raises :class:`TaskCancelled` at its next Python instruction (a program it started is killed with it, see
+A watcher thread reads the control queue while a task runs (see :class:`_Cancellations`): a task
+cancelled before it starts is skipped; the running one gets SIGUSR1, which raises :class:`TaskCancelled` at its next Python instruction (a program it started is killed with it, see
 :mod:`dragon_campaign.executable`). A cancelled task sends no result.
 
 Results are flushed at the end of each batch, or when the oldest buffered result is ``FLUSH_AFTER_S`` old,
@@ -39,6 +38,8 @@ from dragon_campaign.server.pool import WorkerSlot
 
 FLUSH_AFTER_S = 0.002
 MAX_RESULTS_PER_MESSAGE = 64
+WATCH_AFTER_S = 0.05  # a task this old is worth stopping: the worker starts reading cancellations
+WATCH_PERIOD_S = 0.05  # how often it reads them then (a running task stops within about 0.1 s)
 
 WorkerKey = tuple[str, int, int]  # pool, index, generation
 
@@ -60,50 +61,83 @@ def _stop_on_sigterm(_signum: int, _frame: object) -> None:
     raise WorkerStopped
 
 
-class _Inbox:
-    """Messages from the task queue, read by a thread of their own; cancellations take effect at once."""
+class _Cancellations:
+    """Cancellations from the worker's control queue, read while a task runs long enough to be worth stopping.
 
-    def __init__(self, tasks: Any) -> None:
-        self.batches: queue.SimpleQueue[list | None] = queue.SimpleQueue()
+    Nothing in the worker but its main thread may touch the GIL while tasks are short: a second thread
+    that wakes now and then, or waits inside a Dragon ``get``, costs the main thread's Dragon calls a GIL
+    hand-off on a busy node (no-op throughput fell by a third, round trips went up to 6 ms). So each task
+    arms a one-shot ``SIGALRM`` for ``WATCH_AFTER_S`` (two system calls); only if it fires does the
+    watcher thread wake, and it then drains the control queue without blocking every ``WATCH_PERIOD_S``
+    until that task ends. A cancelled task that has not started is skipped if the worker has heard of it.
+    """
+
+    def __init__(self, control: Any) -> None:
         self.cancelled: set[str] = set()
         self.running: str | None = None  # the task the main thread runs now
-        self._tasks = tasks
+        self._long = threading.Event()  # the running task is WATCH_AFTER_S old
+        self._closed = False
+        self._control = control
         self._main = threading.main_thread().ident
         signal.signal(signal.SIGUSR1, self._on_cancel_signal)
-        threading.Thread(target=self._read, name="worker-inbox", daemon=True).start()
+        signal.signal(signal.SIGALRM, self._on_long_task)
+        self._watcher = threading.Thread(target=self._watch, name="worker-cancellations", daemon=True)
+        self._watcher.start()
 
-    def _read(self) -> None:
+    def begin(self, task_id: str) -> None:
+        self.running = task_id
+        signal.setitimer(signal.ITIMER_REAL, WATCH_AFTER_S)
+
+    def end(self) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        self.running = None
+
+    def close(self) -> None:
+        self._closed = True
+        self._long.set()
+        self._watcher.join(2 * WATCH_PERIOD_S)
+
+    def _on_long_task(self, _signum: int, _frame: object) -> None:
+        self._long.set()
+
+    def _watch(self) -> None:
+        while not self._closed:
+            self._long.wait()
+            self._long.clear()
+            task = self.running
+            while task is not None and self.running == task and not self._closed:
+                self._drain()
+                time.sleep(WATCH_PERIOD_S)
+
+    def _drain(self) -> None:
         while True:
-            message = pickle.loads(self._tasks.get())
-            if isinstance(message, tuple):  # ("cancel", task_ids)
-                self.cancelled.update(message[1])
-                if self.running in self.cancelled:
-                    signal.pthread_kill(self._main, signal.SIGUSR1)
-                continue
-            self.batches.put(message)
-            if message is None:
+            try:
+                message = self._control.get_nowait()
+            except queue.Empty:
                 return
-            time.sleep(0)  # hand the GIL to the main thread now: back in Dragon's get, this thread would keep it a while
+            self.cancelled.update(pickle.loads(message))
+            if self.running in self.cancelled:
+                signal.pthread_kill(self._main, signal.SIGUSR1)
 
     def _on_cancel_signal(self, _signum: int, _frame: object) -> None:
         if self.running is not None and self.running in self.cancelled:  # not the next task, if this one just ended
-            self.running = None  # one raise per task, wherever in _run it lands
+            self.end()  # one raise per task, wherever in _run it lands
             raise TaskCancelled
 
 
-def worker_main(slot: WorkerSlot, generation: int, tasks: Any, results: Any, methods_blob: bytes) -> None:
-    """Entry point of a worker process (``tasks`` and ``results`` are Dragon queues)."""
+def worker_main(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results: Any, methods_blob: bytes) -> None:
+    """Entry point of a worker process (``tasks``, ``control`` and ``results`` are Dragon queues)."""
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the campaign process decides what Ctrl-C means
     try:
-        _serve(slot, generation, tasks, results, methods_blob)
+        _serve(slot, generation, tasks, control, results, methods_blob)
     except WorkerStopped:
         pass
     finally:  # exiting anyway: a late SIGTERM must not raise inside Dragon's process epilogue (a traceback)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def _serve(slot: WorkerSlot, generation: int, tasks: Any, results: Any, methods_blob: bytes) -> None:
+def _serve(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results: Any, methods_blob: bytes) -> None:
     key: WorkerKey = (slot.pool, slot.index, generation)
     try:
         methods: dict[str, Callable[..., Any]] = cloudpickle.loads(methods_blob)
@@ -113,19 +147,20 @@ def _serve(slot: WorkerSlot, generation: int, tasks: Any, results: Any, methods_
     info = {"hostname": socket.gethostname(), "pool": slot.pool, "worker": slot.index, "pid": os.getpid(), "gpu": slot.gpu}
     results.put(pickle.dumps(("ready", key, info), protocol=PICKLE_PROTOCOL))
 
-    inbox = _Inbox(tasks)
+    cancellations = _Cancellations(control)
     while True:
-        batch = inbox.batches.get()
+        batch = pickle.loads(tasks.get())
         received = time.time()
         if batch is None:
+            cancellations.close()
             return
         outbox: list[TaskRecord] = []
         oldest = 0.0
         for position, (task_id, method, inputs, proxy_rule, layout) in enumerate(batch):
-            if task_id not in inbox.cancelled:
+            if task_id not in cancellations.cancelled:
                 if not outbox:
                     oldest = time.perf_counter()
-                record = _run(inbox, methods, key, results, task_id, method, inputs, proxy_rule, received, layout)
+                record = _run(cancellations, methods, key, results, task_id, method, inputs, proxy_rule, received, layout)
                 if record is not None:
                     outbox.append(record)
             last = position == len(batch) - 1
@@ -136,7 +171,7 @@ def _serve(slot: WorkerSlot, generation: int, tasks: Any, results: Any, methods_
                 outbox = []
 
 
-def _run(inbox: _Inbox, methods: dict[str, Callable[..., Any]], key: WorkerKey, results: Any, task_id: str, method: str,
+def _run(cancellations: _Cancellations, methods: dict[str, Callable[..., Any]], key: WorkerKey, results: Any, task_id: str, method: str,
          inputs: bytes, proxy_rule: Any, received: float, layout: Layout) -> TaskRecord | None:
     """One task's record, or None if it was cancelled while it ran."""
     def emit(item: bytes) -> None:
@@ -144,9 +179,9 @@ def _run(inbox: _Inbox, methods: dict[str, Callable[..., Any]], key: WorkerKey, 
 
     try:
         try:
-            inbox.running = task_id
+            cancellations.begin(task_id)
             return run_task(methods, task_id, method, inputs, proxy_rule, received, layout, emit)
         finally:
-            inbox.running = None
+            cancellations.end()
     except TaskCancelled:  # raised by the SIGUSR1 handler at any instruction above, once
         return None
