@@ -75,3 +75,23 @@ def write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str] | None =
         writer = csv.DictWriter(fp, fieldnames=fields or list(rows[0]), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+
+
+class Steps:
+    """One line per finished step of a long benchmark, ``[3/12, 41 s, about 2 min left] ...``: counts,
+    elapsed time and an estimate of what is left, as readable in a terminal as in a redirected log."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.count = 0
+        self.started = time.monotonic()
+
+    def done(self, text: str) -> None:
+        self.count += 1
+        elapsed = time.monotonic() - self.started
+        left = elapsed / self.count * (self.total - self.count)
+        print(f"[{self.count}/{self.total}, {_duration(elapsed)}, about {_duration(left)} left] {text}", flush=True)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"

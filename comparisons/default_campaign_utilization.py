@@ -5,14 +5,15 @@
 Runs ``launchers/run_campaign.py`` with its defaults (other options given here are passed on to it) in a
 scratch run directory, and copies its ``utilization.png`` and ``utilization.csv`` to
 <output>/default_campaign_utilization.* (default results/), with a .md that says on which machine, when
-and with which command, and how long each pool computed each method.
+and with which command, how long the run took, how long each pool computed each method, and each worker's
+busy fraction and share of the run spent idle while a task it could run waited (from the run's summary.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
+import json
 import shutil
 import sys
 import tempfile
@@ -21,16 +22,9 @@ from pathlib import Path
 
 from common import provenance, require_dragon_runtime
 
+from dragon_campaign.cli import run_campaign
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_launcher(arguments: list[str]) -> int:
-    spec = importlib.util.spec_from_file_location("run_campaign", ROOT / "launchers" / "run_campaign.py")
-    assert spec is not None and spec.loader is not None
-    launcher = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = launcher
-    spec.loader.exec_module(launcher)
-    return launcher.main(arguments)
 
 
 def main() -> None:
@@ -41,7 +35,7 @@ def main() -> None:
     output = args.output
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = Path(scratch) / "default"
-        code = run_launcher([*passed_on, "--run-dir", str(run_dir)])
+        code = run_campaign.main([*passed_on, "--run-dir", str(run_dir)])
         if code != 0 or not (run_dir / "utilization.png").exists():
             sys.exit(f"The default campaign exited with {code}; see {run_dir}/campaign.log")
         output.mkdir(parents=True, exist_ok=True)
@@ -50,10 +44,19 @@ def main() -> None:
         busy: dict[str, dict[str, float]] = defaultdict(dict)
         for row in csv.DictReader(open(run_dir / "utilization.csv")):
             busy[row["pool"]][row["method"]] = float(row["compute_s"])
+        summary = json.loads((run_dir / "summary.json").read_text())
     lines = ["# Worker utilization of the default campaign (moldesign)", "", *provenance(),
              "- Picture: `default_campaign_utilization.png`, one row per worker, one bar per task coloured by method.",
+             f"- Wall time {summary['wall_s']:.1f} s, of which {summary['setup_s']:.1f} s set-up (store, workers, featurizing the "
+             f"search space); {summary['simulations']} simulations, {summary['retrainings']} retrainings, "
+             f"{summary['unused_trainings']} trained and never used.",
              "", "| Pool | Method | Compute (s) |", "|---|---|---|"]
     lines += [f"| {pool} | {method} | {seconds:.1f} |" for pool, methods in sorted(busy.items()) for method, seconds in sorted(methods.items())]
+    lines += ["", "Busy: the share of the campaign (first task start to last task end) each worker computed. Idle while tasks "
+              "waited: the share it sat idle while a task of a method its pool runs was submitted and not yet sent to a worker.", "",
+              "| Worker | Busy | Idle while tasks waited |", "|---|---|---|"]
+    idle = summary["worker_idle_while_tasks_wait"]
+    lines += [f"| {worker} | {100 * fraction:.0f} % | {100 * idle[worker]:.0f} % |" for worker, fraction in summary["worker_busy_fraction"].items()]
     (output / "default_campaign_utilization.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -17,13 +17,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from common import machine_description, write_csv
+from common import Steps, machine_description, write_csv
 from faults import FAULTS, INVARIANTS, try_fault
 
 
@@ -43,7 +42,7 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="fault-injection-"))
     rows = kept_rows(args.output, names) if args.keep_others else []
     code = commit()
-    started = time.monotonic()
+    steps = Steps(len(names) * args.tries)
     for index, name in enumerate(names):
         for attempt in range(args.tries):
             workdir = scratch / f"{name.replace(' ', '_')}-{attempt}"
@@ -54,9 +53,9 @@ def main() -> int:
                          "seconds_to_exit": round(outcome.seconds_to_exit, 1),
                          **{invariant: outcome.held.get(invariant, "") for invariant in INVARIANTS},
                          "details": "; ".join(outcome.details), "commit": code})
-            print(f"[{time.monotonic() - started:6.0f} s] {name} #{attempt + 1}: {outcome.what}; exit {outcome.exit_status}"
-                  f"{'' if outcome.resumed_status is None else f', resume {outcome.resumed_status}'}; "
-                  f"{'all invariants held' if ok else 'FAILED: ' + '; '.join(outcome.details)}", flush=True)
+            steps.done(f"{name} #{attempt + 1}: {outcome.what}; exit {outcome.exit_status}"
+                       f"{'' if outcome.resumed_status is None else f', resume {outcome.resumed_status}'}; "
+                       f"{'all invariants held' if ok else 'FAILED: ' + '; '.join(outcome.details)}")
             if ok:
                 shutil.rmtree(workdir, ignore_errors=True)
     write_csv(args.output / "fault_injection.csv", rows)

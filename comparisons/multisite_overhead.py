@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import provenance, require_dragon_runtime, use_dragon_processes, write_csv
+from common import Steps, provenance, require_dragon_runtime, use_dragon_processes, write_csv
 
 ROUTINGS: dict[str, tuple[str | None, str | None]] = {  # name -> (executor kind, ProxyStore backend of the train topic)
     "Dragon + DDict": (None, None),
@@ -207,15 +207,15 @@ def main() -> None:
     from dragon_campaign.bridges.redis_server import local_redis_server
 
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.routings}
+    steps = Steps(args.repeats * len(args.routings))
     with tempfile.TemporaryDirectory() as scratch, local_redis_server() as redis_port:
         for repeat in range(args.repeats):
             for name in args.routings:
                 run = run_routing(name, args, Path(scratch), repeat, redis_port)
                 runs[name].append(run)
                 trains = [r for r in run["results"] if r.method == "train"]
-                print(f"[{repeat + 1}/{args.repeats}] {name:<44} wall {run['wall_s']:6.1f} s, {len(trains)} training tasks, "
-                      f"median round trip {statistics.median(r.timestamp.result_received - r.timestamp.dispatched for r in trains):.3f} s",
-                      flush=True)
+                steps.done(f"repeat {repeat + 1} {name:<44} wall {run['wall_s']:6.1f} s, {len(trains)} training tasks, "
+                           f"median round trip {statistics.median(r.timestamp.result_received - r.timestamp.dispatched for r in trains):.3f} s")
     weights = weights_per_task(runs[BASELINE])
     rows = [row for name in args.routings for row in rows_of(name, runs[name], weights)]
     reference = [run["molecules"] for run in runs[BASELINE]]

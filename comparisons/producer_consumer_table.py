@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import memory_touch_line, provenance, require_dragon_runtime, use_dragon_processes, write_csv
+from common import Steps, memory_touch_line, provenance, require_dragon_runtime, use_dragon_processes, write_csv
 
 DATA_PATHS = ["futures", "files", "ddict", "proxystore"]
 LABELS = {"futures": "Parsl + futures", "files": "Parsl + file system", "ddict": "DragonHPC + DDict (ddict_store)",
@@ -129,6 +129,7 @@ def main() -> None:
     from dragon_campaign.apps import wave
 
     rows = []
+    progress = Steps(len(args.steps) * len(args.paths))
     with tempfile.TemporaryDirectory() as scratch:
         for steps in args.steps:
             for data_path in args.paths:
@@ -136,8 +137,8 @@ def main() -> None:
                                      kernel_sizes=args.kernel_sizes, channels=args.channels, data_path=data_path)
                 summary = wave.run(config, {}, RunDirectory(Path(scratch) / f"{data_path}-{steps}"))
                 rows.append({k: v for k, v in summary.items() if k != "trainers"})
-                print(f"{data_path:<11} {float(summary['data_gb']):.2f} GB  sim {fmt(summary['sim_run_s'])} / {fmt(summary['sim_io_s'])}  "
-                      f"train {fmt(summary['train_run_s'])} / {fmt(summary['train_io_s'])}", flush=True)
+                progress.done(f"{data_path:<11} {float(summary['data_gb']):.2f} GB  sim {fmt(summary['sim_run_s'])} / "
+                              f"{fmt(summary['sim_io_s'])}  train {fmt(summary['train_run_s'])} / {fmt(summary['train_io_s'])}")
     print(write_outputs(rows, args, memory_line).read_text())
 
 

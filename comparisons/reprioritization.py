@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import provenance, require_dragon_runtime, use_dragon_processes, write_csv
+from common import Steps, provenance, require_dragon_runtime, use_dragon_processes, write_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 UPDATE_TARGET_MS = 50.0
@@ -121,6 +121,7 @@ def main() -> None:
     latencies = update_priority_latency(args.waiting, args.repeats)
     rows = []
     config = base
+    steps = Steps(2 * len(args.seeds))
     with tempfile.TemporaryDirectory() as scratch:
         for seed in args.seeds:
             for reprioritize in (False, True):
@@ -136,8 +137,8 @@ def main() -> None:
                        "retrain_s": summary["retrain_s"], "wall_s": summary["wall_s"], "reprioritizations": summary["reprioritizations"],
                        "completions": summary["completions"], "cancelled": summary["cancelled"]}
                 rows.append(row)
-                print(f"seed {seed} {order:<10} " + "  ".join(f"best@{k} {row[f'best_after_{k}']:.3f}" for k in args.checkpoints
-                                                           if row[f"best_after_{k}"] is not None) + f"  wall {row['wall_s']:.1f} s", flush=True)
+                steps.done(f"seed {seed} {order:<10} " + "  ".join(f"best@{k} {row[f'best_after_{k}']:.3f}" for k in args.checkpoints
+                                                                if row[f"best_after_{k}"] is not None) + f"  wall {row['wall_s']:.1f} s")
     print(write_outputs(rows, latencies, args, config).read_text())
 
 

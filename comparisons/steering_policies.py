@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import provenance, require_dragon_runtime, use_dragon_processes, write_csv
+from common import Steps, provenance, require_dragon_runtime, use_dragon_processes, write_csv
 
 POLICIES = ["random", "batch", "streaming", "interleaved"]
 COLUMNS = ["policy", "seed", "simulations", "failed", "above_threshold", "best_ip_ev", "time_to_solution_s", "wall_s",
@@ -94,6 +94,7 @@ def main() -> None:
 
     rows = []
     config = None
+    steps = Steps(len(args.seeds) * len(args.policies))
     with tempfile.TemporaryDirectory() as scratch:
         for seed in args.seeds:
             for policy in args.policies:
@@ -102,8 +103,8 @@ def main() -> None:
                 summary = moldesign.run(config, moldesign.default_pools(config), RunDirectory(Path(scratch) / f"{policy}-{seed}"))
                 row = {"policy": policy, "seed": seed, **{c: summary[c] for c in COLUMNS if c in summary}}
                 rows.append(row)
-                print(f"seed {seed} {policy:<12} found {row['above_threshold']:>4}  best {row['best_ip_ev']:.2f} eV  "
-                      f"wall {row['wall_s']:.1f} s  learning {row['learning_s']:.1f} s", flush=True)
+                steps.done(f"seed {seed} {policy:<12} found {row['above_threshold']:>4}  best {row['best_ip_ev']:.2f} eV  "
+                           f"wall {row['wall_s']:.1f} s  learning {row['learning_s']:.1f} s")
     assert config is not None
     print(write_outputs(rows, args, config.threshold_ev, config.solution_count).read_text())
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import memory_touch_line, provenance, require_dragon_runtime, write_csv
+from common import Steps, memory_touch_line, provenance, require_dragon_runtime, write_csv
 
 from dragon_campaign.bridges.redis_server import local_redis_server
 
@@ -232,13 +232,14 @@ def measure(args: argparse.Namespace, workdir: Path, redis_port: int, pipe_end: 
     }
     arrays = {size: np.random.default_rng(size).random(size * MB // 8) for size in args.sizes}
     rows = []
+    steps = Steps(sum(len(paths) for paths in phases.values()) * len(arrays))
     try:
         for name, paths in phases.items():
             phase.open(name)
             try:
                 for path, move in paths.items():
                     for size, array in arrays.items():
-                        rows.append(measure_one(path, move, size, array, args.repeats))
+                        rows.append(measure_one(path, move, size, array, args.repeats, steps))
             finally:
                 phase.close(name)
     finally:
@@ -251,7 +252,7 @@ def measure(args: argparse.Namespace, workdir: Path, redis_port: int, pipe_end: 
 
 
 def measure_one(path: str, move: Callable[[str, np.ndarray, int], tuple[float, float, int]], size: int,
-                array: np.ndarray, repeats: int) -> dict[str, Any]:
+                array: np.ndarray, repeats: int, steps: Steps) -> dict[str, Any]:
     expected = checksum(array)
     repeats = repeats if size < 256 else max(3, repeats // 2)
     writes, reads = [], []
@@ -265,7 +266,7 @@ def measure_one(path: str, move: Callable[[str, np.ndarray, int], tuple[float, f
     read = statistics.median(reads)
     row = {"path": path, "size_mb": size, "write_s": statistics.median(writes), "read_s": read,
            "read_gbps": size * MB / read / 1e9, "repeats": repeats}
-    print(f"{size:>4} MB  {path:<34} read {row['read_gbps']:6.2f} GB/s  write {row['write_s']:.4f} s", flush=True)
+    steps.done(f"{size:>4} MB  {path:<34} read {row['read_gbps']:6.2f} GB/s  write {row['write_s']:.4f} s")
     return row
 
 

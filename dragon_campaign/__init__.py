@@ -10,8 +10,9 @@ application's tasks, never import Dragon (importing ``dragon`` replaces parts of
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dragon_campaign.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -57,9 +58,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names resolve in __
     from dragon_campaign.thinker import BaseThinker, ResourceCounter, Resumption, agent, event_responder, result_processor, task_submitter  # noqa: F401
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'dragon_campaign' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

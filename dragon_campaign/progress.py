@@ -12,9 +12,13 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from dragon_campaign.server.task_server import DragonTaskServer
+if TYPE_CHECKING:
+    from dragon_campaign.server.task_server import DragonTaskServer
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +36,18 @@ def default_interval() -> float:
         return DEFAULT_INTERVAL_S
 
 
-class ProgressReporter:
-    """Logs :meth:`line` every ``interval`` seconds from a daemon thread, between ``__enter__`` and ``__exit__``."""
+Status = Callable[[], tuple[str, int]]  # what runs now, and how many results have arrived so far
 
-    def __init__(self, server: DragonTaskServer, interval: float) -> None:
-        self.server = server
+
+class ProgressReporter:
+    """Logs :meth:`line` every ``interval`` seconds from a daemon thread, between ``__enter__`` and ``__exit__``.
+
+    ``status`` is a task server (its queues and pools) or any callable giving a text and a count of results
+    (for example a workflow's Parsl futures, see :func:`futures_status`).
+    """
+
+    def __init__(self, status: DragonTaskServer | Status, interval: float) -> None:
+        self.status: Status = status if callable(status) else server_status(status)
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="campaign-progress", daemon=True)
@@ -44,15 +55,12 @@ class ProgressReporter:
 
     def line(self) -> str:
         """The current status, with the result rate since the previous line."""
-        topics = self.server.queues.topic_status()
-        now, finished = time.monotonic(), sum(status.finished for status in topics.values())
+        text, finished = self.status()
+        now = time.monotonic()
         then, finished_then = self._last
         self._last = (now, finished)
         rate = (finished - finished_then) / max(now - then, 1e-9)
-        busy = ", ".join(f"{name} {busy}/{size}" for name, (busy, size) in self.server.pool_status().items())
-        counts = " | ".join(f"{topic} {s.waiting} waiting, {s.running} running, {s.finished} finished"
-                            for topic, s in topics.items() if s.waiting or s.running or s.finished)
-        return f"progress: {counts or 'no tasks yet'} | workers busy: {busy} | {rate:.1f} results/s"
+        return f"progress: {text} | {rate:.1f} results/s"
 
     def __enter__(self) -> ProgressReporter:
         if self.interval > 0:
@@ -70,3 +78,23 @@ class ProgressReporter:
                 logger.info(self.line())
             except Exception:  # a status line must never stop a campaign
                 logger.debug("Could not build the progress line", exc_info=True)
+
+
+def server_status(server: DragonTaskServer) -> Status:
+    """Tasks waiting, running and finished per topic, and busy workers per pool."""
+    def status() -> tuple[str, int]:
+        topics = server.queues.topic_status()
+        busy = ", ".join(f"{name} {busy}/{size}" for name, (busy, size) in server.pool_status().items())
+        counts = " | ".join(f"{topic} {s.waiting} waiting, {s.running} running, {s.finished} finished"
+                            for topic, s in topics.items() if s.waiting or s.running or s.finished)
+        return f"{counts or 'no tasks yet'} | workers busy: {busy}", sum(s.finished for s in topics.values())
+    return status
+
+
+def futures_status(phases: dict[str, list[Future]]) -> Status:
+    """Futures finished per phase (``{"simulate": [...], "train": [...]}``), for workflows run on executors."""
+    def status() -> tuple[str, int]:
+        done = {name: sum(f.done() for f in futures) for name, futures in phases.items()}
+        text = " | ".join(f"{name} {done[name]}/{len(futures)} finished" for name, futures in phases.items() if futures)
+        return text or "no tasks yet", sum(done.values())
+    return status

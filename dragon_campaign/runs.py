@@ -85,8 +85,9 @@ def load_config(path: str | Path, model: type[ConfigModel]) -> ConfigModel:
     return parse_config(data, model, source=str(path))
 
 
-def parse_config(data: object, model: type[ConfigModel], source: str, prefix: str = "") -> ConfigModel:
-    """Validate a mapping against a model; errors read ``<source>: <prefix><key>: <reason>``."""
+def parse_config(data: object, model: type[ConfigModel], source: str, prefix: str = "", missing_hint: str = "") -> ConfigModel:
+    """Validate a mapping against a model; errors read ``<source>: <prefix><key>: <reason>``, followed by
+    ``missing_hint`` (e.g. which example file to start from) if a required key is missing."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: {prefix or 'the top level'} must be a mapping of keys to values, got {type(data).__name__}")
     try:
@@ -98,4 +99,6 @@ def parse_config(data: object, model: type[ConfigModel], source: str, prefix: st
             key = prefix + (".".join(parts) or "(top level)")
             reason = "unknown key" if error["type"] in ("extra_forbidden", "unexpected_keyword_argument") else error["msg"]
             problems.append(f"{source}: {key}: {reason}")
+        if missing_hint and any(error["type"] == "missing" for error in exc.errors()):
+            problems.append(missing_hint)
         raise ConfigError("\n".join(problems)) from None

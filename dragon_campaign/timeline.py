@@ -20,7 +20,8 @@ from dragon_campaign.models import Result
 from dragon_campaign.runs import read_results
 
 
-def _row_name(result: Result) -> str:
+def row_name(result: Result) -> str:
+    """The worker that ran a result, as a row label: pool, index and host (executor pools: their site)."""
     info = result.worker_info
     assert info is not None
     if info.backend == "executor":
@@ -28,7 +29,7 @@ def _row_name(result: Result) -> str:
     return f"{info.pool} #{info.worker} ({info.hostname})"
 
 
-def _timed(results: list[Result]) -> list[Result]:
+def timed(results: list[Result]) -> list[Result]:
     """Results that ran (compute start and end recorded)."""
     return [r for r in results if r.worker_info is not None and r.worker_info.pool
             and math.isfinite(r.timestamp.compute_started) and math.isfinite(r.timestamp.compute_ended)]
@@ -37,9 +38,86 @@ def _timed(results: list[Result]) -> list[Result]:
 def busy_seconds(results: list[Result]) -> dict[tuple[str, str], float]:
     """Compute seconds per (pool, method)."""
     busy: dict[tuple[str, str], float] = defaultdict(float)
-    for r in _timed(results):
+    for r in timed(results):
         busy[(r.worker_info.pool, r.method)] += r.timestamp.compute_ended - r.timestamp.compute_started  # type: ignore[union-attr]
     return dict(busy)
+
+
+def busy_fractions(results: list[Result]) -> dict[str, float]:
+    """Each worker's share of the campaign's span (first compute start to last compute end) spent computing."""
+    ran = timed(results)
+    if not ran:
+        return {}
+    span = max(r.timestamp.compute_ended for r in ran) - min(r.timestamp.compute_started for r in ran)
+    busy: dict[str, float] = defaultdict(float)
+    for r in ran:
+        busy[row_name(r)] += r.timestamp.compute_ended - r.timestamp.compute_started
+    return {row: min(1.0, seconds / span) if span > 0 else 1.0 for row, seconds in sorted(busy.items())}
+
+
+def idle_while_tasks_wait(results: list[Result]) -> dict[str, float]:
+    """Each worker's share of the campaign's span spent idle while a task it could have run waited
+    (submitted and not yet on a worker): time a better placement could have used. A worker could run a
+    method if its pool ran that method at some point of the campaign; tasks the thinker has not submitted
+    yet do not count."""
+    ran = timed(results)
+    if not ran:
+        return {}
+    start = min(r.timestamp.compute_started for r in ran)
+    end = max(r.timestamp.compute_ended for r in ran)
+    methods_of: dict[str, set[str]] = defaultdict(set)  # pool -> methods it ran
+    for r in ran:
+        methods_of[r.worker_info.pool].add(r.method)  # type: ignore[union-attr]
+    waiting = {method: _union([(max(r.timestamp.created, start), min(_handed_over(r), end)) for r in ran if r.method == method])
+               for method in {r.method for r in ran}}
+    busy: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    pool_of: dict[str, str] = {}
+    for r in ran:  # a task on its way to a worker keeps that worker from being idle
+        busy[row_name(r)].append((_handed_over(r), r.timestamp.compute_ended))
+        pool_of[row_name(r)] = r.worker_info.pool  # type: ignore[union-attr]
+    span = end - start
+    fractions = {}
+    for row, intervals in sorted(busy.items()):
+        could_run = _union([interval for method in methods_of[pool_of[row]] for interval in waiting[method]])
+        fractions[row] = _length(_minus(could_run, _union(intervals))) / span if span > 0 else 0.0
+    return fractions
+
+
+def _handed_over(result: Result) -> float:
+    """When the task left the waiting queue for a worker (its compute start if that was not recorded)."""
+    dispatched = result.timestamp.dispatched
+    return dispatched if math.isfinite(dispatched) else result.timestamp.compute_started
+
+
+def _union(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[tuple[float, float]] = []
+    for begin, end in sorted(i for i in intervals if i[1] > i[0]):
+        if merged and begin <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((begin, end))
+    return merged
+
+
+def _minus(intervals: list[tuple[float, float]], removed: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Parts of sorted disjoint ``intervals`` outside sorted disjoint ``removed``."""
+    left: list[tuple[float, float]] = []
+    for begin, end in intervals:
+        for cut_begin, cut_end in removed:
+            if cut_end <= begin or cut_begin >= end:
+                continue
+            if cut_begin > begin:
+                left.append((begin, cut_begin))
+            begin = max(begin, cut_end)
+            if begin >= end:
+                break
+        if begin < end:
+            left.append((begin, end))
+    return left
+
+
+def _length(intervals: list[tuple[float, float]]) -> float:
+    return sum(end - begin for begin, end in intervals)
 
 
 def plot_utilization(results: list[Result], path: Path, title: str = "Worker utilization") -> Path | None:
@@ -50,17 +128,17 @@ def plot_utilization(results: list[Result], path: Path, title: str = "Worker uti
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    ran = _timed(results)
+    ran = timed(results)
     if not ran:
         return None
     start = min(r.timestamp.compute_started for r in ran)
-    rows = sorted({_row_name(r) for r in ran})
+    rows = sorted({row_name(r) for r in ran})
     methods = sorted({r.method for r in ran})
     colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
     figure, axes = plt.subplots(figsize=(11, 1.2 + 0.35 * len(rows)))
     for r in ran:
         left = r.timestamp.compute_started - start
-        axes.barh(rows.index(_row_name(r)), r.timestamp.compute_ended - r.timestamp.compute_started, left=left,
+        axes.barh(rows.index(row_name(r)), r.timestamp.compute_ended - r.timestamp.compute_started, left=left,
                   height=0.8, color=colours[r.method], edgecolor="none" if r.success else "red")
     axes.set_yticks(range(len(rows)), rows, fontsize=8)
     axes.invert_yaxis()

@@ -89,11 +89,14 @@ def test_default_app_runs_end_to_end(launcher, capsys, tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["app"] == "moldesign" and summary["simulations"] == 12 and summary["failed"] == 0
     methods = [json.loads(line)["method"] for line in (run_dir / "results.jsonl").read_text().splitlines()]
-    assert methods.count("simulate") == 12 and methods.count("train") == 2 * summary["retrainings"] > 0
+    assert methods.count("simulate") == 12 and summary["retrainings"] > 0
+    assert 2 * summary["retrainings"] <= methods.count("train") <= 2 * (summary["retrainings"] + summary["unused_trainings"])
     log = (run_dir / "campaign.log").read_text()
     assert "best IP so far" in log and "Model v0 trained" in log, "the thinker's log lines must reach campaign.log"
     assert "progress: simulate " in log and "workers busy: cpu " in log
-    assert (run_dir / "config.yaml").exists() and (run_dir / "utilization.png").exists()
+    assert (run_dir / "config.yaml").exists() and (run_dir / "utilization.png").exists() and (run_dir / "report.html").exists()
+    assert set(summary["worker_busy_fraction"]) == set(summary["worker_idle_while_tasks_wait"]) and len(summary["worker_busy_fraction"]) >= 2
+    assert summary["wall_s"] > summary["setup_s"] > 0
     assert {"simulate", "train", "infer"} <= {row.split(",")[1] for row in (run_dir / "utilization.csv").read_text().splitlines()[1:]}
 
 
@@ -114,7 +117,7 @@ def test_training_at_another_site(launcher, tmp_path, redis_port, executor, back
     assert summary["simulations"] == 12 and summary["failed"] == 0 and summary["retrainings"] > 0
     results = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     trained = [r for r in results if r["method"] == "train"]
-    assert len(trained) == 2 * summary["retrainings"]
+    assert 2 * summary["retrainings"] <= len(trained) <= 2 * (summary["retrainings"] + summary["unused_trainings"])
     for result in trained:
         assert result["success"] and (result["worker_info"]["backend"], result["worker_info"]["site"]) == ("executor", "remote")
         assert result["value"].startswith("<proxy "), "the weights exceed the threshold: they come back as a proxy"
@@ -124,10 +127,11 @@ def test_training_at_another_site(launcher, tmp_path, redis_port, executor, back
 
 
 def test_producer_consumer_launcher_has_the_study_flags(capsys):
-    module = load_launcher("producer_consumer")
-    config, run_dir = module.parse_args(["--data_path", "files", "--num_sims", "3", "--kernel_sizes", "3", "7",
-                                         "--sim_sleep", "0", "--run-dir", "x"])
-    assert (config.data_path, config.num_sims, config.kernel_sizes, config.sim_sleep, str(run_dir)) == ("files", 3, [3, 7], 0.0, "x")
+    from dragon_campaign.cli import producer_consumer as module
+
+    config, run_dir, interval = module.parse_args(["--data_path", "files", "--num_sims", "3", "--kernel_sizes", "3", "7",
+                                                   "--sim_sleep", "0", "--run-dir", "x", "--progress-interval", "2"])
+    assert (config.data_path, config.num_sims, config.kernel_sizes, config.sim_sleep, str(run_dir), interval) == ("files", 3, [3, 7], 0.0, "x", 2.0)
     with pytest.raises(SystemExit):
         module.parse_args(["--help"])
     text = capsys.readouterr().out

@@ -15,7 +15,8 @@ from dragon_campaign.apps import moldesign
 from dragon_campaign.apps.moldesign.features import ATOM_FEATURES, BOND_FEATURES, featurize
 from dragon_campaign.apps.moldesign.mpnn import predict, train_member
 from dragon_campaign.apps.moldesign.simulate import SimulationError, ionization_potential
-from dragon_campaign.apps.moldesign.space import BUNDLED_SPACE, generate_search_space, load_search_space
+from dragon_campaign.apps.moldesign.enumeration import generate_search_space
+from dragon_campaign.apps.moldesign.space import BUNDLED_SPACE, load_search_space
 
 # Experimental vertical IPs (eV, NIST Chemistry WebBook); GFN2-xTB's raw energy difference lies about 5 eV above.
 EXPERIMENT = {"c1ccccc1": 9.24, "Oc1ccccc1": 8.49, "Nc1ccccc1": 7.72}
@@ -83,7 +84,9 @@ def test_tiny_campaign_runs_end_to_end(policy, tmp_path):
     results = read_results(run_dir.results_path)
     by_method = {m: [r for r in results if r.method == m] for m in ("simulate", "train", "infer")}
     assert len(by_method["simulate"]) == 16 and all(r.worker_info is not None for r in by_method["simulate"])
-    assert len(by_method["train"]) == 2 * summary["retrainings"] and len(by_method["infer"]) == 3 * summary["retrainings"]
+    # an abandoned retraining (the budget's last molecule chosen meanwhile) leaves only its tasks that finished
+    assert 2 * summary["retrainings"] <= len(by_method["train"]) <= 2 * (summary["retrainings"] + summary["unused_trainings"])
+    assert 3 * summary["retrainings"] <= len(by_method["infer"]) <= 3 * (summary["retrainings"] + summary["unused_trainings"])
     rows = list(csv.DictReader(open(run_dir.path / "best_molecules.csv")))
     assert len(rows) == summary["simulations"] and float(rows[0]["ip_ev"]) == pytest.approx(summary["best_ip_ev"])
     assert (run_dir.path / "progress.png").stat().st_size > 0 and (run_dir.path / "progress.csv").exists()

@@ -100,7 +100,7 @@ def test_stop_after_then_resume_with_the_batch_policy(tmp_path):
 def test_resume_errors_are_clear(tmp_path, capsys, argv, message):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.yaml").write_text("app: moldesign\npools: {}\nproxystore: null\napp_config: {}\nrun_dir: x\n")
+    (run / "config.yaml").write_text("app: {name: moldesign}\n")
     (run / "results.jsonl").write_text("")
     argv = [arg.format(run=run, tmp=tmp_path) for arg in argv]
     assert load_launcher().main([*argv, "--dry-run"]) == 2

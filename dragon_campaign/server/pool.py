@@ -6,10 +6,13 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pydantic
-from dragon.infrastructure.policy import Policy
-from dragon.native.machine import Node, System
+
+if TYPE_CHECKING:  # Dragon is imported where workers are placed, not where a configuration is checked
+    from dragon.infrastructure.policy import Policy
+    from dragon.native.machine import Node
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +23,7 @@ WORKER_ENV = "DRAGON_CAMPAIGN_WORKER"  # pool/index, in every worker's environme
 class WorkerPool:
     """A named group of long-lived worker processes that serve the methods bound to it.
 
-    Args:
+    Attributes:
         workers: CPU pool: total workers, spread round-robin over every node of the runtime
             (default: one per core). GPU pool: at most this many GPU workers (default: one per GPU).
         gpus: One worker per GPU, pinned to it through Dragon's GPU affinity and ``CUDA_VISIBLE_DEVICES``.
@@ -52,6 +55,8 @@ class WorkerSlot:
     gpu: int | None = None
 
     def policy(self) -> Policy:
+        from dragon.infrastructure.policy import Policy
+
         if self.gpu is None:
             return Policy(placement=Policy.Placement.HOST_NAME, host_name=self.hostname)
         return Policy(placement=Policy.Placement.HOST_NAME, host_name=self.hostname, gpu_affinity=[self.gpu])
@@ -69,6 +74,8 @@ class WorkerSlot:
 
 def runtime_nodes() -> list[Node]:
     """The nodes of the running Dragon runtime, primary node first."""
+    from dragon.native.machine import Node, System
+
     nodes = [Node(h_uid) for h_uid in System().nodes]
     return sorted(nodes, key=lambda node: (not node.is_primary, node.hostname))
 

@@ -118,7 +118,7 @@ class ResourceCounter:
                 self._allocated[task_to] += count
                 self._available[task_to] += count
                 self._changed.notify_all()
-        logger.info(f"Moved {count} slots from {task_from} to {task_to}")
+        logger.debug(f"Moved {count} slot(s) from {task_from} to {task_to}")
         return True
 
     def allocation(self) -> dict[str, int]:
@@ -182,6 +182,8 @@ class ReallocatorThread(threading.Thread):
         counter = self.resource_counter
         while not self.stop_event.is_set() and (self.max_slots is None or counter.allocated_slots(self.gather_to) < self.max_slots):
             counter.reallocate(self.gather_from, self.gather_to, self.slot_step, cancel_if=self.stop_event)
+        if not self.stop_event.is_set():
+            self.logger.info(f"Gathered {counter.allocated_slots(self.gather_to)} slot(s) from {self.gather_from} into {self.gather_to}")
         self.stop_event.wait()
         if self.gather_to != self.disperse_to:
             counter.reallocate(self.gather_to, self.disperse_to, "all")

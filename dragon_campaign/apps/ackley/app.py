@@ -7,7 +7,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from dragon_campaign import ConfigError, DragonQueues, DragonTaskServer, RunDirectory, WorkerPool
-from dragon_campaign.apps.ackley.config import LOCAL, Config
+from dragon_campaign.apps.ackley.config import LOCAL, Config, default_pools
 from dragon_campaign.apps.ackley.function import evaluate
 from dragon_campaign.apps.ackley.gpr import fit_gpr
 from dragon_campaign.apps.ackley.outputs import write_outputs
@@ -16,11 +16,6 @@ from dragon_campaign.bridges import ProxyStoreSettings, proxy_stores
 from dragon_campaign.campaign import run_campaign
 
 logger = logging.getLogger(__name__)
-
-
-def default_pools(config: Config) -> dict[str, WorkerPool]:
-    """The pools that start with the run; the others join after their round."""
-    return {pool.name: pool.worker_pool() for pool in config.pools if pool.join_after == 0}
 
 
 def _queues(config: Config, stack: ExitStack, run_dir: RunDirectory) -> DragonQueues:

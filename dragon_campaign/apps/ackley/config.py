@@ -85,3 +85,8 @@ class Config(BaseModel):
         """The search space: ``search_space_size`` points drawn uniformly from Ackley's domain."""
         rng = np.random.default_rng(self.seed)
         return rng.uniform(-DOMAIN, DOMAIN, size=(self.search_space_size, self.sample_dimensions))
+
+
+def default_pools(config: Config) -> dict[str, WorkerPool]:
+    """The pools that start with the run; the others join after their round."""
+    return {pool.name: pool.worker_pool() for pool in config.pools if pool.join_after == 0}

@@ -9,14 +9,16 @@ The entry points are imported on first use, so that a trainer at another site ca
 :mod:`.tasks` without Dragon (importing Dragon replaces ``multiprocessing``, which breaks Parsl's workers).
 """
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-__all__ = ["Config", "default_pools", "run"]
+from dragon_campaign.lazy import lazy_exports
 
+_EXPORTS = {"Config": "dragon_campaign.apps.moldesign.config", "default_pools": "dragon_campaign.apps.moldesign.config",
+            "run": "dragon_campaign.apps.moldesign.app"}
+__all__ = sorted(_EXPORTS)
 
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from dragon_campaign.apps.moldesign import app
+if TYPE_CHECKING:
+    from dragon_campaign.apps.moldesign.app import run  # noqa: F401
+    from dragon_campaign.apps.moldesign.config import Config, default_pools  # noqa: F401
 
-        return getattr(app, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -42,12 +42,13 @@ def summarize(thinker: Any, config: Any) -> dict[str, Any]:
         "above_threshold": trace[-1]["above_threshold"] if trace else 0,
         "best_ip_ev": ranked[0]["ip_ev"] if ranked else None,
         "best_molecules": [{"smiles": r["smiles"], "ip_ev": r["ip_ev"]} for r in ranked[:10]],
-        "wall_s": results[-1]["wall_s"] if results else 0.0,
+        "last_result_s": results[-1]["wall_s"] if results else 0.0,  # since the thinker started
         "solution_count": config.solution_count,
         "time_to_solution_s": solved[0]["wall_s"] if solved else None,
         "simulation_cpu_s": sum(r["compute_s"] for r in results),
         "learning_s": sum(t["ml_task_s"] for t in trainings),
-        "retrainings": len(trainings),
+        "retrainings": len(trainings),  # each one ranked the space
+        "unused_trainings": thinker.state.unused_trainings,  # abandoned: the budget's last molecule was chosen meanwhile
     }
 
 

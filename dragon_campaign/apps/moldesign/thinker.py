@@ -34,6 +34,7 @@ import numpy as np
 
 from dragon_campaign import (
     BaseThinker,
+    TimeoutException,
     DragonQueues,
     ResourceCounter,
     Result,
@@ -45,6 +46,8 @@ from dragon_campaign import (
 )
 from dragon_campaign.apps.moldesign.tasks import publish_member
 
+CHOICES_POLL_S = 0.5  # while the ensemble trains or infers, how often the thinker checks the budget is not spent
+
 
 @dataclass
 class SearchState:
@@ -54,6 +57,7 @@ class SearchState:
     failures: list[dict[str, Any]] = field(default_factory=list)
     trainings: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    unused_trainings: int = 0  # retrainings abandoned (tasks cancelled) because the budget's last molecule was chosen meanwhile
 
 
 class MolDesignThinker(BaseThinker):
@@ -138,7 +142,7 @@ class MolDesignThinker(BaseThinker):
             finished = len(self.state.results) + len(self.state.failures)
             if result.success and len(self.state.results) % 10 == 0:
                 self.logger.info(f"[{finished}/{self.config.budget}] best IP so far {max(r['ip_ev'] for r in self.state.results):.3f} eV")
-            if self.retrains_on_results and self.new_results >= self.config.retrain_every:
+            if self.retrains_on_results and self.new_results >= self.config.retrain_every and self._choices_left():
                 self.start_training.set()
         if finished >= self.config.budget:
             self.done.set()
@@ -147,13 +151,15 @@ class MolDesignThinker(BaseThinker):
     def checkpoint_state(self) -> dict[str, Any]:
         with self.lock:
             return {"results": self.state.results, "failures": self.state.failures, "trainings": self.state.trainings,
+                    "unused_trainings": self.state.unused_trainings,
                     "elapsed_s": time.monotonic() - self.state.started, "rank": self.rank, "scores": self.scores,
                     "model_version": self.model_version}
 
     def restore_state(self, resumption: Resumption) -> None:
         """Take the results and ranking back; the simulations that carry on hold their slots again."""
         saved = resumption.state
-        self.state = SearchState(saved["results"], saved["failures"], saved["trainings"], time.monotonic() - saved["elapsed_s"])
+        self.state = SearchState(saved["results"], saved["failures"], saved["trainings"], time.monotonic() - saved["elapsed_s"],
+                                 saved.get("unused_trainings", 0))
         self.rank, self.scores, self.model_version, self.cursor = saved["rank"], saved["scores"], saved["model_version"], 0
         self.waiting = {r.task_id: r.task_info["molecule"] for r in resumption.carried if r.method == "simulate"}
         finished = {r["molecule"] for r in self.state.results} | {f["molecule"] for f in self.state.failures}
@@ -172,21 +178,49 @@ class MolDesignThinker(BaseThinker):
                          f"{len(self.waiting)} simulation(s) carried on")
 
     # -- learning ------------------------------------------------------------------------------------------
+    def choices_left(self) -> bool:
+        """Whether a new ranking can still change what is simulated (else a retraining would never be used)."""
+        with self.lock:
+            return self._choices_left()
+
+    def _choices_left(self) -> bool:  # with the lock held
+        return len(self.submitted) < min(self.config.budget, len(self.space))
+
+    def _collect(self, task_ids: list[str], topic: str) -> list[Result] | None:
+        """The results of these tasks; or None once no choice is left to make, after cancelling those still
+        running and discarding the results of the others (a model nobody uses is not worth finishing)."""
+        results: list[Result] = []
+        while len(results) < len(task_ids):
+            try:
+                results.append(self.queues.get_result(topic, timeout=CHOICES_POLL_S))
+            except TimeoutException:
+                if self.choices_left():
+                    continue
+                self.state.unused_trainings += 1
+                cancelled = self.queues.cancel(set(task_ids) - {r.task_id for r in results})
+                for _ in range(len(task_ids) - len(results) - len(cancelled)):  # finished before the cancel: drop
+                    self.queues.get_result(topic)
+                return None
+        return results
+
     def retrain(self) -> None:
-        """Train the ensemble on every result so far, infer the whole space, and rerank it."""
+        """Train the ensemble on every result so far, infer the whole space, and rerank it; skipped once every
+        molecule of the budget has been chosen, since no ranking would be used any more."""
         with self.lock:  # in search-space order, not completion order: the same data trains the same networks
             data = sorted(self.state.results, key=lambda r: r["molecule"])
             self.new_results = 0
-        if len(data) < 2:
+        if len(data) < 2 or not self.choices_left():
             return
         version = self.model_version + 1
         start = time.monotonic()
         smiles, ips = [r["smiles"] for r in data], [r["ip_ev"] for r in data]
         train_store = (None, self.store_args[1]) if self.train_remote else self.store_args
-        for member in range(self.config.ensemble):
-            self.queues.send_inputs(smiles, ips, member, version, self.config.seed, self.config.epochs, *train_store,
-                                    method="train", topic="train")
-        trained = [self.queues.get_result("train") for _ in range(self.config.ensemble)]
+        trained = self._collect([self.queues.send_inputs(smiles, ips, member, version, self.config.seed, self.config.epochs,
+                                                         *train_store, method="train", topic="train")
+                                 for member in range(self.config.ensemble)], "train")
+        if trained is None:
+            self.logger.info(f"Model v{version} abandoned: every molecule of the budget was chosen while it trained")
+            return
         failed = [r.failure_info.exception for r in trained if not r.success]
         if failed:
             self.logger.error(f"Training failed, keeping the previous ranking: {failed[0]}")
@@ -195,9 +229,11 @@ class MolDesignThinker(BaseThinker):
         if self.train_remote:
             for result in trained:
                 publish_member(*self.store_args, result.value["member"], result.value["state"], version)
-        for chunk in range(self.chunks):
-            self.queues.send_inputs(chunk, self.config.ensemble, version, *self.store_args, method="infer", topic="infer")
-        inferred = [self.queues.get_result("infer") for _ in range(self.chunks)]
+        inferred = self._collect([self.queues.send_inputs(chunk, self.config.ensemble, version, *self.store_args,
+                                                          method="infer", topic="infer") for chunk in range(self.chunks)], "infer")
+        if inferred is None:
+            self.logger.info(f"Model v{version} not used: every molecule of the budget was chosen while it ranked the space")
+            return
         failed = [r.failure_info.exception for r in inferred if not r.success]
         if failed:
             self.logger.error(f"Inference failed, keeping the previous ranking: {failed[0]}")

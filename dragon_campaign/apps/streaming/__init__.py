@@ -1,10 +1,20 @@
-"""Streaming optimizer: the built-in default campaign, a (1+1)-style evolution strategy on the Rastrigin function.
+"""Streaming optimizer: a (1+1)-style evolution strategy on the Rastrigin function.
 
 Every time an evaluation finishes, the thinker proposes a new point by perturbing the best point found so
 far, so the workers never idle and the search follows the newest information (the streaming policy).
 """
 
-from dragon_campaign.apps.streaming.app import Config, run
-from dragon_campaign.apps.streaming.tasks import rastrigin
+from typing import TYPE_CHECKING
 
-__all__ = ["Config", "rastrigin", "run"]
+from dragon_campaign.lazy import lazy_exports
+
+_EXPORTS = {"Config": "dragon_campaign.apps.streaming.config", "rastrigin": "dragon_campaign.apps.streaming.tasks",
+            "run": "dragon_campaign.apps.streaming.app"}
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from dragon_campaign.apps.streaming.app import run  # noqa: F401
+    from dragon_campaign.apps.streaming.config import Config  # noqa: F401
+    from dragon_campaign.apps.streaming.tasks import rastrigin  # noqa: F401
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,14 +1,14 @@
-"""The streaming optimizer campaign: configuration, thinker and entry point."""
+"""The streaming optimizer campaign: thinker and entry point."""
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 import threading
+import time
 from pathlib import Path
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from dragon_campaign import (
     BaseThinker,
@@ -21,21 +21,9 @@ from dragon_campaign import (
     result_processor,
     task_submitter,
 )
+from dragon_campaign.apps.streaming.config import Config
 from dragon_campaign.apps.streaming.tasks import rastrigin
 from dragon_campaign.campaign import run_campaign
-
-
-class Config(BaseModel):
-    """Parameters of the streaming optimizer (the ``app:`` section of a config file)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    budget: int = Field(200, ge=1, description="Number of function evaluations")
-    dimensions: int = Field(4, ge=1, description="Dimensions of the Rastrigin function")
-    task_sleep: float = Field(0.02, ge=0, description="Seconds each evaluation sleeps to emulate compute")
-    step: float = Field(0.5, gt=0, description="Standard deviation of the Gaussian perturbation")
-    bound: float = Field(5.12, gt=0, description="Initial points are drawn from [-bound, bound] in each dimension")
-    seed: int = Field(0, description="Random seed of the search")
 
 
 class StreamingOptimizer(BaseThinker):
@@ -49,7 +37,8 @@ class StreamingOptimizer(BaseThinker):
         self.completed = 0
         self.failed = 0
         self.best: tuple[float, list[float]] | None = None
-        self.trace: list[dict[str, Any]] = []
+        self.trace: list[dict[str, Any]] = []  # one row per evaluation: progress.csv
+        self.started = time.monotonic()
         self._lock = threading.Lock()
         self.rec.reallocate(None, "evaluate", slots)
 
@@ -81,11 +70,12 @@ class StreamingOptimizer(BaseThinker):
             if self.best is None or result.value < self.best[0]:
                 self.best = (result.value, point)
                 self.logger.info(f"[{self.completed}/{self.config.budget}] new best {result.value:.4f}")
-            self.trace.append({"completed": self.completed, "value": result.value, "best": self.best[0]})
+            self.trace.append({"completed": self.completed, "at_s": time.monotonic() - self.started, "value": result.value,
+                               "best_value": self.best[0]})
 
 
 def run(config: Config, pools: dict[str, WorkerPool], run_dir: RunDirectory) -> dict[str, Any]:
-    """Run the campaign and write ``summary.json``; returns the summary."""
+    """Run the campaign and write ``summary.json`` and ``progress.csv`` (the best value after each evaluation)."""
     queues = DragonQueues()
     server = DragonTaskServer([rastrigin], queues, pools=pools, run_dir=run_dir).start()
     thinker = StreamingOptimizer(queues, server.worker_count(), config)
@@ -99,4 +89,8 @@ def run(config: Config, pools: dict[str, WorkerPool], run_dir: RunDirectory) -> 
         "results": str(run_dir.results_path),
     }
     Path(run_dir.path, "summary.json").write_text(json.dumps(summary, indent=2))
+    with open(run_dir.path / "progress.csv", "w", newline="") as fp:
+        writer = csv.DictWriter(fp, fieldnames=["completed", "at_s", "value", "best_value"])
+        writer.writeheader()
+        writer.writerows(thinker.trace)
     return summary

@@ -1,19 +1,18 @@
 """Producer-consumer workflow: wave simulations on CPU workers feed CNN trainers on GPU workers,
 over one of four data paths (Parsl futures, files, ddict_store, DDict proxies). See ``workflow``.
 
-``Config`` and ``run`` are imported on first use: Parsl workers import this package's ``tasks`` and
-must not import Dragon."""
+Names are imported on first use: Parsl workers import this package's ``tasks`` and must not import Dragon."""
 
-from __future__ import annotations
+from typing import TYPE_CHECKING
 
-import importlib
-from typing import Any
+from dragon_campaign.lazy import lazy_exports
 
-__all__ = ["Config", "run"]
+_EXPORTS = {"Config": "dragon_campaign.apps.wave.config", "default_pools": "dragon_campaign.apps.wave.config",
+            "run": "dragon_campaign.apps.wave.app"}
+__all__ = sorted(_EXPORTS)
 
+if TYPE_CHECKING:
+    from dragon_campaign.apps.wave.app import run  # noqa: F401
+    from dragon_campaign.apps.wave.config import Config, default_pools  # noqa: F401
 
-def __getattr__(name: str) -> Any:
-    modules = {"Config": "dragon_campaign.apps.wave.workflow", "run": "dragon_campaign.apps.wave.app"}
-    if name not in modules:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(modules[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -7,7 +7,8 @@ import logging
 from typing import Any
 
 from dragon_campaign import RunDirectory, WorkerPool
-from dragon_campaign.apps.wave.workflow import Config, append_csv, default_pools, run_dragon, run_parsl
+from dragon_campaign.apps.wave.config import Config, default_pools
+from dragon_campaign.apps.wave.workflow import append_csv, run_dragon, run_parsl
 
 logger = logging.getLogger(__name__)
 

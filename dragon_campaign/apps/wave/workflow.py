@@ -16,55 +16,29 @@ any task, so its I/O times are reported as not available, as in the original stu
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import time
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ddict_store import DDictStore
 from dragon_campaign import DragonQueues, DragonTaskServer, RunDirectory, WorkerPool
 from dragon_campaign.apps.wave import tasks
+from dragon_campaign.apps.wave.config import Config
 from dragon_campaign.apps.wave.mpi_simulation import simulate_decomposed
 from dragon_campaign.apps.wave.simulation import data_bytes, simulate
 from dragon_campaign.apps.wave.training import sample_checksum
 from dragon_campaign.mpi import MPIMethod
+from dragon_campaign.progress import ProgressReporter, default_interval, futures_status
 
-DataPath = Literal["futures", "files", "ddict", "proxystore"]
+logger = logging.getLogger(__name__)
+
 CSV_FIELDS = ["implementation", "nodes", "data_gb", "sim_run_s", "sim_io_s", "train_run_s", "train_io_s", "setup_s",
               "num_sims", "grid_size", "num_steps", "sim_sleep", "num_trainers", "all_samples_seen"]
-
-
-class Config(BaseModel):
-    """Parameters of the producer-consumer workflow (the ``app:`` section, or command-line flags)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    num_sims: int = Field(4, ge=1, description="Number of simulations")
-    grid_size: int = Field(64, ge=4, description="Grid points per side")
-    num_steps: int = Field(20, ge=1, description="Time steps per simulation (one training pair each)")
-    sim_sleep: float = Field(0.5, ge=0, description="Emulated compute per step, seconds (0.5 in the original study)")
-    kernel_sizes: list[int] = Field(default_factory=lambda: [3, 5, 7, 9], description="Kernel sizes of the trainers (cycled)")
-    num_trainers: Optional[int] = Field(None, ge=1, description="Trainers (default: one per kernel size)")
-    data_path: DataPath = Field("ddict", description="futures, files, ddict or proxystore")
-    sim_workers: Optional[int] = Field(None, ge=1, description="Simulation workers (default: one per core)")
-    channels: int = Field(16, ge=1, description="Channels of the CNN's hidden layers")
-    proxy_threshold: int = Field(100_000, ge=0, description="proxystore path: results above this many bytes travel as proxies")
-    seed: int = Field(0, description="Seed of the trainers' initial weights")
-    sim_ranks: int = Field(1, ge=1, description="proxystore path: MPI ranks per simulation, each computing a band of the grid (mpi4py, mpiexec)")
-
-    @model_validator(mode="after")
-    def _ranks_need_the_proxystore_path(self) -> Config:
-        if self.sim_ranks > 1 and self.data_path != "proxystore":
-            raise ValueError("sim_ranks > 1 needs data_path proxystore: rank 0 returns the arrays, and the task queue proxies them through the DDict")
-        return self
-
-    @property
-    def trainer_kernels(self) -> list[int]:
-        count = self.num_trainers or len(self.kernel_sizes)
-        return [self.kernel_sizes[i % len(self.kernel_sizes)] for i in range(count)]
 
 
 @dataclass
@@ -108,14 +82,6 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def default_pools(config: Config) -> dict[str, WorkerPool]:
-    cores = os.cpu_count() or 1
-    return {
-        "cpu": WorkerPool(workers=config.sim_workers or cores),
-        "gpu": WorkerPool(gpus=True, cpu_fallback_workers=min(len(config.trainer_kernels), cores)),
-    }
-
-
 def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[str, WorkerPool]) -> RunReport:
     """The ddict and proxystore paths, on Dragon worker pools ("cpu" for simulations, "gpu" for trainers)."""
     kernels = config.trainer_kernels
@@ -137,19 +103,22 @@ def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[st
             queues = DragonQueues(topics=["simulate", "train"])
             simulate_method, train_method, store_args = tasks.simulate_to_store, tasks.train_from_store, (store.handle, namespace)
         methods = [simulate_method, (train_method, {"pool": "gpu"}), (tasks.warm_up, {"pool": ["cpu", "gpu"]})]
-        with DragonTaskServer(methods, queues, pools=pools, run_dir=run_dir) as server:
+        with DragonTaskServer(methods, queues, pools=pools, run_dir=run_dir) as server, \
+                ProgressReporter(server, default_interval()):
             server.watch(store.service_puids(), "a DDict process of the store")
             for _ in range(server.worker_count()):  # idle workers get one task each: every worker warms up
                 queues.send_inputs(store.handle, method="warm_up")
             for _ in range(server.worker_count()):
                 queues.get_result()
             setup = time.perf_counter() - setup_start
+            logger.info(f"{server.worker_count()} workers warmed up in {setup:.1f} s; {config.num_sims} simulations start")
             start = time.perf_counter()
             for sim_id in range(config.num_sims):
                 queues.send_inputs(sim_id, config.grid_size, config.num_steps, config.sim_sleep, *store_args,
                                    method=simulate_method.__name__, topic="simulate", keep_inputs=False)
             sims = [queues.get_result("simulate") for _ in range(config.num_sims)]
             sim_run = time.perf_counter() - start
+            logger.info(f"Simulations done in {sim_run:.1f} s; {len(kernels)} trainers start")
             failed = [r.failure_info.exception for r in sims if not r.success]
             if failed:
                 raise RuntimeError(f"{len(failed)} simulation(s) failed: {failed[0]}")
@@ -165,6 +134,7 @@ def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[st
                                    method=train_method.__name__, topic="train", keep_inputs=False)
             trained = [queues.get_result("train") for _ in kernels]
             train_run = time.perf_counter() - start
+            logger.info(f"Training done in {train_run:.1f} s")
         if config.data_path == "proxystore":
             proxy_store.close()
     return _report(config, nodes, setup, sim_run, sim_io, train_run, trained)
@@ -200,27 +170,32 @@ def run_parsl(config: Config, run_dir: RunDirectory, nodes: int) -> RunReport:
     data_dir.mkdir(exist_ok=True)
     kernels = config.trainer_kernels
     setup_start = time.perf_counter()
-    with parsl.load(ParslConfig(executors=[executor], run_dir=str(run_dir.path / "parsl"))):
+    phases: dict[str, list[Future]] = {"simulate": [], "train": []}
+    with parsl.load(ParslConfig(executors=[executor], run_dir=str(run_dir.path / "parsl"))), \
+            ProgressReporter(futures_status(phases), default_interval()):
         warm_up_app = python_app(tasks.warm_up)
         for future in [warm_up_app() for _ in range(4 * (config.sim_workers or cores))]:
             future.result()  # untimed: workers started, task module and torch imported
         setup = time.perf_counter() - setup_start
+        logger.info(f"Parsl workers warmed up in {setup:.1f} s; {config.num_sims} simulations start")
         simulate_app = python_app(tasks.simulate_arrays if config.data_path == "futures" else tasks.simulate_to_files)
         train_app = python_app(tasks.train_on_arrays if config.data_path == "futures" else tasks.train_from_files)
         extra = () if config.data_path == "futures" else (str(data_dir),)
         start = time.perf_counter()
-        futures = [simulate_app(i, config.grid_size, config.num_steps, config.sim_sleep, *extra) for i in range(config.num_sims)]
-        sims = [f.result() for f in futures]
+        phases["simulate"] = [simulate_app(i, config.grid_size, config.num_steps, config.sim_sleep, *extra) for i in range(config.num_sims)]
+        sims = [f.result() for f in phases["simulate"]]
         sim_run = time.perf_counter() - start
+        logger.info(f"Simulations done in {sim_run:.1f} s; {len(kernels)} trainers start")
         start = time.perf_counter()
         if config.data_path == "futures":
-            trainer_futures = [train_app(sims, k, config.seed, config.channels) for k in kernels]  # Parsl pickles the arrays to each trainer
+            phases["train"] = [train_app(sims, k, config.seed, config.channels) for k in kernels]  # Parsl pickles the arrays to each trainer
             sim_io = None
         else:
-            trainer_futures = [train_app([paths for paths, _ in sims], k, config.seed, config.channels) for k in kernels]
+            phases["train"] = [train_app([paths for paths, _ in sims], k, config.seed, config.channels) for k in kernels]
             sim_io = _mean([io for _, io in sims])
-        trained = [_ParslResult(f.result()) for f in trainer_futures]
+        trained = [_ParslResult(f.result()) for f in phases["train"]]
         train_run = time.perf_counter() - start
+        logger.info(f"Training done in {train_run:.1f} s")
     return _report(config, nodes, setup, sim_run, sim_io, train_run, trained)
 
 

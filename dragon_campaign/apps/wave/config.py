@@ -1,0 +1,50 @@
+"""Parameters of the producer-consumer workflow and the pools it runs on by default."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from dragon_campaign import WorkerPool
+
+DataPath = Literal["futures", "files", "ddict", "proxystore"]
+
+
+class Config(BaseModel):
+    """Parameters of the producer-consumer workflow (the ``app:`` section, or command-line flags)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_sims: int = Field(4, ge=1, description="Number of simulations")
+    grid_size: int = Field(64, ge=4, description="Grid points per side")
+    num_steps: int = Field(20, ge=1, description="Time steps per simulation (one training pair each)")
+    sim_sleep: float = Field(0.5, ge=0, description="Emulated compute per step, seconds (0.5 in the original study)")
+    kernel_sizes: list[int] = Field(default_factory=lambda: [3, 5, 7, 9], description="Kernel sizes of the trainers (cycled)")
+    num_trainers: Optional[int] = Field(None, ge=1, description="Trainers (default: one per kernel size)")
+    data_path: DataPath = Field("ddict", description="How the data moves from simulations to trainers (see the workflow module)")
+    sim_workers: Optional[int] = Field(None, ge=1, description="Simulation workers (default: one per core)")
+    channels: int = Field(16, ge=1, description="Channels of the CNN's hidden layers")
+    proxy_threshold: int = Field(100_000, ge=0, description="proxystore path: results above this many bytes travel as proxies")
+    seed: int = Field(0, description="Seed of the trainers' initial weights")
+    sim_ranks: int = Field(1, ge=1, description="proxystore path: MPI ranks per simulation, each computing a band of the grid (mpi4py, mpiexec)")
+
+    @model_validator(mode="after")
+    def _ranks_need_the_proxystore_path(self) -> Config:
+        if self.sim_ranks > 1 and self.data_path != "proxystore":
+            raise ValueError("sim_ranks > 1 needs data_path proxystore: rank 0 returns the arrays, and the task queue proxies them through the DDict")
+        return self
+
+    @property
+    def trainer_kernels(self) -> list[int]:
+        count = self.num_trainers or len(self.kernel_sizes)
+        return [self.kernel_sizes[i % len(self.kernel_sizes)] for i in range(count)]
+
+
+def default_pools(config: Config) -> dict[str, WorkerPool]:
+    cores = os.cpu_count() or 1
+    return {
+        "cpu": WorkerPool(workers=config.sim_workers or cores),
+        "gpu": WorkerPool(gpus=True, cpu_fallback_workers=min(len(config.trainer_kernels), cores)),
+    }

@@ -1,0 +1,190 @@
+"""A campaign's configuration file, validated into a :class:`Plan` before the Dragon runtime starts.
+
+The file (YAML) has four optional sections::
+
+    pools:            # worker pools by name
+      cpu: {workers: 4}                         # a Dragon pool: keys of dragon_campaign.WorkerPool
+      gpu: {gpus: true}
+      remote: {executor: parsl-local, workers: 2}   # an executor pool: keys of dragon_campaign.bridges.ExecutorSpec
+    proxystore:       # per-topic ProxyStore backends: keys of dragon_campaign.bridges.ProxyStoreSettings
+      backends: {train: file}
+      file_dir: /path/every/site/reaches
+    app:              # the application (name:, default moldesign) and its parameters (see --help-app)
+      name: moldesign
+      budget: 64
+    run_dir: runs/my-run
+
+Every run writes the configuration it ran with to ``<run-dir>/config.yaml`` in this format, with every
+default filled in: ``--config <run-dir>/config.yaml --run-dir NEW`` runs the same campaign again.
+"""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Annotated, Any
+
+import annotated_types
+import yaml
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic.fields import FieldInfo
+
+from dragon_campaign.apps import APPLICATIONS, DEFAULT_APPLICATION, Application
+from dragon_campaign.bridges.executor_specs import ExecutorSpec
+from dragon_campaign.bridges.proxystore_settings import ProxyStoreSettings
+from dragon_campaign.checkpoint import Checkpointer
+from dragon_campaign.runs import ConfigError, RunDirectory, load_config, parse_config
+from dragon_campaign.server.pool import WorkerPool
+
+CONFIG_FILE = "config.yaml"  # in the run directory: the configuration the run started with
+
+
+def _pool_kind(entry: Any) -> str:
+    if isinstance(entry, dict):
+        return "<executor>" if "executor" in entry else "<dragon>"
+    return "<executor>" if isinstance(entry, ExecutorSpec) else "<dragon>"
+
+
+# A pool entry is an executor pool when it has an ``executor:`` key, else a Dragon pool. The tags in
+# angle brackets appear in pydantic's error locations; parse_config leaves them out of its messages.
+PoolEntry = Annotated[Annotated[WorkerPool, Tag("<dragon>")] | Annotated[ExecutorSpec, Tag("<executor>")], Discriminator(_pool_kind)]
+
+
+class CampaignConfig(BaseModel):
+    """The configuration file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pools: dict[str, PoolEntry] | None = Field(None, description="Pools by name (default: the app's default_pools, else one CPU pool with a worker per core)")
+    proxystore: ProxyStoreSettings | None = Field(None, description="Per-topic ProxyStore backends (apps whose run() takes proxystore)")
+    app: dict[str, Any] = Field(default_factory=dict, description="The application (name:) and its parameters")
+    run_dir: str | None = Field(None, description="Run directory (default runs/<run-id>)")
+
+
+class Plan(BaseModel):
+    """Everything a run needs, validated before any work starts."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    name: str
+    application: Application
+    app_config: BaseModel
+    pools: dict[str, WorkerPool]
+    executors: dict[str, ExecutorSpec]
+    proxystore: ProxyStoreSettings | None
+    run_dir: Path | None
+
+    def config(self) -> dict[str, Any]:
+        """The plan as a configuration file's contents, every default filled in (no run_dir: a rerun goes
+        elsewhere). It holds no credential: those come from the environment."""
+        pools = {**{n: _fields(p) for n, p in self.pools.items()}, **{n: s.model_dump() for n, s in self.executors.items()}}
+        described: dict[str, Any] = {"app": {"name": self.name, **self.app_config.model_dump()}, "pools": pools}
+        if self.proxystore is not None:
+            described["proxystore"] = self.proxystore.model_dump()
+        return described
+
+    def describe(self) -> dict[str, Any]:
+        """What --dry-run prints: the configuration and where the run would go."""
+        return {**self.config(), "run_dir": str(self.run_dir) if self.run_dir else "runs/<run-id>"}
+
+    def write(self, run_dir: Path, command: str) -> None:
+        """``<run_dir>/config.yaml``: a valid ``--config`` that runs this campaign again."""
+        header = (f"# The configuration of the run in {run_dir}, every default filled in.\n"
+                  f"# Run it again with: {command} --config {run_dir / CONFIG_FILE} --run-dir NEW_DIR\n")
+        (run_dir / CONFIG_FILE).write_text(header + yaml.safe_dump(self.config(), sort_keys=False), encoding="utf-8")
+
+
+def resolve(*, app: str | None, config_file: Path | None, run_dir: Path | None, workers: int | None,
+            resume: Path | None) -> Plan:
+    """Load and validate everything a run needs, without importing Dragon or the application's code."""
+    if resume is not None:
+        for option, value in (("--config", config_file), ("--run-dir", run_dir)):
+            if value is not None:
+                raise ConfigError(f"--resume takes the configuration and run directory from {resume}: drop {option}")
+        config_file, run_dir = _resumable(resume), resume
+    source = str(config_file) if config_file else "(no --config)"
+    if resume is not None and config_file is not None:
+        config = parse_config(_upgraded(yaml.safe_load(config_file.read_text(encoding="utf-8"))), CampaignConfig, source)
+    else:
+        config = load_config(config_file, CampaignConfig) if config_file else CampaignConfig()
+    name = app_name(app, config.app, source)
+    application = APPLICATIONS[name]
+    module = application.config_module()
+    parameters = {key: value for key, value in config.app.items() if key != "name"}
+    hint = f"Start from {application.example} (--config); --help-app --app {name} lists every key" if application.example else ""
+    app_config = parse_config(parameters, module.Config, source=source, prefix="app.", missing_hint=hint)
+    default_pools = getattr(module, "default_pools", lambda _: {"cpu": WorkerPool()})
+    entries = dict(config.pools or default_pools(app_config))
+    pools = {name: entry for name, entry in entries.items() if isinstance(entry, WorkerPool)}
+    executors = {name: entry for name, entry in entries.items() if isinstance(entry, ExecutorSpec)}
+    if workers is not None:
+        if "cpu" in executors:
+            raise ConfigError("--workers sets the Dragon pool 'cpu', but 'cpu' is an executor pool in the configuration")
+        pools["cpu"] = WorkerPool(**{**_fields(pools.get("cpu", WorkerPool())), "workers": workers})
+    if config.proxystore is not None and not application.proxystore:
+        raise ConfigError(f"{source}: proxystore: the {name} app does not take per-topic ProxyStore settings")
+    run_dir = run_dir or (Path(config.run_dir) if config.run_dir else None)
+    if resume is None and run_dir is not None and (run_dir / "results.jsonl").exists():
+        raise ConfigError(f"{run_dir} holds the results of an earlier run: resume it with --resume {run_dir} "
+                          "(if it checkpointed), or start in another run directory")
+    return Plan(name=name, application=application, app_config=app_config, pools=pools, executors=executors,
+                proxystore=config.proxystore, run_dir=run_dir)
+
+
+def app_name(option: str | None, app_section: dict[str, Any], source: str) -> str:
+    """The application: ``--app``, else the file's ``app: name:``, else the default; the two must agree."""
+    named = app_section.get("name")
+    if named is not None and named not in APPLICATIONS:
+        raise ConfigError(f"{source}: app.name: unknown application {named!r} (one of: {', '.join(sorted(APPLICATIONS))})")
+    if option is not None and named is not None and option != named:
+        raise ConfigError(f"--app {option}, but {source} configures the {named} app (app.name)")
+    return option or named or DEFAULT_APPLICATION
+
+
+def _resumable(run_dir: Path) -> Path:
+    """The configuration a run started with, after checking there is a checkpoint to resume from."""
+    config_file = run_dir / CONFIG_FILE
+    if not config_file.exists():
+        raise ConfigError(f"--resume {run_dir}: no {CONFIG_FILE} there; is it a run directory of run_campaign.py?")
+    if not Checkpointer(RunDirectory(run_dir)).exists():
+        state = "the campaign finished (summary.json)" if (run_dir / "summary.json").exists() else "its job ended before it could checkpoint"
+        raise ConfigError(f"--resume {run_dir}: no checkpoint to resume from: {state}")
+    return config_file
+
+
+def _upgraded(described: Any) -> Any:
+    """A config.yaml in the earlier format (``app: NAME`` beside ``app_config:``) in today's, so that runs
+    checkpointed by an earlier version resume."""
+    if isinstance(described, dict) and "app_config" in described:
+        return {"app": {"name": described["app"], **(described["app_config"] or {})}, "pools": described.get("pools"),
+                "proxystore": described.get("proxystore")}
+    return described
+
+
+def _fields(pool: WorkerPool) -> dict[str, Any]:
+    return {name: getattr(pool, name) for name in pool.__dataclass_fields__}
+
+
+def describe_app(name: str) -> str:
+    """The parameters of an application's ``app:`` section: default, allowed values, meaning."""
+    application = APPLICATIONS[name]
+    lines = [f"Parameters of the {name} app (the app: section; app.name: {name}):"]
+    for key, field in application.config_module().Config.model_fields.items():
+        default = "required" if field.is_required() else f"default {field.get_default(call_default_factory=True)!r}"
+        lines.append(f"  {key:<22} {default:<18} {field.description or ''}{_allowed(field)}")
+    if application.example:
+        lines.append(f"An example to start from: {application.example}")
+    return "\n".join(lines)
+
+
+BOUNDS = ((annotated_types.Ge, ">="), (annotated_types.Gt, ">"), (annotated_types.Le, "<="), (annotated_types.Lt, "<"))
+
+
+def _allowed(field: FieldInfo) -> str:
+    """`` [one of: a, b]`` for an enumeration, `` [>= 1]`` for a bounded number, else nothing."""
+    choices = [a for arg in (field.annotation, *typing.get_args(field.annotation)) if typing.get_origin(arg) is typing.Literal
+               for a in typing.get_args(arg)]
+    if choices:
+        return f" [one of: {', '.join(map(str, choices))}]"
+    bounds = [f"{symbol} {getattr(m, cls.__name__.lower())}" for m in field.metadata for cls, symbol in BOUNDS if isinstance(m, cls)]
+    return f" [{', '.join(bounds)}]" if bounds else ""

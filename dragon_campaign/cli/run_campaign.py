@@ -1,0 +1,231 @@
+"""Run a campaign on the Dragon runtime.
+
+    bash run.sh [--app NAME] [--config FILE] [--run-dir DIR] [--workers N] [--stop-after S] [--dry-run]
+    bash run.sh --resume RUN_DIR [--workers N] [--stop-after S]
+
+(``python launchers/run_campaign.py ...`` does the same with the virtual environment active.) Options and
+the configuration are checked first, without starting anything: --help, --help-app, --dry-run and every
+configuration error answer at once. A valid campaign then starts the Dragon runtime with the launcher as
+its head process; ``dragon`` runs as a child in a process group of its own, so Ctrl-C reaches the campaign,
+not Dragon's launcher (see dragon_campaign/launch.py).
+
+Every run directory gets report.html, a self-contained page (open it after scp) with the worker-utilization
+timeline, busy fraction per worker, task durations, the campaign's progress, failures, the configuration and
+the versions; --dashboard PORT serves it live on 127.0.0.1 while the campaign runs.
+
+The configuration file (YAML; see launchers/configs/) has the sections pools:, proxystore:, app: (with
+name:, the application, and its parameters: --help-app lists them) and run_dir:. The run writes the
+configuration it ran with, every default filled in, to <run-dir>/config.yaml: pass it to --config (with a
+new --run-dir) to run the same campaign again.
+
+Executors are started before the campaign and shut down after it, also when it fails. While it runs, a
+status line (tasks per topic, busy workers per pool, results per second) is logged every 30 s. Everything
+the run produces (results.jsonl, summary.json, campaign.log, config.yaml, report.html, Parsl's logs, and
+utilization.png / .csv: which worker ran what, when) goes to the run directory, runs/<run-id>/ unless
+--run-dir or run_dir say otherwise.
+
+Ctrl-C, SIGTERM or SIGHUP (to this process or its process group) and --stop-after checkpoint the
+campaign into <run-dir>/checkpoint/ and exit with status 3 (apps that cannot checkpoint stop cleanly with
+130); a second Ctrl-C stops the workers at once (still checkpointed), a third tears the runtime down.
+A signal during set-up stops the run cleanly with 130: there is nothing to checkpoint yet. --resume
+RUN_DIR carries on from a checkpoint in a new runtime, with the configuration the run started with
+(config.yaml in RUN_DIR). Exit status: 0 finished, 1 failed, 2 configuration error, 3 checkpointed,
+130 interrupted without a checkpoint. Whatever the exit, processes and /dev/shm segments the runtime left
+behind are removed and named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from dragon_campaign import interrupts
+from dragon_campaign.apps import APPLICATIONS, DEFAULT_APPLICATION
+from dragon_campaign.cli.logs import campaign_logging
+from dragon_campaign.cli.plan import CampaignConfig, Plan, app_name, describe_app, resolve
+from dragon_campaign.interrupts import Interrupted
+from dragon_campaign.launch import run_under_dragon
+from dragon_campaign.progress import DEFAULT_INTERVAL_S, PROGRESS_ENV
+from dragon_campaign.runs import ConfigError, RunDirectory, load_config
+
+logger = logging.getLogger("run_campaign")
+
+EXIT_CHECKPOINTED = 3
+EXIT_INTERRUPTED = 130
+# How the user started the campaign, for the hints it prints (run.sh sets it; dragon is not on a run.sh user's PATH)
+COMMAND_ENV = "DRAGON_CAMPAIGN_COMMAND"
+DEFAULT_COMMAND = "python launchers/run_campaign.py"
+
+
+def command() -> str:
+    return os.environ.get(COMMAND_ENV, DEFAULT_COMMAND)
+
+
+def non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number (0-65535; 0 picks a free one), got {text}")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=command(), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--app", choices=sorted(APPLICATIONS),
+                        help=f"application to run (default: the config file's app.name, else {DEFAULT_APPLICATION}; with --resume: the run's)")
+    parser.add_argument("--config", type=Path, help="YAML configuration file (pools, app and its parameters, run_dir)")
+    parser.add_argument("--run-dir", type=Path, help="run directory; overrides run_dir of the config file")
+    parser.add_argument("--workers", type=_at_least_one, help="workers of the 'cpu' pool; overrides the config file")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="logging level of the console and of campaign.log (default: INFO)")
+    parser.add_argument("--progress-interval", type=non_negative, metavar="SECONDS",
+                        help=f"seconds between status lines (tasks per topic, busy workers, results/s); 0: none (default {DEFAULT_INTERVAL_S:g})")
+    parser.add_argument("--stop-after", type=_positive, metavar="SECONDS",
+                        help="checkpoint and stop after this many seconds of campaign, e.g. a few minutes before the "
+                             "job's walltime (apps that can resume; SIGTERM checkpoints too)")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="carry on from the checkpoint in RUN_DIR with the configuration the run started with")
+    parser.add_argument("--dashboard", type=_port, metavar="PORT",
+                        help="serve the run's report live on 127.0.0.1:PORT while the campaign runs (for an SSH tunnel)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate the configuration, print the plan and exit without starting work")
+    parser.add_argument("--help-app", action="store_true", help="list the parameters of the application and exit")
+    return parser.parse_args(argv)
+
+
+def plan_of(args: argparse.Namespace) -> Plan:
+    plan = resolve(app=args.app, config_file=args.config, run_dir=args.run_dir, workers=args.workers, resume=args.resume)
+    if (args.resume is not None or args.stop_after is not None) and not plan.application.checkpoints:
+        raise ConfigError(f"the {plan.name} app cannot be checkpointed: --stop-after and --resume need an app whose run() takes resume")
+    return plan
+
+
+def main(argv: list[str] | None = None, script: str | None = None) -> int:
+    """The command line; ``script`` is the file the runtime runs as its head process (the launcher)."""
+    args = parse_args(argv)
+    try:
+        if args.help_app:  # the application may come from the file; its parameters need not be valid yet
+            section = load_config(args.config, CampaignConfig).app if args.config else {}
+            print(describe_app(app_name(args.app, section, str(args.config))))
+            return 0
+        plan = plan_of(args)
+    except ConfigError as exc:
+        print(f"Configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(yaml.safe_dump({"plan": plan.describe()}, sort_keys=False), end="")
+        return 0
+    if "DRAGON_MY_PUID" not in os.environ:  # a valid campaign: start the runtime, with the launcher as its head process
+        return run_under_dragon(script or __file__, sys.argv[1:] if argv is None else argv)
+    interrupts.install()
+    status = 1  # an exception escaping run(): its traceback is printed
+    try:
+        status = run(args, plan)
+    except Interrupted as exc:
+        print(f"Stopped by {exc} before the campaign started or after it ended: nothing to checkpoint", file=sys.stderr)
+        status = EXIT_INTERRUPTED
+    finally:
+        interrupts.finished(status)
+    return status
+
+
+def run(args: argparse.Namespace, plan: Plan) -> int:
+    """The campaign, in the Dragon runtime's head process (the only place that imports Dragon)."""
+    import multiprocessing
+
+    from dragon_campaign.bridges import executor_pools
+    from dragon_campaign.campaign import CampaignFailed, CampaignSuspended
+    from dragon_campaign.dashboard import Dashboard
+
+    run_dir = RunDirectory(plan.run_dir)
+    if args.resume is None:
+        plan.write(run_dir.path, command())
+    multiprocessing.set_start_method("dragon", force=True)
+    if args.progress_interval is not None:
+        os.environ[PROGRESS_ENV] = str(args.progress_interval)
+    options: dict[str, object] = {"proxystore": plan.proxystore} if plan.proxystore else {}
+    if args.resume is not None:
+        options["resume"] = True
+    if args.stop_after is not None:
+        options["stop_after"] = args.stop_after
+    app = plan.application.app_module()
+    dashboard = Dashboard(run_dir.path, args.dashboard) if args.dashboard is not None else contextlib.nullcontext()
+    with campaign_logging(args.log_level, run_dir), dashboard:
+        logger.info(f"{'Resuming' if args.resume else 'Running'} {plan.name} in {run_dir.path}")
+        try:
+            with executor_pools(plan.executors, run_dir.path) as remote:
+                summary = app.run(plan.app_config, {**plan.pools, **remote}, run_dir, **options)
+        except ConfigError as exc:  # what the app checks against the pools (e.g. which pool may run what)
+            logger.error(f"Configuration error: {exc}")
+            return 2
+        except CampaignFailed as exc:
+            logger.error(f"The campaign failed: {exc}; results so far are in {run_dir.results_path}")
+            return 1
+        except CampaignSuspended as exc:
+            logger.warning(f"The campaign stopped at {exc.reason} and checkpointed to {exc.path}; carry on with: "
+                           f"{command()} --resume {run_dir.path}")
+            return EXIT_CHECKPOINTED
+        except Interrupted as exc:
+            logger.warning(f"Stopped by {exc} while no campaign ran (set-up or wrap-up): nothing to checkpoint; "
+                           f"results so far are in {run_dir.results_path}")
+            return EXIT_INTERRUPTED
+        except KeyboardInterrupt as exc:  # an app that cannot checkpoint, stopped by a signal
+            logger.warning(f"The campaign was {exc or 'interrupted'}; results so far are in {run_dir.results_path}")
+            return EXIT_INTERRUPTED
+        finally:
+            draw_utilization(run_dir)
+            write_run_report(run_dir)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def write_run_report(run_dir: RunDirectory) -> None:
+    """report.html, also after a failure; a problem drawing it is only logged."""
+    from dragon_campaign.report import write_report
+
+    try:
+        logger.info(f"Report: {write_report(run_dir.path)}")
+    except Exception:
+        logger.warning("Could not write the run report", exc_info=True)
+
+
+def draw_utilization(run_dir: RunDirectory) -> None:
+    """utilization.png and .csv from the results so far, also after a failure; a drawing problem is only logged."""
+    from dragon_campaign.timeline import write_utilization
+
+    if not run_dir.results_path.exists():
+        return
+    try:
+        picture = write_utilization(run_dir.results_path, run_dir.path)
+    except Exception:
+        logger.warning("Could not draw the worker utilization timeline", exc_info=True)
+        return
+    if picture is not None:
+        logger.info(f"Worker utilization timeline: {picture}")

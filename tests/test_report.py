@@ -1,0 +1,86 @@
+"""The run report: worker busy and idle fractions, report.html rendered by a real headless Chromium (its plots
+have data, no console error), and the live dashboard served on loopback."""
+
+from __future__ import annotations
+
+import shutil
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import load_launcher
+
+from dragon_campaign.dashboard import Dashboard
+from dragon_campaign.models import Result, Timestamps, WorkerInformation
+from dragon_campaign.timeline import busy_fractions, idle_while_tasks_wait
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+def task(worker: int, created: float, started: float, ended: float, method: str = "simulate") -> Result:
+    stamps = Timestamps(created=created, dispatched=started, compute_started=started, compute_ended=ended, result_received=ended)
+    return Result(method=method, success=True, timestamp=stamps, worker_info=WorkerInformation(pool="cpu", worker=worker, hostname="n1"))
+
+
+def test_busy_and_idle_fractions_of_each_worker():
+    # worker 0 computes from 0 to 10; worker 1 from 0 to 2, then idles while a task submitted at 2 waits until 8
+    # (a dispatcher that kept it waiting): 6 of the campaign's 10 s
+    results = [task(0, 0, 0, 10), task(1, 0, 0, 2), task(1, 2, 8, 10)]
+    assert busy_fractions(results) == {"cpu #0 (n1)": 1.0, "cpu #1 (n1)": pytest.approx(0.4)}
+    assert idle_while_tasks_wait(results) == {"cpu #0 (n1)": 0.0, "cpu #1 (n1)": pytest.approx(0.6)}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A small real campaign run by the launcher; it leaves report.html in its run directory."""
+    base = tmp_path_factory.mktemp("report")
+    config = base / "c.yaml"
+    config.write_text("pools:\n  cpu: {workers: 2}\napp:\n  name: streaming\n  budget: 30\n  task_sleep: 0.02\n")
+    assert load_launcher().main(["--config", str(config), "--run-dir", str(base / "run"), "--progress-interval", "0"]) == 0
+    return base / "run"
+
+
+def test_every_run_directory_gets_a_self_contained_report(run_dir):
+    page = (run_dir / "report.html").read_text()
+    assert "<script src=" not in page, "the page must not load anything from elsewhere"
+    for heading in ("Worker utilization", "Busy fraction per worker", "Task durations per method", "Results over time",
+                    "Best value found", "Failures", "Configuration (config.yaml)", "Versions"):
+        assert heading in page
+
+
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
+def test_the_report_renders_in_a_real_browser_with_data_in_every_plot(run_dir, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1300,3000"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        driver.get((run_dir / "report.html").resolve().as_uri())
+        points = driver.execute_script(
+            "return [...document.querySelectorAll('.js-plotly-plot')].map(p => p.data.reduce("
+            "(n, trace) => n + ((trace.x || []).length || (trace.y || []).length), 0));")
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        driver.save_screenshot(str(tmp_path / "report.png"))
+    finally:
+        driver.quit()
+    assert len(points) == 5, f"expected five plots, found {len(points)}"
+    assert all(count > 0 for count in points), f"a plot without data: {points}"
+    assert errors == [], errors
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_the_dashboard_serves_the_live_report_on_loopback(run_dir):
+    with Dashboard(run_dir, port=0, refresh_s=5) as dashboard:
+        assert dashboard.url.startswith("http://127.0.0.1:")
+        page = urllib.request.urlopen(dashboard.url, timeout=30).read().decode()
+        script = urllib.request.urlopen(dashboard.url + "plotly.min.js", timeout=30).read()
+    assert '<meta http-equiv="refresh" content="5">' in page and '<script src="/plotly.min.js">' in page
+    assert "Worker utilization" in page and len(script) > 1_000_000
+    with pytest.raises(OSError):
+        urllib.request.urlopen(dashboard.url, timeout=5)  # stopped with the campaign
