@@ -69,9 +69,8 @@ def measure_dragon_campaign(args: argparse.Namespace) -> dict[str, Any]:
 
     multiprocessing.set_start_method("dragon", force=True)
     queues = DragonQueues()
-    with TemporaryDirectory() as run_dir:
-        with DragonTaskServer([noop], queues, pools={"cpu": WorkerPool(workers=args.workers)}, run_dir=run_dir):
-            return measure(lambda i: queues.send_inputs(i, method="noop"), lambda: queues.get_result(timeout=120), args)
+    with TemporaryDirectory() as run_dir, DragonTaskServer([noop], queues, pools={"cpu": WorkerPool(workers=args.workers)}, run_dir=run_dir):
+        return measure(lambda i: queues.send_inputs(i, method="noop"), lambda: queues.get_result(timeout=120), args)
 
 
 def measure_colmena(args: argparse.Namespace) -> dict[str, Any]:

@@ -36,7 +36,8 @@ process in task functions), :class:`Namespace`, :class:`ValueRef` (what ``put`` 
 from ddict_store.errors import StoreClosedError, StoreError, StoreFullError, UnsupportedTypeError
 from ddict_store.models import latest_model, model, model_versions, publish_model
 from ddict_store.persist import checkpoint, restore
-from ddict_store.store import DDictStore, Namespace, ValueRef, attached
+from ddict_store.store import DDictStore, Namespace, attached
+from ddict_store.values import ValueRef
 
 __all__ = [
     "DDictStore",

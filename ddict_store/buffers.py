@@ -145,6 +145,7 @@ class BufferPools:
 
     @staticmethod
     def is_local(ref: BufferRef) -> bool:
+        """Whether the buffer lives on this node (readable here at memory speed)."""
         return ref.host_uid == local_host_uid()
 
     @staticmethod
@@ -170,6 +171,7 @@ class BufferPools:
 
     @staticmethod
     def free(ref: BufferRef) -> None:
+        """Return the buffer's memory to its pool (StaleBufferError if it was freed already)."""
         _attach(ref).free()
 
     def destroy_pools(self, host_uids: list[int]) -> None:
@@ -210,7 +212,7 @@ def _attach(ref: BufferRef) -> MemoryAlloc:
 
 
 def copy_bytes(out: np.ndarray, source: np.ndarray) -> None:
-    """memcpy in blocks of ``COPY_BLOCK_BYTES``, split across threads for large buffers (numpy releases the GIL)."""
+    """Memcpy in blocks of ``COPY_BLOCK_BYTES``, split across threads for large buffers (numpy releases the GIL)."""
     threads = COPY_THREADS if source.nbytes >= PARALLEL_COPY_BYTES else 1
     bounds = np.linspace(0, source.nbytes, threads + 1, dtype=np.int64)
 

@@ -46,10 +46,10 @@ class ChunkReaders:
 
     def read(self, chunks: Sequence[tuple[int, str]], payload: int, target: np.ndarray) -> None:
         """Fill ``target`` with the chunks, ``payload`` bytes each (the last one may be shorter)."""
-
         list(self._pool.map(lambda index: read_chunk(self._client(), chunks[index], index, payload, target), range(len(chunks))))
 
     def close(self) -> None:
+        """Stop the reader threads and detach their DDict clients."""
         self._pool.shutdown(wait=True)
         with self._lock:
             for client in self._clients:

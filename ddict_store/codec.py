@@ -34,6 +34,7 @@ class Encoded:
 
     @property
     def nbytes(self) -> int:
+        """Bytes of the encoded value."""
         return sum(int(part.nbytes) for part in self.parts)
 
     @functools.cached_property
@@ -85,6 +86,7 @@ def _is_tensor(value: Any) -> bool:
 
 
 def encode(value: Any) -> Encoded:
+    """Encode a value for the store: arrays and tensors as raw buffers with a header, other objects pickled."""
     if isinstance(value, np.ndarray):
         array = _contiguous(value)
         return Encoded("numpy", (array.dtype.str, array.shape), (_flat_bytes(array),))
@@ -120,5 +122,5 @@ def decode(kind: str, header: tuple, data: np.ndarray, map_location: str | None 
             target = "cpu"  # the writer's GPU is not visible here
         return tensor.to(target) if target != "cpu" else tensor
     if kind == "pickle":
-        return pickle.loads(data)
+        return pickle.loads(data.data)
     raise ValueError(f"Unknown stored kind {kind!r}")

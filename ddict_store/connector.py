@@ -18,7 +18,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ddict_store.store import DDictStore, ValueRef
+from ddict_store.store import DDictStore
+from ddict_store.values import ValueRef
 
 BytesLike = bytes | bytearray | memoryview
 
@@ -52,27 +53,33 @@ class DDictConnector:
         return f"DDictConnector(store={self.store.config.name!r}, namespace={self.namespace_name!r})"
 
     def close(self) -> None:
+        """Close the store if this connector created it (an attached one only detaches)."""
         if self._attached:
             self.store.close()
             self._attached = False
 
     def config(self) -> dict[str, Any]:
+        """What a worker needs to rebuild this connector (ProxyStore's ``Connector.config``)."""
         # ProxyStore rebuilds connectors as DDictConnector(**config): keys match __init__'s parameters
         return {"store": self.store.handle, "namespace": self.namespace_name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> DDictConnector:
+        """Rebuild the connector in another process from :meth:`config`."""
         return cls(**config)
 
     def put(self, obj: BytesLike) -> DDictKey:
+        """Store one object; returns its key."""
         name = uuid.uuid4().hex
         ref = self._objects.put(name, np.frombuffer(obj, dtype=np.uint8))
         return DDictKey(name, ref if ref.entry.buffer is not None else None)
 
     def put_batch(self, objs: Sequence[BytesLike]) -> list[DDictKey]:
+        """Store several objects; returns their keys."""
         return [self.put(obj) for obj in objs]
 
     def get(self, key: DDictKey) -> BytesLike | None:
+        """The object under ``key``, or None if it is gone."""
         # a read-only view of a same-node buffer: ProxyStore deserializes it at once, so no private copy is needed
         try:
             array = self._objects.read(key.ref, copy=False) if key.ref is not None else self._objects.get(key.ddict_key, copy=False)
@@ -81,9 +88,11 @@ class DDictConnector:
         return memoryview(array)
 
     def get_batch(self, keys: Sequence[DDictKey]) -> list[BytesLike | None]:
+        """The objects under ``keys`` (None for those that are gone)."""
         return [self.get(key) for key in keys]
 
     def exists(self, key: DDictKey) -> bool:
+        """Whether an object is stored under ``key``."""
         return self._objects.exists(key.ddict_key)
 
     def evict(self, key: DDictKey) -> None:

@@ -1,4 +1,4 @@
-"""Work around two behaviours of dragonhpc 0.15's DDict that hurt a campaign.
+"""Work around behaviours of dragonhpc 0.15's DDict that hurt a campaign.
 
 **The orchestrator spins.** With dragonhpc 0.15 the orchestrator process of every DDict polls an exception queue in a loop
 (``ProcessGroup._exq_monitor`` calls ``Queue.poll(timeout=0.1)``, which returns without sleeping), so an
@@ -13,6 +13,11 @@ nothing.
 **A DDict client silences the process's logging.** The first DDict created or attached in a process sets
 up Dragon's own client log and removes every handler of the root logger, so a campaign's log output
 stops there. :func:`keep_root_logging` puts the handlers and level back.
+
+**A start-up can hang.** DDict's constructor waits without a timeout for its orchestrator, and now and
+then a start-up never completes: :func:`create_ddict` watches each try and starts another (see there).
+Also here: waiting on requests the runtime may never answer (:func:`call_with_deadline`), and naming the
+shared-memory segments a store creates so that a launcher can remove them after a crash.
 """
 
 from __future__ import annotations
@@ -20,11 +25,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from dragon.data.ddict.ddict import DDict
+from dragon.native.process import Process
+
+from ddict_store.errors import StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +63,8 @@ def lower_orchestrator_priority(ddict: DDict) -> int | None:
 def ddict_processes(ddict: DDict) -> list[int]:
     """Puids of a DDict's orchestrator and of every process it started (its managers), as seen by the
     creating client ([] elsewhere). dragonhpc 0.15 names them nowhere public; they matter because once a
-    manager dies its data are gone and every operation that reaches it waits forever (its timeout never fires)."""
+    manager dies its data are gone and every operation that reaches it waits forever (its timeout never fires).
+    """
     root = getattr(ddict, "_orc_proc", None)
     found: list[int] = []
     pending = [] if root is None else [root]
@@ -145,3 +155,71 @@ def ddict_segment_prefix(name: str) -> str:
 def pool_segment_prefix(pool_name: str) -> str:
     """How Dragon names a managed-memory pool in /dev/shm (``D`` + the pool's name)."""
     return f"D{pool_name}"
+
+
+CREATE_ATTEMPTS = 2
+
+
+def create_ddict(managers_per_node: int, nodes: int, total_bytes: int, timeout: float, name: str) -> DDict:
+    """A new DDict; StoreError if ``CREATE_ATTEMPTS`` tries in a row are not up within ``timeout`` s each.
+
+    DDict's constructor waits without a timeout for its orchestrator, and with dragonhpc 0.15 a start-up
+    now and then never completes (twice in CI on a loaded 2-core machine, with the orchestrator running):
+    such a try is logged with the stage it stopped at and abandoned (its processes go with the runtime),
+    and a DDict under a fresh name is started. A try whose orchestrator exits is abandoned at once.
+    """
+    stages: list[str] = []
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try_name = name if attempt == 1 else f"{name}-{attempt}"
+        with keep_root_logging():  # again here: an abandoned try never leaves its own keep_root_logging block
+            ddict, stage = _try_create_ddict(managers_per_node, nodes, total_bytes, timeout, try_name)
+        if ddict is not None:
+            return ddict
+        stages.append(stage)
+        logger.warning(f"DDict {try_name!r} (try {attempt} of {CREATE_ATTEMPTS}) did not start: {stage}")
+    raise StoreError(f"The DDict {name!r} did not start in {CREATE_ATTEMPTS} tries: {'; '.join(stages)}")
+
+
+def _try_create_ddict(managers_per_node: int, nodes: int, total_bytes: int, timeout: float,
+                      name: str) -> tuple[DDict | None, str]:
+    """The DDict, or None and the stage its start-up stopped at."""
+    ddict = DDict.__new__(DDict)  # created here so its orchestrator can be watched while __init__ waits on it
+    finished = threading.Event()
+    failed: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            with keep_root_logging():
+                ddict.__init__(managers_per_node, nodes, total_bytes, timeout=timeout, name=name)
+        except BaseException as exc:  # handed to the caller
+            failed.append(exc)
+        finally:
+            finished.set()
+
+    threading.Thread(target=create, name=f"create-ddict-{name}", daemon=True).start()
+    deadline = time.monotonic() + timeout
+    try:
+        while not finished.wait(1.0) and time.monotonic() < deadline:
+            orchestrator = _orchestrator(ddict)
+            if orchestrator is not None and orchestrator.returncode is not None:
+                return None, f"its orchestrator (puid {orchestrator.puid}) exited with {orchestrator.returncode}"
+    except BaseException:  # interrupted (a signal during set-up): destroy the DDict once it is up, not leave it unowned
+        if finished.wait(timeout) and not failed:
+            call_with_deadline(ddict.destroy, timeout, f"destroy-ddict-{name}")
+        raise
+    if failed:
+        raise failed[0]
+    if finished.is_set():
+        return ddict, ""
+    orchestrator = _orchestrator(ddict)
+    if orchestrator is None:
+        return None, f"its orchestrator process was not started within {timeout:.0f} s"
+    if getattr(ddict, "_orc_connector", None) is None:
+        return None, f"its orchestrator (puid {orchestrator.puid}) runs but did not report within {timeout:.0f} s"
+    return None, f"its orchestrator reported but its managers were not up within {timeout:.0f} s"
+
+
+def _orchestrator(ddict: DDict) -> Process | None:
+    """The DDict's orchestrator process once started (DDict's constructor sets the attribute before it starts it)."""
+    process = getattr(ddict, "_orc_proc", None)
+    return process if getattr(process, "_descr", None) is not None else None

@@ -42,20 +42,42 @@ _EXPORTS = {
     "KillSignalException": "dragon_campaign.exceptions",
     "TimeoutException": "dragon_campaign.exceptions",
     "WorkerLost": "dragon_campaign.exceptions",
+    "run_campaign": "dragon_campaign.campaign",
+    "CampaignFailed": "dragon_campaign.campaign",
+    "CampaignSuspended": "dragon_campaign.campaign",
+    "Checkpointer": "dragon_campaign.checkpoint",
+    "ProxyStoreSettings": "dragon_campaign.bridges",
+    "proxy_stores": "dragon_campaign.bridges",
+    "ProgressReporter": "dragon_campaign.progress",
+    "futures_status": "dragon_campaign.progress",
+    "busy_fractions": "dragon_campaign.timeline",
+    "idle_while_tasks_wait": "dragon_campaign.timeline",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names resolve in __getattr__
-    from dragon_campaign.bridges import ExecutorPool  # noqa: F401
-    from dragon_campaign.executable import ExecutableFailed, ExecutableMethod, MPIExecutableMethod  # noqa: F401
+    from dragon_campaign.bridges import ExecutorPool, ProxyStoreSettings, proxy_stores  # noqa: F401
+    from dragon_campaign.campaign import CampaignFailed, CampaignSuspended, run_campaign  # noqa: F401
+    from dragon_campaign.checkpoint import Checkpointer  # noqa: F401
     from dragon_campaign.exceptions import KillSignalException, TimeoutException, WorkerLost  # noqa: F401
+    from dragon_campaign.executable import ExecutableFailed, ExecutableMethod, MPIExecutableMethod  # noqa: F401
     from dragon_campaign.models import FailureInformation, ResourceRequirements, Result, WorkerInformation  # noqa: F401
     from dragon_campaign.mpi import MPIMethod  # noqa: F401
+    from dragon_campaign.progress import ProgressReporter, futures_status  # noqa: F401
     from dragon_campaign.queues import DragonQueues  # noqa: F401
     from dragon_campaign.runs import ConfigError, RunDirectory, read_results  # noqa: F401
     from dragon_campaign.server import DragonTaskServer, WorkerPool  # noqa: F401
-    from dragon_campaign.thinker import BaseThinker, ResourceCounter, Resumption, agent, event_responder, result_processor, task_submitter  # noqa: F401
+    from dragon_campaign.thinker import (  # noqa: F401
+        BaseThinker,
+        ResourceCounter,
+        Resumption,
+        agent,
+        event_responder,
+        result_processor,
+        task_submitter,
+    )
+    from dragon_campaign.timeline import busy_fractions, idle_while_tasks_wait  # noqa: F401
 
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -59,6 +59,7 @@ def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float 
             campaign (the thinker must implement ``checkpoint_state``); the checkpoint is removed once the
             campaign finishes.
         resume_from: A checkpoint of an earlier job (``checkpointer.load()``) to carry on from.
+
     Raises:
         CampaignFailed: an agent raised (its exception is chained).
         CampaignSuspended: a signal or ``timeout`` stopped the campaign and it was checkpointed.
@@ -134,13 +135,13 @@ def _resume(thinker: BaseThinker, server: DragonTaskServer, saved: SavedCampaign
     def carried(topic: str) -> bool:
         return keep is None or topic in keep
 
-    tasks = [task for task in saved.tasks if carried(task.payload[0].topic)]  # type: ignore[index]
+    tasks = [task for task in saved.tasks if carried(task.result.topic)]
     results = [result for result in saved.results if carried(result.topic)]
-    dropped = Counter(task.payload[0].topic for task in saved.tasks if not carried(task.payload[0].topic))  # type: ignore[index]
+    dropped = Counter(task.result.topic for task in saved.tasks if not carried(task.result.topic))
     dropped.update(result.topic for result in saved.results if not carried(result.topic))
     if dropped:
         logger.info(f"Not carried on from the checkpoint (the thinker redoes them as needed): {dict(dropped)}")
-    thinker.restore_state(Resumption(saved.thinker_state, [task.payload[0] for task in tasks] + results, saved.allocation))  # type: ignore[index]
+    thinker.restore_state(Resumption(saved.thinker_state, [task.result for task in tasks] + results, saved.allocation))
     server.queues.resume(tasks, results)
     logger.info(f"Resumed from the checkpoint ({saved.reason}): {len(tasks)} task(s) requeued with their priorities, "
                 f"{len(results)} result(s) delivered again")

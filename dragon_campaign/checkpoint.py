@@ -57,11 +57,12 @@ class SavedCampaign:
     results_bytes: int
 
     def describe(self) -> dict[str, Any]:
+        """What ``checkpoint.json`` says about this checkpoint."""
         return {
             "format": FORMAT_VERSION,
             "reason": self.reason,
             "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "tasks_set_aside": dict(Counter(task.payload[0].topic for task in self.tasks)),  # type: ignore[index]
+            "tasks_set_aside": dict(Counter(task.result.topic for task in self.tasks)),
             "results_not_taken": dict(Counter(result.topic for result in self.results)),
             "allocation": self.allocation,
             "results_bytes": self.results_bytes,
@@ -82,9 +83,11 @@ class Checkpointer:
 
     @property
     def path(self) -> Path:
+        """The checkpoint's folder: ``<run-dir>/checkpoint/``."""
         return self.run_dir.path / CHECKPOINT_DIR
 
     def exists(self) -> bool:
+        """Whether there is a checkpoint to resume from."""
         return (self.path / "campaign.pkl").exists()
 
     def save(self, saved: SavedCampaign) -> Path:

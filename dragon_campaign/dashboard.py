@@ -37,9 +37,11 @@ class Dashboard:
 
     @property
     def url(self) -> str:
+        """Where the dashboard answers."""
         return f"http://127.0.0.1:{self.port}/"
 
     def page(self) -> bytes:
+        """The live page, rebuilt at most every ``REBUILD_S`` seconds."""
         with self._lock:
             built, page = self._page
             if time.monotonic() - built > REBUILD_S:

@@ -19,26 +19,15 @@ from typing import Any
 from dragon_campaign.methods import PythonGeneratorMethod
 from dragon_campaign.models import ResourceRequirements
 from dragon_campaign.mpi import MPIMethod
-from dragon_campaign.queues.dragon import PICKLE_PROTOCOL
 from dragon_campaign.queues.proxying import proxy_result, resolve_input_proxies
+from dragon_campaign.wire import PICKLE_PROTOCOL, Failure, Layout, TaskRecord
 
-FailureTuple = tuple[str, str]  # repr(exception), formatted traceback
-TaskRecord = tuple[
-    str,  # task id
-    bool,  # success
-    bytes | None,  # pickled value
-    FailureTuple | None,
-    tuple[float, float, float],  # input received, compute started, compute ended (wall clock)
-    tuple[float, float, float],  # deserialize inputs, running, serialize result (seconds)
-    int | None,  # ranks that ran an MPI method, else None
-    dict[str, dict[str, dict]] | None,  # resolve times of the input proxies (Result.time.proxy), None without proxies
-]
-Layout = tuple[int, int, int]  # the task's resources: node_count, cpu_processes (per node), cpu_threads
+ONE_PROCESS = Layout()
 
 
 def run_task(
     methods: dict[str, Callable[..., Any]], task_id: str, method: str, inputs: bytes, proxy_rule: Any, received: float,
-    layout: Layout = (1, 1, 1), emit: Callable[[bytes], None] | None = None,
+    layout: Layout = ONE_PROCESS, emit: Callable[[bytes], None] | None = None,
 ) -> TaskRecord:
     """Run one task; every failure (bad inputs, exception, unpicklable value) becomes a failed record.
 
@@ -50,7 +39,8 @@ def run_task(
     proxy_times = None
     started = ended = time.time()
     function = methods[method]
-    ranks_layout = function.layout(*layout[:2]) if isinstance(function, MPIMethod) else None
+    mpi = function if isinstance(function, MPIMethod) else None
+    ranks_layout = mpi.layout(layout.node_count, layout.cpu_processes) if mpi is not None else None
     ranks = ranks_layout.ranks if ranks_layout is not None else None
     try:
         tick = time.perf_counter()
@@ -60,12 +50,11 @@ def run_task(
         started = time.time()
         tick = time.perf_counter()
         try:
-            if ranks_layout is not None:
-                value, ranks = function.run(args, kwargs, ranks_layout)
+            if mpi is not None and ranks_layout is not None:
+                value, ranks = mpi.run(args, kwargs, ranks_layout)
             else:
                 if _takes_resources(function):
-                    kwargs = {**kwargs, "_resources": ResourceRequirements(node_count=layout[0], cpu_processes=layout[1],
-                                                                           cpu_threads=layout[2])}
+                    kwargs = {**kwargs, "_resources": ResourceRequirements(**layout._asdict())}
                 if isinstance(function, PythonGeneratorMethod):
                     value = function.run(args, kwargs, None if emit is None else lambda item: emit(_pickled(item, method, proxy_rule)))
                 else:
@@ -78,10 +67,10 @@ def run_task(
         tick = time.perf_counter()
         payload = _pickled(value, method, proxy_rule)
         serialize = time.perf_counter() - tick
-        return task_id, True, payload, None, (received, started, ended), (deserialize, running, serialize), ranks, proxy_times
+        return TaskRecord(task_id, True, payload, None, received, started, ended, deserialize, running, serialize, ranks, proxy_times)
     except (Exception, SystemExit) as exc:
-        failure = (repr(exc), "".join(traceback.format_exception(exc)))
-        return task_id, False, None, failure, (received, started, ended), (deserialize, running, serialize), ranks, proxy_times
+        failure = Failure(repr(exc), "".join(traceback.format_exception(exc)))
+        return TaskRecord(task_id, False, None, failure, received, started, ended, deserialize, running, serialize, ranks, proxy_times)
 
 
 def _pickled(value: Any, method: str, proxy_rule: Any) -> bytes:
@@ -101,7 +90,7 @@ def _takes_resources(function: Callable[..., Any]) -> bool:
 
 
 def run_remote(function: Callable[..., Any], task_id: str, method: str, payload: bytes, proxy_rule: Any,
-               layout: Layout = (1, 1, 1)) -> tuple[TaskRecord, dict[str, Any], float]:
+               layout: Layout = ONE_PROCESS) -> tuple[TaskRecord, dict[str, Any], float]:
     """What a remote executor runs for one task: the record, where it ran, and when the result left.
 
     ``payload`` is the pickled arguments (not ``inputs``: Parsl apps reserve that name for input files).

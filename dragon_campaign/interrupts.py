@@ -53,7 +53,8 @@ def _on_stop_signal(signum: int, _frame: object) -> None:
 
 def install() -> None:
     """In the campaign's main thread, before any set-up: stop signals raise :class:`Interrupted`, and the
-    supervisor (if any) learns where to send them."""
+    supervisor (if any) learns where to send them.
+    """
     global _finishing
     _finishing = False
     for sig in STOP_SIGNALS:
@@ -68,7 +69,8 @@ def install() -> None:
 
 def finished(status: int) -> None:
     """Tell the supervisor (if any) that the campaign process is done and with which exit status, so that
-    a runtime that then fails to come down is not waited for forever."""
+    a runtime that then fails to come down is not waited for forever.
+    """
     control = os.environ.get(CONTROL_ENV)
     if control:
         ended = Path(control, EXIT_FILE)
@@ -80,7 +82,8 @@ def finished(status: int) -> None:
 @contextmanager
 def routed(on_signal: Callable[[int, int], None]) -> Iterator[list[int]]:
     """While the block runs, stop signals call ``on_signal(signum, count)`` (count: 1 for the first) instead
-    of raising; yields the signals received. Outside the main thread signals cannot be caught: nothing changes."""
+    of raising; yields the signals received. Outside the main thread signals cannot be caught: nothing changes.
+    """
     global _finishing
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():

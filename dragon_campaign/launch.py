@@ -94,7 +94,8 @@ class _Runtime:
     def processes(self) -> list[int]:
         """Live processes of this runtime: those in the launcher's process group (Dragon starts its services,
         the head process and every worker there on this node). ``DRAGON_RT_UID`` would not do: two runtimes
-        on one node can share it."""
+        on one node can share it.
+        """
         found = []
         for entry in Path("/proc").iterdir():
             fields = proc_stat(int(entry.name)) if entry.name.isdigit() else None
@@ -161,7 +162,8 @@ def _start_warden(runtime: _Runtime) -> subprocess.Popen | None:
 
 def _warden(watched_pid: int, runtime: _Runtime) -> None:
     """Wait for the launching process to end (after its own clean-up it stops us first); then give the
-    launcher its SIGTERM teardown and remove what the runtime left."""
+    launcher its SIGTERM teardown and remove what the runtime left.
+    """
     _wait_for_exit(watched_pid, None)
     _wait_for_exit(runtime.launcher_pid, TEARDOWN_GRACE_S)
     _remove_leftovers(runtime, grace=ORPHAN_GRACE_S)  # without its launcher nothing of the runtime ends by itself
@@ -205,14 +207,14 @@ def _forward_until_exit(launcher: subprocess.Popen, runtime: _Runtime, received:
             signum = received[handled]
             handled += 1
             name = signal.Signals(signum).name
-            local = head is not None and head.get("host") == socket.gethostname()
+            local_pid = head["pid"] if head is not None and head.get("host") == socket.gethostname() else None
             try:
-                if handled == 1 and local:
+                if handled == 1 and local_pid is not None:
                     _say(f"{name}: stopping the campaign (it checkpoints where it can); again to stop its workers at once")
-                    os.kill(head["pid"], signum)
-                elif handled == 2 and local:
+                    os.kill(local_pid, signum)
+                elif handled == 2 and local_pid is not None:
                     _say(f"{name} again: stopping the workers now; once more tears the Dragon runtime down")
-                    os.kill(head["pid"], signum)
+                    os.kill(local_pid, signum)
                 elif handled <= 3:  # a head process on another node cannot be signalled from here
                     _say(f"{name}: tearing the Dragon runtime down (no checkpoint)")
                     os.kill(runtime.launcher_pid, signal.SIGINT)

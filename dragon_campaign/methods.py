@@ -33,6 +33,7 @@ class PythonMethod:
         return inspect.signature(self.function)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function (what a worker does)."""
         return self.function(*args, **kwargs)
 
 
@@ -55,11 +56,13 @@ class PythonGeneratorMethod(PythonMethod):
         self.streaming = streaming or streaming_queue is not None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the generator function and collect what it yields (what a worker does without streaming)."""
         return self.run(args, kwargs)
 
     def run(self, args: tuple[Any, ...], kwargs: dict[str, Any], emit: Callable[[Any], None] | None = None) -> Any:
         """Run to the end; the task's value. Streaming needs ``emit`` (a Dragon worker gives one): without it
-        (called directly, or on an ExecutorPool) the items are collected as if not streaming."""
+        (called directly, or on an ExecutorPool) the items are collected as if not streaming.
+        """
         streams = self.streaming and emit is not None
         items: list[Any] = []
         returned = self._drive(args, kwargs, emit if streams else items.append)  # type: ignore[arg-type]

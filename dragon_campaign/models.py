@@ -6,10 +6,10 @@ Field names follow Colmena 0.7 (``colmena.models.Result``) so that thinkers port
 from __future__ import annotations
 
 import time
+from itertools import count
 from math import nan
 from traceback import TracebackException
 from typing import Annotated, Any
-from itertools import count
 from uuid import uuid4
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, computed_field, field_serializer
@@ -34,6 +34,7 @@ class FailureInformation(BaseModel):
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> FailureInformation:
+        """The failure of ``exc``: its repr and formatted traceback."""
         tb = TracebackException.from_exception(exc)
         return cls(exception=repr(exc), traceback="".join(tb.format()))
 
@@ -61,6 +62,7 @@ class ResourceRequirements(BaseModel):
 
     @property
     def total_ranks(self) -> int:
+        """Ranks over every node: ``node_count * cpu_processes``."""
         return self.node_count * self.cpu_processes
 
 
@@ -78,11 +80,13 @@ class Timestamps(BaseModel):
     @computed_field(description="Colmena's name for dispatched: the task server handed the task to its engine")  # type: ignore[prop-decorator]
     @property
     def start_task_submission(self) -> float:
+        """Colmena's name for ``dispatched``."""
         return self.dispatched
 
     @computed_field(description="Colmena's name for result_received: the task server got the result back")  # type: ignore[prop-decorator]
     @property
     def task_received(self) -> float:
+        """Colmena's name for ``result_received``."""
         return self.result_received
 
 
@@ -133,11 +137,20 @@ class Result(BaseModel):
     )
 
     @property
+    def failure_reason(self) -> str | None:
+        """Why the task failed (its exception's repr), or None if it did not fail."""
+        if self.success is not False:
+            return None
+        return self.failure_info.exception if self.failure_info is not None else "unknown failure"
+
+    @property
     def args(self) -> tuple[Any, ...]:
+        """The task's positional arguments."""
         return self.inputs[0]
 
     @property
     def kwargs(self) -> dict[str, Any]:
+        """The task's keyword arguments."""
         return self.inputs[1]
 
     @field_serializer("value", when_used="json")
@@ -153,7 +166,7 @@ class Result(BaseModel):
         """One line of JSON for results.jsonl; values JSON cannot hold are summarised, never dropped silently."""
         return self.model_dump_json(fallback=_json_fallback)
 
-    def json(self, **kwargs: Any) -> str:  # type: ignore[override]
+    def json(self, **kwargs: Any) -> str:
         """Colmena's ``Result.json``: JSON text, with pydantic's options (e.g. ``exclude={'inputs'}``)."""
         return self.model_dump_json(fallback=_json_fallback, **kwargs)
 

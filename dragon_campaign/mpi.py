@@ -40,8 +40,8 @@ from typing import Any, Literal
 
 import cloudpickle
 
-from dragon_campaign.queues.dragon import PICKLE_PROTOCOL
 from dragon_campaign.sessions import run_program
+from dragon_campaign.wire import PICKLE_PROTOCOL
 
 SPEC_FILE, VALUE_FILE = "task.pkl", "value.pkl"
 SHARED_MEMORY = Path("/dev/shm")
@@ -62,6 +62,7 @@ class RankLayout:
 
     @property
     def ranks(self) -> int:
+        """Ranks in all."""
         return self.nodes * self.ranks_per_node
 
 
@@ -154,7 +155,8 @@ def default_mpiexec() -> str:
 
 def run_process_group(command: list[str], layout: RankLayout, timeout: float | None, cwd: str | Path | None = None) -> str:
     """Ranks as a Dragon ProcessGroup with Cray PMI, ``ranks_per_node`` on each of ``nodes`` nodes (starting
-    with this one), in ``cwd`` (default: the working directory); what failed, or "" if every rank exited 0."""
+    with this one), in ``cwd`` (default: the working directory); what failed, or "" if every rank exited 0.
+    """
     import socket
 
     from dragon.infrastructure.facts import PMIBackend
@@ -182,13 +184,15 @@ def run_process_group(command: list[str], layout: RankLayout, timeout: float | N
 
 
 def shared_memory_segments() -> set[str]:
+    """MPICH's shared-memory segments in /dev/shm now (to spot those a killed program left)."""
     return {path.name for path in SHARED_MEMORY.glob("mpich_shm_*")}
 
 
 def remove_orphaned_segments(before: set[str]) -> None:
     """MPICH leaves its shared-memory segments behind when a program aborts: remove those this one created
     once no process maps them (its killed ranks may take a moment to go; another MPI task on the node may
-    be using newer ones, which stay)."""
+    be using newer ones, which stay).
+    """
     created = shared_memory_segments() - before
     for _ in range(ORPHAN_CHECKS):
         mapped = {name for name in created if any(name in text for text in _process_maps())}

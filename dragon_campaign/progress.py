@@ -46,9 +46,10 @@ class ProgressReporter:
     (for example a workflow's Parsl futures, see :func:`futures_status`).
     """
 
-    def __init__(self, status: DragonTaskServer | Status, interval: float) -> None:
+    def __init__(self, status: DragonTaskServer | Status, interval: float | None = None) -> None:
+        """``interval``: seconds between lines (default :func:`default_interval`; 0: none)."""
         self.status: Status = status if callable(status) else server_status(status)
-        self.interval = interval
+        self.interval = default_interval() if interval is None else interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="campaign-progress", daemon=True)
         self._last: tuple[float, int] = (time.monotonic(), 0)

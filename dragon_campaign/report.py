@@ -48,7 +48,8 @@ def write_report(run_dir: Path, live_refresh_s: float | None = None, plotly_src:
 
 def render(run_dir: Path, live_refresh_s: float | None = None, plotly_src: str | None = None) -> str:
     """The page. ``plotly_src``: a URL to load Plotly from (the live dashboard), else it is inlined;
-    ``live_refresh_s``: reload the page this often (the live dashboard)."""
+    ``live_refresh_s``: reload the page this often (the live dashboard).
+    """
     results = read_results(run_dir / "results.jsonl") if (run_dir / "results.jsonl").exists() else []
     summary = _json(run_dir / "summary.json")
     sections = [
@@ -181,7 +182,8 @@ def _progress(run_dir: Path) -> list[tuple[str, Any]]:
     path = run_dir / "progress.csv"
     if not path.exists():
         return []
-    rows = list(csv.DictReader(open(path, encoding="utf-8")))
+    with open(path, encoding="utf-8") as fp:
+        rows = list(csv.DictReader(fp))
     if not rows:
         return []
     time_column = next((c for c in TIME_COLUMNS if c in rows[0]), None)
@@ -205,7 +207,7 @@ def _failures(results: list[Result]) -> str:
     rows = "".join(
         f"<tr><td><code>{html.escape(r.task_id)}</code></td><td>{html.escape(r.method)}</td>"
         f"<td>{html.escape(row_name(r) if r.worker_info and r.worker_info.pool else '-')}</td>"
-        f"<td>{html.escape(r.failure_info.exception if r.failure_info else '?')}</td></tr>" for r in failed[:FAILURES_SHOWN])
+        f"<td>{html.escape(r.failure_reason or '?')}</td></tr>" for r in failed[:FAILURES_SHOWN])
     more = f"<p class='note'>The first {FAILURES_SHOWN} of {len(failed)}; results.jsonl has them all.</p>" if len(failed) > FAILURES_SHOWN else ""
     return (f"<h2>Failures ({len(failed)})</h2><table><tr><th>Task</th><th>Method</th><th>Worker</th><th>Reason</th></tr>"
             f"{rows}</table>{more}")
@@ -266,6 +268,7 @@ def _time(stamp: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Write a run directory's report (``python -m dragon_campaign.report RUN_DIR``)."""
     parser = argparse.ArgumentParser(prog="python -m dragon_campaign.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="a run directory (holding results.jsonl)")

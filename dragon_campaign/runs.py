@@ -36,6 +36,7 @@ class RunDirectory:
 
     @property
     def results_path(self) -> Path:
+        """``results.jsonl`` of the run."""
         return self.path / "results.jsonl"
 
     def __repr__(self) -> str:
@@ -48,9 +49,10 @@ class ResultLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._file = open(path, "a", encoding="utf-8")
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (open for the whole run; close() closes it)
 
     def append(self, results: Iterable[Result]) -> None:
+        """Append one line per result and flush, so that a crash loses nothing already received."""
         lines = "".join(result.json_line() + "\n" for result in results)
         with self._lock:
             if self._file.closed:
@@ -59,6 +61,7 @@ class ResultLog:
             self._file.flush()
 
     def close(self) -> None:
+        """Close the file."""
         with self._lock:
             self._file.close()
 
@@ -87,7 +90,8 @@ def load_config(path: str | Path, model: type[ConfigModel]) -> ConfigModel:
 
 def parse_config(data: object, model: type[ConfigModel], source: str, prefix: str = "", missing_hint: str = "") -> ConfigModel:
     """Validate a mapping against a model; errors read ``<source>: <prefix><key>: <reason>``, followed by
-    ``missing_hint`` (e.g. which example file to start from) if a required key is missing."""
+    ``missing_hint`` (e.g. which example file to start from) if a required key is missing.
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: {prefix or 'the top level'} must be a mapping of keys to values, got {type(data).__name__}")
     try:

@@ -1,6 +1,7 @@
 """Programs a task starts (an executable, ``mpiexec``): each in a session of its own, so that the task
 ending for any reason (its timeout, a cancellation, the worker stopped at shutdown) takes the program's
-whole process tree with it, ranks and children included, instead of leaving them running on the node."""
+whole process tree with it, ranks and children included, instead of leaving them running on the node.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ PR_SET_PDEATHSIG = 1
 @dataclass(frozen=True)
 class Finished:
     """How a program ended: its exit status (negative: the signal that killed it) and what it printed
-    where its output was captured."""
+    where its output was captured.
+    """
 
     returncode: int
     stdout: str = ""

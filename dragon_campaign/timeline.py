@@ -35,11 +35,17 @@ def timed(results: list[Result]) -> list[Result]:
             and math.isfinite(r.timestamp.compute_started) and math.isfinite(r.timestamp.compute_ended)]
 
 
+def pool_of(result: Result) -> str:
+    """The pool that ran a result kept by :func:`timed`."""
+    assert result.worker_info is not None and result.worker_info.pool is not None
+    return result.worker_info.pool
+
+
 def busy_seconds(results: list[Result]) -> dict[tuple[str, str], float]:
     """Compute seconds per (pool, method)."""
     busy: dict[tuple[str, str], float] = defaultdict(float)
     for r in timed(results):
-        busy[(r.worker_info.pool, r.method)] += r.timestamp.compute_ended - r.timestamp.compute_started  # type: ignore[union-attr]
+        busy[(pool_of(r), r.method)] += r.timestamp.compute_ended - r.timestamp.compute_started
     return dict(busy)
 
 
@@ -59,7 +65,8 @@ def idle_while_tasks_wait(results: list[Result]) -> dict[str, float]:
     """Each worker's share of the campaign's span spent idle while a task it could have run waited
     (submitted and not yet on a worker): time a better placement could have used. A worker could run a
     method if its pool ran that method at some point of the campaign; tasks the thinker has not submitted
-    yet do not count."""
+    yet do not count.
+    """
     ran = timed(results)
     if not ran:
         return {}
@@ -67,18 +74,18 @@ def idle_while_tasks_wait(results: list[Result]) -> dict[str, float]:
     end = max(r.timestamp.compute_ended for r in ran)
     methods_of: dict[str, set[str]] = defaultdict(set)  # pool -> methods it ran
     for r in ran:
-        methods_of[r.worker_info.pool].add(r.method)  # type: ignore[union-attr]
+        methods_of[pool_of(r)].add(r.method)
     waiting = {method: _union([(max(r.timestamp.created, start), min(_handed_over(r), end)) for r in ran if r.method == method])
                for method in {r.method for r in ran}}
     busy: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    pool_of: dict[str, str] = {}
+    pool_of_row: dict[str, str] = {}
     for r in ran:  # a task on its way to a worker keeps that worker from being idle
         busy[row_name(r)].append((_handed_over(r), r.timestamp.compute_ended))
-        pool_of[row_name(r)] = r.worker_info.pool  # type: ignore[union-attr]
+        pool_of_row[row_name(r)] = pool_of(r)
     span = end - start
     fractions = {}
     for row, intervals in sorted(busy.items()):
-        could_run = _union([interval for method in methods_of[pool_of[row]] for interval in waiting[method]])
+        could_run = _union([interval for method in methods_of[pool_of_row[row]] for interval in waiting[method]])
         fractions[row] = _length(_minus(could_run, _union(intervals))) / span if span > 0 else 0.0
     return fractions
 
@@ -165,6 +172,7 @@ def write_utilization(results_path: Path, directory: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Draw the timeline of a results file (``python -m dragon_campaign.timeline``)."""
     parser = argparse.ArgumentParser(prog="python -m dragon_campaign.timeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=Path, help="a results.jsonl file")

@@ -1,4 +1,7 @@
-"""The suite runs inside one real Dragon runtime: ``bash run-tests.sh`` (= ``dragon .venv/bin/pytest``)."""
+"""The suite runs inside one real Dragon runtime: ``bash run-tests.sh`` (= ``dragon .venv/bin/pytest``).
+
+Plain ``pytest`` (no runtime) runs only ``tests/unit/``: the pure parts (waiting tasks, the resource counter,
+the command lines, the public API, utilization, Markdown), in seconds."""
 
 from __future__ import annotations
 
@@ -11,10 +14,7 @@ import pytest
 
 from dragon_campaign import DragonQueues, DragonTaskServer, WorkerPool
 
-if "DRAGON_MY_PUID" not in os.environ:
-    raise pytest.UsageError("Run the tests under the Dragon runtime: bash run-tests.sh (or dragon $(which pytest))")
-
-multiprocessing.set_start_method("dragon", force=True)
+IN_RUNTIME = "DRAGON_MY_PUID" in os.environ
 
 
 def runtime_nodes() -> int:
@@ -23,8 +23,16 @@ def runtime_nodes() -> int:
     return System().nnodes
 
 
-# tests/multinode/ needs a runtime over two nodes: bash run-multinode-tests.sh starts one
-collect_ignore = [] if runtime_nodes() > 1 else ["multinode"]
+if IN_RUNTIME:
+    multiprocessing.set_start_method("dragon", force=True)
+    # tests/multinode/ needs a runtime over two nodes: bash run-multinode-tests.sh starts one
+    collect_ignore = [] if runtime_nodes() > 1 else ["multinode"]
+else:  # everything but tests/unit/ needs the runtime
+    collect_ignore_glob = ["test_*.py", "multinode", "faults"]
+
+
+def pytest_report_header() -> str:
+    return "Dragon runtime: " + ("yes, the whole suite" if IN_RUNTIME else "no: only tests/unit/ (bash run-tests.sh runs everything)")
 
 
 PASSWORD_ENV = "DRAGON_CAMPAIGN_TEST_REDIS_PASSWORD"

@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "comparisons"))
 
 import faults  # noqa: E402
-from dragon_campaign import launch  # noqa: E402
 from terminal import CTRL_C  # noqa: E402
+
+from dragon_campaign import launch  # noqa: E402
 
 
 def small_config(tmp_path: Path, extra: str = "") -> Path:

@@ -12,10 +12,10 @@ from rdkit.Chem import Descriptors
 
 from dragon_campaign import RunDirectory, read_results
 from dragon_campaign.apps import moldesign
+from dragon_campaign.apps.moldesign.enumeration import generate_search_space
 from dragon_campaign.apps.moldesign.features import ATOM_FEATURES, BOND_FEATURES, featurize
 from dragon_campaign.apps.moldesign.mpnn import predict, train_member
 from dragon_campaign.apps.moldesign.simulate import SimulationError, ionization_potential
-from dragon_campaign.apps.moldesign.enumeration import generate_search_space
 from dragon_campaign.apps.moldesign.space import BUNDLED_SPACE, load_search_space
 
 # Experimental vertical IPs (eV, NIST Chemistry WebBook); GFN2-xTB's raw energy difference lies about 5 eV above.

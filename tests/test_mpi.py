@@ -53,7 +53,7 @@ def test_mpiexec_cannot_span_nodes(serve):
 @pytest.mark.parametrize("ranks", [2, 3])
 def test_decomposed_wave_is_byte_identical_to_one_process(ranks):
     decomposed = MPIMethod(simulate_decomposed, ranks=ranks)(3, 40, 6)
-    for parallel, serial in zip(decomposed, simulate(3, 40, 6)):
+    for parallel, serial in zip(decomposed, simulate(3, 40, 6), strict=True):
         assert parallel.dtype == serial.dtype and parallel.shape == serial.shape
         assert parallel.tobytes() == serial.tobytes()
 

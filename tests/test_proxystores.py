@@ -51,9 +51,8 @@ def test_settings_are_checked():
 def test_missing_redis_password_is_reported(monkeypatch):
     monkeypatch.delenv(PASSWORD_ENV, raising=False)
     settings = ProxyStoreSettings(backends={"simulate": "redis"}, redis_password_env=PASSWORD_ENV)
-    with pytest.raises(ValueError, match=f"{PASSWORD_ENV} is not set"):
-        with proxy_stores(settings, "no-password"):
-            pass
+    with pytest.raises(ValueError, match=f"{PASSWORD_ENV} is not set"), proxy_stores(settings, "no-password"):
+        pass
 
 
 def test_ddict_backend_keeps_proxied_values_in_this_runtime(tmp_path):

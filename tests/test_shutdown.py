@@ -76,7 +76,7 @@ def test_shutdown_with_a_worker_that_never_stops_is_bounded(run_dir, method, sto
     """The worker is still busy when the grace ends: SIGTERM stops a task at its next Python instruction;
     one that blocks SIGTERM is killed TERMINATE_S later. Either way shutdown ends in bounded time and the
     task comes back failed, not lost."""
-    from dragon_campaign.server import task_server
+    from dragon_campaign.server import dragon_workers
 
     queues = DragonQueues()
     server = DragonTaskServer([tasks.sleep_then, tasks.hang_ignoring_sigterm], queues, pools={"cpu": WorkerPool(workers=1)},
@@ -91,10 +91,10 @@ def test_shutdown_with_a_worker_that_never_stops_is_bounded(run_dir, method, sto
         time.sleep(0.05)
     time.sleep(0.5)  # inside the task
     began = time.monotonic()
-    with caplog.at_level("WARNING", logger="dragon_campaign.server.task_server"):
+    with caplog.at_level("WARNING", logger="dragon_campaign.server.dragon_workers"):
         assert server.stop(timeout=server.shutdown_limit), "shutdown did not end"
     took = time.monotonic() - began
-    assert took < 1.0 + task_server.TERMINATE_S + 10, f"shutdown took {took:.1f} s"
+    assert took < 1.0 + dragon_workers.TERMINATE_S + 10, f"shutdown took {took:.1f} s"
     assert f"sending {stopped_by}" in caplog.text
     assert ("sending SIGKILL" in caplog.text) == (stopped_by == "SIGKILL")
     result = queues.get_result(timeout=5)

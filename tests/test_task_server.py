@@ -187,10 +187,12 @@ def test_kill_signal_fails_unfinished_tasks_and_stops_workers(run_dir):
 
 
 def test_pool_added_mid_run_takes_tasks_from_the_same_queue(serve):
+    """A thinker grows the pools through its queues (it never holds the server)."""
     queues, server = serve([tasks.sleep_then], pool=WorkerPool(workers=1))
     ids = [queues.send_inputs(i, 0.3, method="sleep_then") for i in range(8)]
-    server.add_pool("extra", WorkerPool(workers=1), methods=["sleep_then"])
+    assert queues.add_pool("extra", WorkerPool(workers=1), methods=["sleep_then"]) == 1
     results = [queues.get_result(timeout=60) for _ in ids]
     assert {r.worker_info.pool for r in results} == {"pool", "extra"}
+    assert queues.worker_count("extra") == 1 and queues.worker_count() == server.worker_count() == 2
     with pytest.raises(ValueError, match="already exists"):
-        server.add_pool("extra", WorkerPool(workers=1), methods=["sleep_then"])
+        queues.add_pool("extra", WorkerPool(workers=1), methods=["sleep_then"])

@@ -1,5 +1,6 @@
 """Execution and data movement across sites: methods routed to executors elsewhere (Parsl, Globus
-Compute) beside Dragon pools, and per-topic ProxyStore backends (DDict, file, Redis, Globus, endpoints)."""
+Compute) beside Dragon pools, and per-topic ProxyStore backends (DDict, file, Redis, Globus, endpoints).
+"""
 
 from typing import TYPE_CHECKING
 

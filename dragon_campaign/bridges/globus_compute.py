@@ -46,6 +46,7 @@ class LocalComputeExecutor(Executor):
         self.serializer = ComputeSerializer()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        """Pack the call as Globus Compute would and have the engine run it; the future gives the unpacked result."""
         serialize = self.serializer.serialize
         packed = self.serializer.pack_buffers([serialize(fn), serialize(args), serialize(kwargs)])
         outer: Future = Future()
@@ -61,4 +62,5 @@ class LocalComputeExecutor(Executor):
             outer.set_exception(exc)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Shut the engine down."""
         self.engine.shutdown(wait=wait, cancel_futures=cancel_futures)

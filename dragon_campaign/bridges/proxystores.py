@@ -25,7 +25,7 @@ import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import redis
 from proxystore.connectors.file import FileConnector
@@ -33,6 +33,13 @@ from proxystore.connectors.redis import RedisConnector
 from proxystore.store import Store, unregister_store
 
 from dragon_campaign.bridges.proxystore_settings import Backend, ProxyStoreSettings
+
+
+class QueueProxying(TypedDict):
+    """The ``DragonQueues`` keyword arguments that route each topic through its store."""
+
+    proxystore_name: dict[str, str]
+    proxystore_threshold: dict[str, int]
 
 class PasswordRedisConnector(RedisConnector):
     """ProxyStore's RedisConnector, authenticating with a password taken from an environment variable.
@@ -50,6 +57,7 @@ class PasswordRedisConnector(RedisConnector):
             self._redis_client = redis.StrictRedis(host=hostname, port=port, password=password)
 
     def config(self) -> dict[str, Any]:
+        """The connector's settings for workers; the password stays in the environment."""
         return {**super().config(), "password_env": self.password_env}
 
 
@@ -75,7 +83,7 @@ def _connector(backend: Backend, settings: ProxyStoreSettings, name: str, stack:
 
 
 @contextmanager
-def proxy_stores(settings: ProxyStoreSettings, name: str) -> Iterator[dict[str, dict[str, Any]]]:
+def proxy_stores(settings: ProxyStoreSettings, name: str) -> Iterator[QueueProxying]:
     """Create and register the stores ``settings`` use; yields keyword arguments for ``DragonQueues``.
 
     Store names are ``<name>-<backend>``, so concurrent campaigns on one machine need different names.

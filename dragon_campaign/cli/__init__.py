@@ -1,2 +1,3 @@
 """The command lines of ``launchers/``: configuration checked before the Dragon runtime starts, the
-campaign run inside it. Nothing here imports Dragon until a valid campaign is about to run."""
+campaign run inside it. Nothing here imports Dragon until a valid campaign is about to run.
+"""

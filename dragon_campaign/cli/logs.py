@@ -24,7 +24,7 @@ def campaign_logging(level: str, run_dir: RunDirectory) -> Iterator[None]:
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = logging.getLogger()
     previous_level = root.level
-    handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(run_dir.path / "campaign.log")]
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr), logging.FileHandler(run_dir.path / "campaign.log")]
     root.setLevel(level)
     for handler in handlers:
         handler.setFormatter(fmt)

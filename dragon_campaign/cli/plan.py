@@ -76,7 +76,8 @@ class Plan(BaseModel):
 
     def config(self) -> dict[str, Any]:
         """The plan as a configuration file's contents, every default filled in (no run_dir: a rerun goes
-        elsewhere). It holds no credential: those come from the environment."""
+        elsewhere). It holds no credential: those come from the environment.
+        """
         pools = {**{n: _fields(p) for n, p in self.pools.items()}, **{n: s.model_dump() for n, s in self.executors.items()}}
         described: dict[str, Any] = {"app": {"name": self.name, **self.app_config.model_dump()}, "pools": pools}
         if self.proxystore is not None:
@@ -95,8 +96,10 @@ class Plan(BaseModel):
 
 
 def resolve(*, app: str | None, config_file: Path | None, run_dir: Path | None, workers: int | None,
-            resume: Path | None) -> Plan:
-    """Load and validate everything a run needs, without importing Dragon or the application's code."""
+            resume: Path | None, checkpointing: bool = False) -> Plan:
+    """Load and validate everything a run needs, without importing Dragon or the application's code
+    (``checkpointing``: the run may checkpoint, with --stop-after or --resume).
+    """
     if resume is not None:
         for option, value in (("--config", config_file), ("--run-dir", run_dir)):
             if value is not None:
@@ -109,6 +112,8 @@ def resolve(*, app: str | None, config_file: Path | None, run_dir: Path | None, 
         config = load_config(config_file, CampaignConfig) if config_file else CampaignConfig()
     name = app_name(app, config.app, source)
     application = APPLICATIONS[name]
+    if checkpointing and not application.checkpoints:
+        raise ConfigError(f"the {name} app cannot be checkpointed: --stop-after and --resume need an app whose run() takes resume")
     module = application.config_module()
     parameters = {key: value for key, value in config.app.items() if key != "name"}
     hint = f"Start from {application.example} (--config); --help-app --app {name} lists every key" if application.example else ""
@@ -154,7 +159,8 @@ def _resumable(run_dir: Path) -> Path:
 
 def _upgraded(described: Any) -> Any:
     """A config.yaml in the earlier format (``app: NAME`` beside ``app_config:``) in today's, so that runs
-    checkpointed by an earlier version resume."""
+    checkpointed by an earlier version resume.
+    """
     if isinstance(described, dict) and "app_config" in described:
         return {"app": {"name": described["app"], **(described["app_config"] or {})}, "pools": described.get("pools"),
                 "proxystore": described.get("proxystore")}

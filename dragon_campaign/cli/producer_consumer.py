@@ -1,6 +1,6 @@
-"""Run the producer-consumer workflow once, over one data path, with the study's command-line flags.
+r"""Run the producer-consumer workflow once, over one data path, with the study's command-line flags.
 
-    python launchers/producer_consumer.py --data_path ddict --num_sims 8 --grid_size 256 --num_steps 148 \\
+    python launchers/producer_consumer.py --data_path ddict --num_sims 8 --grid_size 256 --num_steps 148 \
         --sim_sleep 0.5 --kernel_sizes 3 5 7 9 --num_trainers 4 [--run-dir DIR]
 
 The flags are checked first, without starting anything; a valid run then starts the Dragon runtime with
@@ -40,12 +40,13 @@ class Options(NamedTuple):
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
+    """The workflow's parameters and the run's options from the command line (exit 2 on a bad one)."""
     parser = argparse.ArgumentParser(prog="python launchers/producer_consumer.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     for name, field in Config.model_fields.items():
         annotation = field.annotation
         default = field.get_default(call_default_factory=True)
-        kwargs: dict = {"default": default, "help": field.description + ("" if default is None else " (default: %(default)s)")}
+        kwargs: dict = {"default": default, "help": (field.description or name) + ("" if default is None else " (default: %(default)s)")}
         if typing.get_origin(annotation) is list:
             kwargs.update(nargs="+", type=int)
         elif typing.get_origin(annotation) is typing.Literal:
@@ -66,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
 
 
 def main(argv: list[str] | None = None, script: str | None = None) -> int:
+    """The command line; ``script`` is the file the runtime runs as its head process (the launcher)."""
     options = parse_args(argv)
     if "DRAGON_MY_PUID" not in os.environ:  # start the runtime with the launcher as its head process
         return run_under_dragon(script or __file__, sys.argv[1:] if argv is None else argv)

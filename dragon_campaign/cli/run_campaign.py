@@ -40,8 +40,10 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -65,54 +67,47 @@ DEFAULT_COMMAND = "python launchers/run_campaign.py"
 
 
 def command() -> str:
+    """How the user started the launcher, for the hints it prints."""
     return os.environ.get(COMMAND_ENV, DEFAULT_COMMAND)
 
 
-def non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+def within(kind: Callable[[str], float], low: float, high: float = math.inf, *, above: bool = False,
+           says: str) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` from ``low`` (excluded if ``above``) to ``high``; ``says`` what is
+    allowed, in the error ("must be positive").
+    """
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value < low or (above and value == low) or value > high:
+            raise argparse.ArgumentTypeError(f"{says}, got {text}")
+        return value
+    return parse
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def _at_least_one(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number (0-65535; 0 picks a free one), got {text}")
-    return value
+non_negative = within(float, 0, says="must be 0 or more")
+positive = within(float, 0, above=True, says="must be positive")
+at_least_one = within(int, 1, says="must be at least 1")
+port = within(int, 0, 65535, says="must be a port number (0-65535; 0 picks a free one)")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The launcher's options (exit 2 on a bad one)."""
     parser = argparse.ArgumentParser(prog=command(), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--app", choices=sorted(APPLICATIONS),
                         help=f"application to run (default: the config file's app.name, else {DEFAULT_APPLICATION}; with --resume: the run's)")
     parser.add_argument("--config", type=Path, help="YAML configuration file (pools, app and its parameters, run_dir)")
     parser.add_argument("--run-dir", type=Path, help="run directory; overrides run_dir of the config file")
-    parser.add_argument("--workers", type=_at_least_one, help="workers of the 'cpu' pool; overrides the config file")
+    parser.add_argument("--workers", type=at_least_one, help="workers of the 'cpu' pool; overrides the config file")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="logging level of the console and of campaign.log (default: INFO)")
     parser.add_argument("--progress-interval", type=non_negative, metavar="SECONDS",
                         help=f"seconds between status lines (tasks per topic, busy workers, results/s); 0: none (default {DEFAULT_INTERVAL_S:g})")
-    parser.add_argument("--stop-after", type=_positive, metavar="SECONDS",
+    parser.add_argument("--stop-after", type=positive, metavar="SECONDS",
                         help="checkpoint and stop after this many seconds of campaign, e.g. a few minutes before the "
                              "job's walltime (apps that can resume; SIGTERM checkpoints too)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="carry on from the checkpoint in RUN_DIR with the configuration the run started with")
-    parser.add_argument("--dashboard", type=_port, metavar="PORT",
+    parser.add_argument("--dashboard", type=port, metavar="PORT",
                         help="serve the run's report live on 127.0.0.1:PORT while the campaign runs (for an SSH tunnel)")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate the configuration, print the plan and exit without starting work")
@@ -121,10 +116,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def plan_of(args: argparse.Namespace) -> Plan:
-    plan = resolve(app=args.app, config_file=args.config, run_dir=args.run_dir, workers=args.workers, resume=args.resume)
-    if (args.resume is not None or args.stop_after is not None) and not plan.application.checkpoints:
-        raise ConfigError(f"the {plan.name} app cannot be checkpointed: --stop-after and --resume need an app whose run() takes resume")
-    return plan
+    """The validated plan of the run the options ask for."""
+    return resolve(app=args.app, config_file=args.config, run_dir=args.run_dir, workers=args.workers, resume=args.resume,
+                   checkpointing=args.resume is not None or args.stop_after is not None)
 
 
 def main(argv: list[str] | None = None, script: str | None = None) -> int:

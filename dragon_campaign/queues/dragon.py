@@ -31,19 +31,28 @@ from dragon_campaign.exceptions import KillSignalException, TimeoutException
 from dragon_campaign.models import ResourceRequirements, Result
 from dragon_campaign.queues.proxying import ProxyRule, proxy_inputs
 from dragon_campaign.queues.waiting import WaitingTask, WaitingTasks
-
-PICKLE_PROTOCOL = 5
+from dragon_campaign.wire import PICKLE_PROTOCOL
 
 
 class TaskSink(Protocol):
-    """What the queues need from a task server: the methods it knows, a nudge when work arrives, and a way
-    to stop running tasks (it returns those it stopped)."""
+    """What the queues need from a task server: the methods it knows, a nudge when work arrives, a way to
+    stop running tasks (it returns those it stopped), and the pools a thinker may look at and grow.
+    """
 
-    def method_names(self) -> Sequence[str]: ...
+    def method_names(self) -> Sequence[str]:
+        """The methods the server runs (send_inputs refuses others)."""
 
-    def tasks_waiting(self) -> None: ...
+    def tasks_waiting(self) -> None:
+        """New tasks wait: hand them to idle workers."""
 
-    def cancel_running(self, task_ids: Iterable[str]) -> list[WaitingTask]: ...
+    def cancel_running(self, task_ids: Iterable[str]) -> list[WaitingTask]:
+        """Stop these tasks where they run; returns those stopped."""
+
+    def worker_count(self, pool: str | None = None) -> int:
+        """Live workers, of one pool or of all."""
+
+    def add_pool(self, name: str, pool: Any, methods: Iterable[str]) -> int:
+        """Start a pool while the campaign runs; returns how many workers it starts."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +166,7 @@ class DragonQueues:
             self._active.add(result.task_id)
             self._counts[topic]["submitted"] += 1
             self._all_done.clear()
-            self._waiting.push(WaitingTask(result.task_id, method, result.priority, (result, inputs)))
+            self._waiting.push(WaitingTask(result.task_id, method, result.priority, result, inputs))
         if self._sink is not None:
             self._sink.tasks_waiting()
         return result.task_id
@@ -181,7 +190,7 @@ class DragonQueues:
             if running and self._sink is not None:
                 removed += self._sink.cancel_running(running)
             for task in removed:
-                self._counts[task.payload[0].topic]["cancelled"] += 1  # type: ignore[index]
+                self._counts[task.result.topic]["cancelled"] += 1
             self._forget([task.task_id for task in removed])
         return [task.task_id for task in removed]
 
@@ -213,7 +222,8 @@ class DragonQueues:
 
     def flush(self) -> int:
         """Discard every result that has arrived and not been taken, in every topic (Colmena's ``flush``);
-        returns how many. Their tasks count as done, so ``active_count`` and ``wait_until_done`` move on."""
+        returns how many. Their tasks count as done, so ``active_count`` and ``wait_until_done`` move on.
+        """
         with self._results_ready:
             flushed = [result for buffer in self._results.values() for result in buffer]
             for buffer in self._results.values():
@@ -247,7 +257,7 @@ class DragonQueues:
     def topic_status(self) -> dict[str, TopicStatus]:
         """Per topic: tasks waiting, running (handed to a worker or an executor) and finished (cancelled ones excluded)."""
         with self._lock:
-            waiting = Counter(task.payload[0].topic for task in self._waiting)  # type: ignore[index]
+            waiting = Counter(task.result.topic for task in self._waiting)
             status = {}
             for topic, counts in self._counts.items():
                 running = counts["submitted"] - counts["cancelled"] - counts["suspended"] - counts["finished"] - waiting[topic]
@@ -277,7 +287,8 @@ class DragonQueues:
 
     def suspended(self) -> tuple[list[WaitingTask], list[Result]]:
         """After a suspending shutdown: the tasks set aside (waiting or interrupted, with their priorities)
-        and the results that arrived but were never taken; both leave these queues."""
+        and the results that arrived but were never taken; both leave these queues.
+        """
         with self._results_ready:
             tasks, self._set_aside = self._set_aside, []
             results = [self._results[topic].popleft() for topic in self._arrival]
@@ -297,7 +308,7 @@ class DragonQueues:
         tasks, results = list(tasks), list(results)
         with self._results_ready:
             for task in tasks:
-                topic = task.payload[0].topic  # type: ignore[index]
+                topic = task.result.topic
                 self._check_topic(topic)
                 self._counts[topic]["submitted"] += 1
                 self._active.add(task.task_id)
@@ -314,7 +325,24 @@ class DragonQueues:
 
     @property
     def killed(self) -> threading.Event:
+        """Set once the kill signal was sent."""
         return self._killed
+
+    # -- pools, for thinkers that steer them ---------------------------------------------------------------
+    def worker_count(self, pool: str | None = None) -> int:
+        """Live workers of the task server behind these queues, of one pool or of all."""
+        return self._server().worker_count(pool)
+
+    def add_pool(self, name: str, pool: Any, methods: Iterable[str]) -> int:
+        """Start a pool while the campaign runs (a ``WorkerPool`` or an ``ExecutorPool``); it takes tasks of
+        these methods from these queues at once. Returns how many Dragon workers it starts.
+        """
+        return self._server().add_pool(name, pool, methods)
+
+    def _server(self) -> TaskSink:
+        if self._sink is None:
+            raise RuntimeError("No task server drains these queues yet")
+        return self._sink
 
     # -- the task server's side --------------------------------------------------------------------------
     def attach_server(self, sink: TaskSink) -> None:
@@ -335,7 +363,7 @@ class DragonQueues:
             tasks = list(tasks)
             self._set_aside.extend(tasks)
             for task in tasks:
-                self._counts[task.payload[0].topic]["suspended"] += 1  # type: ignore[index]
+                self._counts[task.result.topic]["suspended"] += 1
             self._forget([task.task_id for task in tasks])
             self._results_ready.notify_all()
 

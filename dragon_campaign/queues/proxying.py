@@ -29,6 +29,7 @@ class ProxyRule:
     threshold: int
 
     def store(self) -> Store:
+        """The ProxyStore store of the rule (looked up by name in this process)."""
         store = get_store(self.store_name)
         if store is None:
             raise ValueError(f"No ProxyStore store named {self.store_name!r} is registered; create it with register=True")
@@ -57,10 +58,12 @@ def size_of(value: Any) -> int:
 
 
 def maybe_proxy(value: Any, store: Store, threshold: int) -> Any:
+    """A proxy of ``value`` if it pickles to more than ``threshold`` bytes, else the value itself."""
     return store.proxy(value) if size_of(value) > threshold else value
 
 
 def proxy_inputs(args: tuple, kwargs: dict[str, Any], rule: ProxyRule) -> tuple[tuple, dict[str, Any]]:
+    """The task's arguments with the large ones proxied (Colmena's rule: each argument on its own)."""
     store = rule.store()
     return (
         tuple(maybe_proxy(a, store, rule.threshold) for a in args),
@@ -88,7 +91,8 @@ def resolve_input_proxies(args: tuple, kwargs: dict[str, Any]) -> dict[str, dict
     """On a worker, before the task starts: resolve its input proxies (arguments, and items of list, tuple
     and dict arguments, the ones Colmena resolves ahead) and time each, as Colmena's ``Result.time.proxy``:
     ``{str(key): {"times": {"resolve": {"seconds": s}}}}``. One that cannot be resolved is left for the
-    task to meet where it touches it."""
+    task to meet where it touches it.
+    """
     timings: dict[str, dict[str, dict]] = {}
     for proxy in _input_proxies(args, kwargs):
         tick = time.perf_counter()

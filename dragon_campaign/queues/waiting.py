@@ -11,17 +11,29 @@ import heapq
 import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
+
+from dragon_campaign.models import Result
 
 
 @dataclass
 class WaitingTask:
-    """A task waiting for a worker; ``payload`` is whatever the dispatcher needs to send it."""
+    """A task waiting for a worker: its result-to-be (which holds its topic, resources and timestamps) and
+    its pickled inputs, which go to the worker as they are.
+    """
 
     task_id: str
     method: str
     priority: float
-    payload: object
+    result: Result
+    inputs: bytes = b""
     seq: int = field(default=0)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Tasks checkpointed by an earlier version held ``payload = (result, inputs)``."""
+        if "payload" in state:
+            state["result"], state["inputs"] = state.pop("payload")
+        self.__dict__.update(state)
 
 
 class WaitingTasks:
@@ -51,6 +63,7 @@ class WaitingTasks:
         return [task.task_id for task in self._tasks.values() if task.method in wanted]
 
     def push(self, task: WaitingTask) -> None:
+        """Add a task, behind the tasks of the same priority already waiting."""
         task.seq = next(self._counter)
         self._tasks[task.task_id] = task
         heapq.heappush(self._heaps.setdefault(task.method, []), (-task.priority, task.seq, task.task_id))

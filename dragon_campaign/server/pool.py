@@ -55,6 +55,7 @@ class WorkerSlot:
     gpu: int | None = None
 
     def policy(self) -> Policy:
+        """Dragon's placement of this worker: its node and, for a GPU worker, its GPU."""
         from dragon.infrastructure.policy import Policy
 
         if self.gpu is None:
@@ -63,7 +64,8 @@ class WorkerSlot:
 
     def environment(self, pool: WorkerPool, gpu_env_var: str) -> dict[str, str]:
         """The worker's extra variables: its GPU, its name (``$WORKER_ENV``: for ``ps``, py-spy and fault
-        injection to find it), and the steering process's import path (as spawn would)."""
+        injection to find it), and the steering process's import path (as spawn would).
+        """
         env = dict(pool.env)
         env[gpu_env_var] = "" if self.gpu is None else str(self.gpu)  # CPU workers see no GPU at all
         env[WORKER_ENV] = f"{self.pool}/{self.index}"

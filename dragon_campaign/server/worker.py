@@ -1,17 +1,13 @@
 """The worker loop: a long-lived Dragon process that runs tasks from its own queue and batches results back.
 
-Wire format (pickled bytes over Dragon queues, so Dragon's direct-bytes path carries them):
-
-* steering → worker, task queue: a list of ``(task_id, method, pickled_inputs, proxy_rule, layout)``;
-  ``None`` asks the worker to exit. ``proxy_rule`` is None or the topic's (ProxyStore config, threshold) for
-  large results; ``layout`` is the task's (node_count, cpu_processes, cpu_threads): an MPI method's ranks,
-  ``_resources``. Control queue: a list of task ids withdraws those tasks.
-* worker → steering: ``("ready", key, info)`` once started, ``("failed", key, traceback)`` if it could not
-  start, ``("results", key, sent_time, records)`` with one record per finished task (see ``run_task``), and
-  ``("partial", key, sent_time, task_id, pickled_item)`` for each item a streaming generator yields.
+It reads lists of :class:`~dragon_campaign.wire.TaskMessage` from its task queue (``None``: exit) and
+cancellations (lists of task ids) from its control queue, and sends ``Ready`` once started (``StartFailed``
+if it cannot), ``Results`` with one ``TaskRecord`` per finished task, and ``Partial`` for each item a
+streaming generator yields (see :mod:`dragon_campaign.wire`).
 
 A watcher thread reads the control queue while a task runs (see :class:`_Cancellations`): a task
-cancelled before it starts is skipped; the running one gets SIGUSR1, which raises :class:`TaskCancelled` at its next Python instruction (a program it started is killed with it, see
+cancelled before it starts is skipped; the running one gets SIGUSR1, which raises :class:`TaskCancelled`
+at its next Python instruction (a program it started is killed with it, see
 :mod:`dragon_campaign.executable`). A cancelled task sends no result.
 
 Results are flushed at the end of each batch, or when the oldest buffered result is ``FLUSH_AFTER_S`` old,
@@ -21,7 +17,6 @@ so a long task's result never waits behind the next one and a burst of tiny task
 from __future__ import annotations
 
 import os
-import pickle
 import queue
 import signal
 import socket
@@ -33,15 +28,14 @@ from typing import Any
 
 import cloudpickle
 
-from dragon_campaign.execution import PICKLE_PROTOCOL, Layout, TaskRecord, run_task
+from dragon_campaign.execution import run_task
 from dragon_campaign.server.pool import WorkerSlot
+from dragon_campaign.wire import Partial, Ready, Results, StartFailed, TaskMessage, TaskRecord, WorkerKey, dumps, loads
 
 FLUSH_AFTER_S = 0.002
 MAX_RESULTS_PER_MESSAGE = 64
 WATCH_AFTER_S = 0.05  # a task this old is worth stopping: the worker starts reading cancellations
 WATCH_PERIOD_S = 0.05  # how often it reads them then (a running task stops within about 0.1 s)
-
-WorkerKey = tuple[str, int, int]  # pool, index, generation
 
 
 class WorkerStopped(BaseException):
@@ -78,7 +72,7 @@ class _Cancellations:
         self._long = threading.Event()  # the running task is WATCH_AFTER_S old
         self._closed = False
         self._control = control
-        self._main = threading.main_thread().ident
+        self._main = threading.get_ident()  # made by the main thread, which runs the tasks
         signal.signal(signal.SIGUSR1, self._on_cancel_signal)
         signal.signal(signal.SIGALRM, self._on_long_task)
         self._watcher = threading.Thread(target=self._watch, name="worker-cancellations", daemon=True)
@@ -115,7 +109,7 @@ class _Cancellations:
                 message = self._control.get_nowait()
             except queue.Empty:
                 return
-            self.cancelled.update(pickle.loads(message))
+            self.cancelled.update(loads(message))
             if self.running in self.cancelled:
                 signal.pthread_kill(self._main, signal.SIGUSR1)
 
@@ -138,49 +132,49 @@ def worker_main(slot: WorkerSlot, generation: int, tasks: Any, control: Any, res
 
 
 def _serve(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results: Any, methods_blob: bytes) -> None:
-    key: WorkerKey = (slot.pool, slot.index, generation)
+    key = WorkerKey(slot.pool, slot.index, generation)
     try:
         methods: dict[str, Callable[..., Any]] = cloudpickle.loads(methods_blob)
     except BaseException:
-        results.put(pickle.dumps(("failed", key, traceback.format_exc()), protocol=PICKLE_PROTOCOL))
+        results.put(dumps(StartFailed(key, traceback.format_exc())))
         raise
     info = {"hostname": socket.gethostname(), "pool": slot.pool, "worker": slot.index, "pid": os.getpid(), "gpu": slot.gpu}
-    results.put(pickle.dumps(("ready", key, info), protocol=PICKLE_PROTOCOL))
+    results.put(dumps(Ready(key, info)))
 
     cancellations = _Cancellations(control)
     while True:
-        batch = pickle.loads(tasks.get())
+        batch: list[TaskMessage] | None = loads(tasks.get())
         received = time.time()
         if batch is None:
             cancellations.close()
             return
         outbox: list[TaskRecord] = []
         oldest = 0.0
-        for position, (task_id, method, inputs, proxy_rule, layout) in enumerate(batch):
-            if task_id not in cancellations.cancelled:
+        for position, task in enumerate(batch):
+            if task.task_id not in cancellations.cancelled:
                 if not outbox:
                     oldest = time.perf_counter()
-                record = _run(cancellations, methods, key, results, task_id, method, inputs, proxy_rule, received, layout)
+                record = _run(cancellations, methods, key, results, task, received)
                 if record is not None:
                     outbox.append(record)
             last = position == len(batch) - 1
             if outbox and (last or len(outbox) >= MAX_RESULTS_PER_MESSAGE or time.perf_counter() - oldest > FLUSH_AFTER_S):
                 # flush: the result must be in the queue before this process can exit, so that the steering
                 # process reads it ahead of the notice of this worker's exit
-                results.put(pickle.dumps(("results", key, time.time(), outbox), protocol=PICKLE_PROTOCOL), flush=True)
+                results.put(dumps(Results(key, time.time(), outbox)), flush=True)
                 outbox = []
 
 
-def _run(cancellations: _Cancellations, methods: dict[str, Callable[..., Any]], key: WorkerKey, results: Any, task_id: str, method: str,
-         inputs: bytes, proxy_rule: Any, received: float, layout: Layout) -> TaskRecord | None:
+def _run(cancellations: _Cancellations, methods: dict[str, Callable[..., Any]], key: WorkerKey, results: Any, task: TaskMessage,
+         received: float) -> TaskRecord | None:
     """One task's record, or None if it was cancelled while it ran."""
     def emit(item: bytes) -> None:
-        results.put(pickle.dumps(("partial", key, time.time(), task_id, item), protocol=PICKLE_PROTOCOL), flush=True)
+        results.put(dumps(Partial(key, time.time(), task.task_id, item)), flush=True)
 
     try:
         try:
-            cancellations.begin(task_id)
-            return run_task(methods, task_id, method, inputs, proxy_rule, received, layout, emit)
+            cancellations.begin(task.task_id)
+            return run_task(methods, task.task_id, task.method, task.inputs, task.proxy_rule, received, task.layout, emit)
         finally:
             cancellations.end()
     except TaskCancelled:  # raised by the SIGUSR1 handler at any instruction above, once

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from functools import partial, update_wrapper
 from threading import Event
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dragon_campaign.exceptions import TimeoutException
 from dragon_campaign.thinker.resources import ReallocatorThread
@@ -16,10 +16,24 @@ if TYPE_CHECKING:
 
 REACTION_TIME_S = 0.1  # how quickly a waiting agent notices that the thinker is done
 
-AgentFunction = Callable[["BaseThinker"], None]
+AgentFunction = Callable[..., None]  # a thinker method, called with the thinker
+SPEC_ATTRIBUTE = "__dragon_campaign_agent__"
 
 
-def agent(func: AgentFunction | None = None, startup: bool = False) -> Callable:
+class AgentSpec(NamedTuple):
+    """What the decorators record on an agent method."""
+
+    kind: str = "agent"  # agent, result_processor, task_submitter or event_responder
+    startup: bool = False  # returning normally does not end the thinker
+    event_name: str | None = None  # an event_responder's event
+
+
+def spec_of(function: object) -> AgentSpec | None:
+    """The agent spec of a thinker attribute, or None if it is not an agent."""
+    return getattr(function, SPEC_ATTRIBUTE, None)
+
+
+def agent(func: AgentFunction | None = None, startup: bool = False) -> Any:
     """Mark a method as an agent thread, started with the thinker.
 
     Args:
@@ -28,16 +42,16 @@ def agent(func: AgentFunction | None = None, startup: bool = False) -> Callable:
     """
 
     def decorator(f: AgentFunction) -> AgentFunction:
-        f._agent_kind = getattr(f, "_agent_kind", "agent")  # type: ignore[attr-defined]
-        f._agent_startup = startup  # type: ignore[attr-defined]
+        spec = spec_of(f) or AgentSpec()
+        setattr(f, SPEC_ATTRIBUTE, spec._replace(startup=startup))
         return f
 
     return decorator if func is None else decorator(func)
 
 
-def _wrap(kind: str, runner: Callable, f: Callable, **options: object) -> AgentFunction:
+def _wrap(spec: AgentSpec, runner: Callable[..., None], f: Callable[..., Any], **options: object) -> AgentFunction:
     wrapped = update_wrapper(partial(runner, process_func=f, **options), f)
-    wrapped._agent_kind = kind  # type: ignore[attr-defined]
+    setattr(wrapped, SPEC_ATTRIBUTE, spec)
     return agent(wrapped)
 
 
@@ -56,27 +70,31 @@ def _result_processor_loop(thinker: BaseThinker, process_func: Callable, topic: 
 
 def result_processor(func: Callable | None = None, topic: str | None = "default") -> Callable:
     """An agent that calls the method with each result of ``topic`` (None: any topic) until the thinker is
-    done, every submitter has finished and no task is outstanding."""
+    done, every submitter has finished and no task is outstanding.
+    """
 
     def decorator(f: Callable) -> AgentFunction:
-        return _wrap("result_processor", _result_processor_loop, f, topic=topic)
+        return _wrap(AgentSpec("result_processor"), _result_processor_loop, f, topic=topic)
 
     return decorator if func is None else decorator(func)
 
 
 def _task_submitter_loop(thinker: BaseThinker, process_func: Callable, task_type: str | None, n_slots: int | str) -> None:
     slots = n_slots if isinstance(n_slots, int) else getattr(thinker, n_slots)
+    counter = thinker.rec
+    assert counter is not None  # BaseThinker.run refuses task submitters without a resource counter
     while not thinker.done.is_set():
-        if thinker.rec.acquire(task_type, slots, cancel_if=thinker.done):
+        if counter.acquire(task_type, slots, cancel_if=thinker.done):
             process_func(thinker)
 
 
 def task_submitter(func: Callable | None = None, task_type: str | None = None, n_slots: int | str = 1) -> Callable:
     """An agent that calls the method each time ``n_slots`` slots of ``task_type`` are acquired from the
-    thinker's ResourceCounter (``n_slots`` may name an attribute of the thinker)."""
+    thinker's ResourceCounter (``n_slots`` may name an attribute of the thinker).
+    """
 
     def decorator(f: Callable) -> AgentFunction:
-        return _wrap("task_submitter", _task_submitter_loop, f, task_type=task_type, n_slots=n_slots)
+        return _wrap(AgentSpec("task_submitter"), _task_submitter_loop, f, task_type=task_type, n_slots=n_slots)
 
     return decorator if func is None else decorator(func)
 
@@ -95,16 +113,17 @@ def _event_responder_loop(
     event = getattr(thinker, event_name, None)
     if not isinstance(event, Event):
         raise ValueError(f"{type(thinker).__name__} has no threading.Event attribute named {event_name!r}")
-    if isinstance(max_slots, str):
-        max_slots = getattr(thinker, max_slots)
+    slots_limit: int | None = getattr(thinker, max_slots) if isinstance(max_slots, str) else max_slots
+    if reallocate_resources and thinker.rec is None:
+        raise ValueError(f"{type(thinker).__name__}: an event responder that reallocates resources needs a resource_counter")
     barrier = thinker.barriers[event_name]
     while not thinker.done.is_set():
         if not event.wait(REACTION_TIME_S):
             continue
         reallocator = None
-        if reallocate_resources:
+        if reallocate_resources and thinker.rec is not None:
             reallocator = ReallocatorThread(
-                thinker.rec, gather_from, gather_to, disperse_to, max_slots, slot_step=slot_step,
+                thinker.rec, gather_from, gather_to, disperse_to, slots_limit, slot_step=slot_step,
                 logger_name=f"{thinker.logger.name}.allocate",
             )
             reallocator.start()
@@ -130,19 +149,18 @@ def event_responder(
 ) -> Callable:
     """An agent that calls the method each time the thinker's Event ``event_name`` is set, then clears it
     once every responder to that event has finished. With ``reallocate_resources``, slots move from
-    ``gather_from`` to ``gather_to`` (up to ``max_slots``) while the method runs, then to ``disperse_to``."""
+    ``gather_from`` to ``gather_to`` (up to ``max_slots``) while the method runs, then to ``disperse_to``.
+    """
     if event_name is None:
         raise ValueError("event_responder needs an event_name")
     if reallocate_resources and gather_from == gather_to:
         raise ValueError("Slots must be gathered from and into different task types")
 
     def decorator(f: Callable) -> AgentFunction:
-        wrapped = _wrap(
-            "event_responder", _event_responder_loop, f, event_name=event_name,
+        return _wrap(
+            AgentSpec("event_responder", event_name=event_name), _event_responder_loop, f, event_name=event_name,
             reallocate_resources=reallocate_resources, gather_from=gather_from, gather_to=gather_to,
             disperse_to=disperse_to, max_slots=max_slots, slot_step=slot_step,
         )
-        wrapped._event_name = event_name  # type: ignore[attr-defined]
-        return wrapped
 
     return decorator if func is None else decorator(func)

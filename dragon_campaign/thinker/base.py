@@ -26,6 +26,7 @@ from typing import Any
 from dragon_campaign.exceptions import KillSignalException
 from dragon_campaign.models import Result
 from dragon_campaign.queues.dragon import DragonQueues
+from dragon_campaign.thinker.agents import AgentSpec, spec_of
 from dragon_campaign.thinker.resources import ResourceCounter
 
 
@@ -46,7 +47,8 @@ class Resumption:
 
 class BaseThinker(threading.Thread):
     """Subclass it, mark methods with ``@agent``, ``@result_processor``, ``@task_submitter`` or
-    ``@event_responder``, then ``start()`` and ``join()`` it."""
+    ``@event_responder``, then ``start()`` and ``join()`` it.
+    """
 
     resumable_topics: tuple[str, ...] | None = None
     """Topics whose unfinished tasks carry on into the next job after a checkpoint (None: every topic).
@@ -60,7 +62,7 @@ class BaseThinker(threading.Thread):
         logger_name: str | None = None,
         *,
         queue: DragonQueues | None = None,
-        **kwargs: object,
+        **kwargs: Any,
     ) -> None:
         """
         Args:
@@ -92,15 +94,18 @@ class BaseThinker(threading.Thread):
 
     @property
     def agent_name(self) -> str | None:
+        """The name of the agent running in this thread (None outside agents)."""
         return self.local_details.name
 
     def make_logger(self, name: str | None = None) -> logging.Logger:
+        """A logger under the thinker's, for an agent or a helper."""
         base = self.logger_name or f"{type(self).__module__}.{type(self).__name__}"
         return logging.getLogger(base if name is None else f"{base}.{name}")
 
     # -- checkpoints ------------------------------------------------------------------------------------------
     @property
     def can_checkpoint(self) -> bool:
+        """Whether the thinker implements ``checkpoint_state`` (and can be resumed)."""
         cls = type(self)
         return cls.checkpoint_state is not BaseThinker.checkpoint_state and cls.restore_state is not BaseThinker.restore_state
 
@@ -120,7 +125,8 @@ class BaseThinker(threading.Thread):
 
     @classmethod
     def list_agents(cls) -> list[Callable]:
-        return [getattr(cls, name) for name in dir(cls) if hasattr(getattr(cls, name, None), "_agent_kind")]
+        """Every agent method of the class."""
+        return [getattr(cls, name) for name in dir(cls) if spec_of(getattr(cls, name, None)) is not None]
 
     def _run_agent(self, func: Callable) -> Callable:
         self.local_details.name = func.__name__
@@ -129,16 +135,16 @@ class BaseThinker(threading.Thread):
         self.logger.info(f"{func.__name__} started")
         try:
             func(self)
-        except (KillSignalException, threading.BrokenBarrierError) as exc:  # a checkpoint ends agents this way
-            if self.queues.suspending:
-                self.logger.info(f"{func.__name__} stopped: the campaign is being checkpointed")
+        except (KillSignalException, threading.BrokenBarrierError) as exc:  # a stop or a checkpoint ends agents this way
+            if self.queues.suspending or self.done.is_set():  # asked to stop: an agent caught mid-submission did nothing wrong
+                self.logger.info(f"{func.__name__} stopped: the campaign is {'being checkpointed' if self.queues.suspending else 'stopping'}")
                 self._abort_barriers()
             else:
                 self._agent_failed(func, exc)
         except BaseException as exc:
             self._agent_failed(func, exc)
         else:
-            if not getattr(func, "_agent_startup", False):
+            if not _spec(func).startup:
                 self.done.set()
         finally:
             self.tear_down_agent()
@@ -161,14 +167,16 @@ class BaseThinker(threading.Thread):
             barrier.abort()  # responders waiting for an agent that ended would wait forever
 
     def run(self) -> None:
+        """Run every agent in a thread of its own until the thinker is done (``start`` calls it)."""
         agents = self.list_agents()
         if not agents:
             raise ValueError(f"{type(self).__name__} has no agents: mark methods with @agent or another agent decorator")
-        if self.rec is None and any(a._agent_kind == "task_submitter" for a in agents):
+        specs = [_spec(a) for a in agents]
+        if self.rec is None and any(spec.kind == "task_submitter" for spec in specs):
             raise ValueError(f"{type(self).__name__} has task_submitter agents but no resource_counter")
-        responders = Counter(a._event_name for a in agents if a._agent_kind == "event_responder")
-        self.barriers = {name: threading.Barrier(count) for name, count in responders.items()}
-        submitters = sum(1 for a in agents if a._agent_kind == "task_submitter")
+        responders = Counter(spec.event_name for spec in specs if spec.kind == "event_responder")
+        self.barriers = {str(name): threading.Barrier(count) for name, count in responders.items()}
+        submitters = sum(spec.kind == "task_submitter" for spec in specs)
         if submitters == 0:
             self.submitters_done.set()
         self.logger.info(f"{type(self).__name__} starting {len(agents)} agents in process {os.getpid()}")
@@ -185,8 +193,14 @@ class BaseThinker(threading.Thread):
         for thread in self._agent_threads:
             thread.start()
         for _ in agents:
-            if finished.get()._agent_kind == "task_submitter":
+            if _spec(finished.get()).kind == "task_submitter":
                 submitters -= 1
                 if submitters == 0:
                     self.submitters_done.set()
         self.logger.info(f"{type(self).__name__} finished")
+
+
+def _spec(function: Callable) -> AgentSpec:
+    spec = spec_of(function)
+    assert spec is not None, f"{function!r} is not an agent"
+    return spec

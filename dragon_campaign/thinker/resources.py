@@ -39,17 +39,21 @@ class ResourceCounter:
 
     @property
     def total_slots(self) -> int:
+        """Slots the counter manages."""
         return self._total_slots
 
     @property
     def unallocated_slots(self) -> int:
+        """Slots allocated to no task type."""
         return self._allocated[None]
 
     def allocated_slots(self, task: str | None) -> int:
+        """Slots allocated to a task type (None: unallocated)."""
         self._check(task)
         return self._allocated[task]
 
     def available_slots(self, task: str | None) -> int:
+        """Allocated slots of a task type not held now."""
         self._check(task)
         return self._available[task]
 
@@ -179,6 +183,7 @@ class ReallocatorThread(threading.Thread):
         self.logger = logging.getLogger(logger_name) if logger_name else logger
 
     def run(self) -> None:
+        """Gather slots until stopped, then disperse them."""
         counter = self.resource_counter
         while not self.stop_event.is_set() and (self.max_slots is None or counter.allocated_slots(self.gather_to) < self.max_slots):
             counter.reallocate(self.gather_from, self.gather_to, self.slot_step, cancel_if=self.stop_event)

@@ -1,5 +1,6 @@
 """GPR-steered Ackley search: tasks reordered by a Gaussian-process model while they wait, and worker
-pools that join the same queue mid-run (a reproduction of the EMEWS task-database example)."""
+pools that join the same queue mid-run (a reproduction of the EMEWS task-database example).
+"""
 
 from typing import TYPE_CHECKING
 

@@ -6,14 +6,21 @@ import logging
 from contextlib import ExitStack
 from typing import Any
 
-from dragon_campaign import ConfigError, DragonQueues, DragonTaskServer, RunDirectory, WorkerPool
+from dragon_campaign import (
+    ConfigError,
+    DragonQueues,
+    DragonTaskServer,
+    ProxyStoreSettings,
+    RunDirectory,
+    WorkerPool,
+    proxy_stores,
+    run_campaign,
+)
 from dragon_campaign.apps.ackley.config import LOCAL, Config, default_pools
 from dragon_campaign.apps.ackley.function import evaluate
 from dragon_campaign.apps.ackley.gpr import fit_gpr
 from dragon_campaign.apps.ackley.outputs import write_outputs
 from dragon_campaign.apps.ackley.thinker import AckleySearch
-from dragon_campaign.bridges import ProxyStoreSettings, proxy_stores
-from dragon_campaign.campaign import run_campaign
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +46,7 @@ def run(config: Config, pools: dict[str, WorkerPool], run_dir: RunDirectory) -> 
     with ExitStack() as stack:
         queues = _queues(config, stack, run_dir)
         server = DragonTaskServer(methods, queues, pools=dict(starting), run_dir=run_dir)
-        thinker = AckleySearch(queues, server, config)
+        thinker = AckleySearch(queues, config)
         logger.info(f"Ackley search: {config.search_space_size} points, {config.num_guesses} guesses, "
                     f"reprioritize={config.reprioritize} every {config.retrain_after} completions at {config.reprioritize_endpoint!r}")
         run_campaign(thinker, server)

@@ -16,6 +16,11 @@ from dragon_campaign.apps.ackley.function import DOMAIN
 
 LOCAL = "local"
 TaskType = Literal["evaluate"]
+QueueName = Literal["evaluate", "retrain"]
+
+
+def _queue_names() -> dict[QueueName, str]:
+    return {"evaluate": "evaluate", "retrain": "retrain"}
 
 
 class PoolSpec(BaseModel):
@@ -42,8 +47,7 @@ class Config(BaseModel):
 
     pools: list[PoolSpec] = Field(description="Worker pools; those with join_after > 0 join mid-run")
     tasks: dict[TaskType, list[str]] = Field(description="Which pools serve each task type (evaluate)")
-    task_queues: dict[Literal["evaluate", "retrain"], str] = Field(
-        default_factory=lambda: {"evaluate": "evaluate", "retrain": "retrain"}, description="Queue (topic) of each task type")
+    task_queues: dict[QueueName, str] = Field(default_factory=lambda: _queue_names(), description="Queue (topic) of each task type")
     reprioritize_endpoint: str = Field(LOCAL, description="Where the GPR is fitted: 'local' (in the thinker) or a pool name (as a task; the fitted GPR comes back as a ProxyStore proxy)")
     reprioritize: bool = Field(True, description="Reorder waiting tasks by the GPR's prediction (False: run in submission order)")
     search_space_size: PositiveInt = Field(description="Number of sample points submitted (750 in the original)")
@@ -79,6 +83,7 @@ class Config(BaseModel):
         return self
 
     def queue(self, task_type: Literal["evaluate", "retrain"]) -> str:
+        """The topic that carries tasks of this type."""
         return self.task_queues.get(task_type, task_type)
 
     def sample_points(self) -> np.ndarray:

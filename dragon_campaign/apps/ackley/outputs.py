@@ -31,6 +31,7 @@ def best_so_far(thinker: AckleySearch) -> list[float]:
 
 
 def summarize(thinker: AckleySearch) -> dict[str, Any]:
+    """The run's summary: completions, best value, rounds, times."""
     config = thinker.config
     finished = [e for e in thinker.evaluations if not math.isnan(e.value)]
     best = min(finished, key=lambda e: e.value, default=None)
@@ -60,6 +61,7 @@ def _finite(value: float) -> float | None:
 
 
 def plot(thinker: AckleySearch, path: Path) -> None:
+    """Best value against completions, with the rounds where pools joined."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,6 +81,7 @@ def plot(thinker: AckleySearch, path: Path) -> None:
 
 
 def write_outputs(thinker: AckleySearch, run_dir: RunDirectory) -> dict[str, Any]:
+    """Write the run's files (see the module's docstring); returns the summary."""
     summary = summarize(thinker)
     trace = best_so_far(thinker)
     with open(run_dir.path / "progress.csv", "w", newline="") as fp:
@@ -87,9 +90,9 @@ def write_outputs(thinker: AckleySearch, run_dir: RunDirectory) -> dict[str, Any
         for done, (evaluation, best) in enumerate(zip(thinker.evaluations, trace, strict=True), start=1):
             writer.writerow([done, f"{evaluation.at_s:.3f}", evaluation.index, evaluation.value, evaluation.pool, best])
     with open(run_dir.path / "reprioritizations.csv", "w", newline="") as fp:
-        writer = csv.DictWriter(fp, fieldnames=[f.name for f in fields(Reprioritization)])
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in thinker.reprioritizations)
+        rows = csv.DictWriter(fp, fieldnames=[f.name for f in fields(Reprioritization)])
+        rows.writeheader()
+        rows.writerows(asdict(r) for r in thinker.reprioritizations)
     with open(run_dir.path / "workers.csv", "w", newline="") as fp:
         writer = csv.writer(fp)
         writer.writerow(["at_s", "completions", "workers"])

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from dragon_campaign import BaseThinker, DragonQueues, DragonTaskServer, Result, agent
+from dragon_campaign import BaseThinker, DragonQueues, Result, agent
 from dragon_campaign.apps.ackley.config import LOCAL, Config
 from dragon_campaign.apps.ackley.gpr import fit_gpr
 
@@ -45,9 +46,8 @@ class Reprioritization:
 class AckleySearch(BaseThinker):
     """One agent does it all, so every step happens in a clear order: consume, refit, reorder, grow."""
 
-    def __init__(self, queues: DragonQueues, server: DragonTaskServer, config: Config) -> None:
+    def __init__(self, queues: DragonQueues, config: Config) -> None:
         super().__init__(queues)
-        self.server = server
         self.config = config
         self.points = config.sample_points()
         self.evaluations: list[Evaluation] = []
@@ -61,6 +61,7 @@ class AckleySearch(BaseThinker):
 
     @agent
     def search(self) -> None:
+        """Submit every point, then consume results round by round until ``num_guesses`` completed."""
         config = self.config
         self._start = time.monotonic()
         pending: dict[str, int] = {}
@@ -90,16 +91,16 @@ class AckleySearch(BaseThinker):
     def _record(self, result: Result, pending: dict[str, int]) -> None:
         index = pending.pop(result.task_id)
         if not result.success:
-            self.logger.warning(f"Point {index} failed: {result.failure_info.exception if result.failure_info else 'unknown'}")
+            self.logger.warning(f"Point {index} failed: {result.failure_reason}")
         value = float(result.value) if result.success else float("nan")
         self.evaluations.append(Evaluation(self._now(), index, value, result.worker_info.pool if result.worker_info else None))
-        if self.worker_counts[-1][2] != self.server.worker_count():
+        if self.worker_counts[-1][2] != self.queues.worker_count():
             self._note_workers()
 
     def _note_workers(self) -> None:
-        self.worker_counts.append((self._now(), len(self.evaluations), self.server.worker_count()))
+        self.worker_counts.append((self._now(), len(self.evaluations), self.queues.worker_count()))
 
-    def _fit(self) -> tuple[object, float]:
+    def _fit(self) -> tuple[Any, float]:
         done = [e for e in self.evaluations if np.isfinite(e.value)]
         points = self.points[[e.index for e in done]].tolist()
         values = [e.value for e in done]
@@ -110,7 +111,7 @@ class AckleySearch(BaseThinker):
             self.queues.send_inputs(points, values, self.config.seed, method="fit_gpr", topic=self.config.queue("retrain"))
             result = self.queues.get_result(self.config.queue("retrain"))
             if not result.success:
-                raise RuntimeError(f"Fitting the GPR on {self.config.reprioritize_endpoint!r} failed: {result.failure_info.exception}")
+                raise RuntimeError(f"Fitting the GPR on {self.config.reprioritize_endpoint!r} failed: {result.failure_reason}")
             model = result.value  # a ProxyStore proxy: resolved on first use below
         return model, time.perf_counter() - start
 
@@ -121,7 +122,7 @@ class AckleySearch(BaseThinker):
         for pool in self.config.pools:
             if pool.join_after == round_number:
                 methods = ["evaluate"] if pool.name in self.config.tasks["evaluate"] else []
-                self.server.add_pool(pool.name, pool.worker_pool(), methods)
+                self.queues.add_pool(pool.name, pool.worker_pool(), methods)
                 self._note_workers()
 
     def _reprioritize(self, pending: dict[str, int]) -> None:

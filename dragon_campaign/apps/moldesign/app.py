@@ -12,16 +12,25 @@ from typing import Any
 import numpy as np
 
 from ddict_store import DDictStore
-from dragon_campaign import ConfigError, DragonQueues, DragonTaskServer, ExecutorPool, RunDirectory, WorkerPool
+from dragon_campaign import (
+    Checkpointer,
+    ConfigError,
+    DragonQueues,
+    DragonTaskServer,
+    ExecutorPool,
+    ProxyStoreSettings,
+    RunDirectory,
+    WorkerPool,
+    busy_fractions,
+    idle_while_tasks_wait,
+    proxy_stores,
+    read_results,
+    run_campaign,
+)
 from dragon_campaign.apps.moldesign import tasks
 from dragon_campaign.apps.moldesign.config import Config
 from dragon_campaign.apps.moldesign.outputs import write_outputs
 from dragon_campaign.apps.moldesign.thinker import POLICIES
-from dragon_campaign.bridges import ProxyStoreSettings, proxy_stores
-from dragon_campaign.campaign import run_campaign
-from dragon_campaign.checkpoint import Checkpointer
-from dragon_campaign.runs import read_results
-from dragon_campaign.timeline import busy_fractions, idle_while_tasks_wait
 
 Pool = WorkerPool | ExecutorPool
 TOPICS = ("simulate", "features", "train", "infer")
@@ -32,7 +41,7 @@ def _featurize_space(queues: DragonQueues, space: tuple[str, ...], chunk_size: i
     starts = range(0, len(space), chunk_size)
     for chunk, start in enumerate(starts):
         queues.send_inputs(chunk, space[start:start + chunk_size], store_handle, namespace, method="featurize", topic="features")
-    failed = [r.failure_info.exception for r in (queues.get_result("features") for _ in starts) if not r.success]
+    failed = [r.failure_reason for r in (queues.get_result("features") for _ in starts) if not r.success]
     if failed:
         raise RuntimeError(f"Could not featurize {len(failed)} chunk(s) of the search space: {failed[0]}")
     return len(starts)
@@ -54,6 +63,7 @@ class Routing:
 
     @classmethod
     def of(cls, config: Config, pools: dict[str, Pool]) -> Routing:
+        """Check the configuration's pools against the pools there are (ConfigError names what does not fit)."""
         sim_pool = "cpu" if "cpu" in pools else next(iter(pools))
         ml_pool = "gpu" if "gpu" in pools else sim_pool
         train_pool, infer_pool = config.train_pool or ml_pool, config.infer_pool or ml_pool
@@ -70,6 +80,7 @@ class Routing:
         return cls(sim_pool, train_pools, infer_pools, train_remote)
 
     def methods(self) -> list[Any]:
+        """The methods and the pools each may run on, for the task server."""
         return [(tasks.simulate, {"pool": self.sim_pool}), (tasks.featurize, {"pool": self.sim_pool}),
                 (tasks.train, {"pool": list(self.train_pools)}), (tasks.infer, {"pool": list(self.infer_pools)})]
 
@@ -94,8 +105,10 @@ def run(config: Config, pools: dict[str, Pool], run_dir: RunDirectory, proxystor
         namespace = f"moldesign/{run_dir.path.name}"
         checkpointer = Checkpointer(run_dir, store, namespaces=[namespace])
         saved = checkpointer.load() if resume else None  # features and models come back with the store
-        proxies = stack.enter_context(proxy_stores(proxystore, f"moldesign-{run_dir.path.name}")) if proxystore else {}
-        queues = DragonQueues(topics=list(TOPICS), **proxies)
+        if proxystore is not None:
+            queues = DragonQueues(topics=list(TOPICS), **stack.enter_context(proxy_stores(proxystore, f"moldesign-{run_dir.path.name}")))
+        else:
+            queues = DragonQueues(topics=list(TOPICS))
         server = DragonTaskServer(routing.methods(), queues, pools=pools, run_dir=run_dir).start()
         server.watch(store.service_puids(), "a DDict process of the store")
         try:

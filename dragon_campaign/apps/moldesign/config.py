@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -28,14 +28,15 @@ class Config(BaseModel):
     threshold_ev: float = Field(14.5, description="IP (eV, GFN2-xTB scale) above which a molecule counts as found (about 5% of the bundled space)")
     solution_count: int = Field(10, ge=1, description="Time to solution: wall time until this many molecules are above the threshold")
     adiabatic: bool = Field(False, description="Relax the cation too (adiabatic IP) instead of a vertical IP")
-    search_space: Optional[str] = Field(None, description="File of SMILES, one a line (default: the bundled space)")
-    space_limit: Optional[int] = Field(None, ge=1, description="Use only the first N molecules of the space")
+    search_space: str | None = Field(None, description="File of SMILES, one a line (default: the bundled space)")
+    space_limit: int | None = Field(None, ge=1, description="Use only the first N molecules of the space")
     chunk_size: int = Field(2048, ge=1, description="Molecules per inference task")
     seed: int = Field(0, description="Seed of the random order, the bootstrap and the networks")
-    train_pool: Optional[str] = Field(None, description="Pool that trains (default: gpu, else cpu); may be an executor pool at another site")
-    infer_pool: Optional[str] = Field(None, description="Dragon pool that infers (default: gpu, else cpu); it reads the store")
+    train_pool: str | None = Field(None, description="Pool that trains (default: gpu, else cpu); may be an executor pool at another site")
+    infer_pool: str | None = Field(None, description="Dragon pool that infers (default: gpu, else cpu); it reads the store")
 
     def space(self) -> tuple[str, ...]:
+        """The molecules to search, in order."""
         return load_search_space(self.search_space)[: self.space_limit]
 
     @model_validator(mode="after")

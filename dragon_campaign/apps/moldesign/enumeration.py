@@ -47,7 +47,7 @@ def _heavy_atoms(smiles: str) -> int:
 def _attach(core: Chem.Mol, positions: tuple[int, ...], groups: tuple[str, ...]) -> str | None:
     """Join groups onto the core at these atoms; the canonical SMILES, or None if RDKit rejects it."""
     pieces = Chem.RWMol(core)
-    for index, (position, group) in enumerate(zip(positions, groups), start=1):
+    for index, position in enumerate(positions, start=1):
         dummy = pieces.AddAtom(Chem.Atom(0))
         pieces.GetAtomWithIdx(dummy).SetAtomMapNum(index)
         pieces.AddBond(position, dummy, Chem.BondType.SINGLE)

@@ -25,6 +25,7 @@ def _one_hot(value: int, choices: int) -> list[float]:
 
 
 def atom_features(atom: Chem.Atom) -> list[float]:
+    """One-hot element, degree, charge, hydrogens and aromaticity of an atom."""
     element = ELEMENTS.index(atom.GetAtomicNum()) if atom.GetAtomicNum() in ELEMENTS else len(ELEMENTS)
     return (
         _one_hot(element, len(ELEMENTS) + 1)
@@ -35,6 +36,7 @@ def atom_features(atom: Chem.Atom) -> list[float]:
 
 
 def bond_features(bond: Chem.Bond) -> list[float]:
+    """One-hot bond type, conjugation and ring membership of a bond."""
     kind = BOND_TYPES.index(bond.GetBondType()) if bond.GetBondType() in BOND_TYPES else 0
     return _one_hot(kind, len(BOND_TYPES)) + [float(bond.GetIsConjugated()), float(bond.IsInRing())]
 
@@ -50,11 +52,13 @@ class GraphBatch:
     count: int  # molecules
 
     def as_arrays(self) -> dict[str, np.ndarray]:
+        """The batch as plain arrays, for the store."""
         return {"atoms": self.atoms, "edges": self.edges, "edge_features": self.edge_features, "graph": self.graph,
                 "count": np.asarray([self.count], dtype=np.int64)}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> GraphBatch:
+        """The batch back from :meth:`as_arrays`."""
         return cls(arrays["atoms"], arrays["edges"], arrays["edge_features"], arrays["graph"], int(arrays["count"][0]))
 
 

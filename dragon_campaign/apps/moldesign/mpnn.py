@@ -19,6 +19,7 @@ from dragon_campaign.apps.moldesign.features import ATOM_FEATURES, BOND_FEATURES
 
 
 class MPNN(nn.Module):
+    """A message-passing network that predicts one number per molecule from its graph."""
     def __init__(self, hidden: int = 64, layers: int = 3) -> None:
         super().__init__()
         self.embed = nn.Linear(ATOM_FEATURES, hidden)
@@ -29,6 +30,7 @@ class MPNN(nn.Module):
         self.readout = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 1))
 
     def forward(self, atoms: torch.Tensor, edges: torch.Tensor, edge_features: torch.Tensor, graph: torch.Tensor, count: int) -> torch.Tensor:
+        """Predictions for a batch of graphs (``graph`` maps each atom to its molecule)."""
         state = self.embed(atoms)
         source, target = edges
         for message in self.messages:

@@ -27,6 +27,7 @@ def progress(results: list[dict[str, Any]], threshold: float) -> list[dict[str, 
 
 
 def summarize(thinker: Any, config: Any) -> dict[str, Any]:
+    """The run's summary: counts, best molecules, time to solution, compute spent."""
     results, trainings = thinker.state.results, thinker.state.trainings
     trace = progress(results, config.threshold_ev)
     ranked = sorted(results, key=lambda r: -r["ip_ev"])
@@ -53,6 +54,7 @@ def summarize(thinker: Any, config: Any) -> dict[str, Any]:
 
 
 def plot(trace: list[dict[str, float]], threshold: float, path: Path) -> None:
+    """Best IP and molecules above the threshold against simulations and wall time."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,6 +74,7 @@ def plot(trace: list[dict[str, float]], threshold: float, path: Path) -> None:
 
 
 def write_outputs(thinker: Any, config: Any, run_dir: RunDirectory) -> dict[str, Any]:
+    """Write the run's files (see the module's docstring); returns the summary."""
     summary = summarize(thinker, config)
     trace = progress(thinker.state.results, config.threshold_ev)
     with open(run_dir.path / "progress.csv", "w", newline="") as fp:

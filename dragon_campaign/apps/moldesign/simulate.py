@@ -33,6 +33,7 @@ class SimulationError(RuntimeError):
 
 @dataclass
 class IonizationResult:
+    """The result of one ionization-potential calculation."""
     smiles: str
     ip_ev: float
     neutral_energy_ev: float
@@ -43,6 +44,7 @@ class IonizationResult:
     seconds: float
 
     def as_dict(self) -> dict:
+        """The result as a plain dict (a task's value)."""
         return asdict(self)
 
 

@@ -23,6 +23,7 @@ def load_search_space(path: str | None = None) -> tuple[str, ...]:
 
 
 def main() -> None:
+    """Regenerate the bundled search space (``python -m dragon_campaign.apps.moldesign.space``)."""
     parser = argparse.ArgumentParser(description="Regenerate the bundled search space")
     parser.add_argument("--output", default=str(BUNDLED_SPACE))
     output = Path(parser.parse_args().output)

@@ -34,11 +34,11 @@ import numpy as np
 
 from dragon_campaign import (
     BaseThinker,
-    TimeoutException,
     DragonQueues,
     ResourceCounter,
     Result,
     Resumption,
+    TimeoutException,
     agent,
     event_responder,
     result_processor,
@@ -62,6 +62,8 @@ class SearchState:
 
 class MolDesignThinker(BaseThinker):
     """Shared state and the retraining step; subclasses decide when to simulate what."""
+
+    rec: ResourceCounter  # always given one
 
     policy = ""
     resumable_topics = ("simulate",)  # an interrupted retraining is redone from the results instead
@@ -92,10 +94,12 @@ class MolDesignThinker(BaseThinker):
 
     @staticmethod
     def slots_per_worker(config: Any) -> int:
+        """Resource-counter slots per simulation worker."""
         return 1
 
     # -- choosing and submitting ------------------------------------------------------------------------------
     def next_molecule(self) -> int | None:
+        """The best-ranked molecule not chosen yet, or None once the budget is chosen."""
         with self.lock:
             if len(self.submitted) >= min(self.config.budget, len(self.space)):
                 return None
@@ -118,6 +122,7 @@ class MolDesignThinker(BaseThinker):
         return True
 
     def submit_simulation(self, molecule: int) -> None:
+        """Submit a simulation of ``molecule`` with its current score as priority."""
         task_id = self.queues.send_inputs(self.space[molecule], method="simulate", topic="simulate",
                                           input_kwargs={"adiabatic": self.config.adiabatic},
                                           priority=float(self.scores[molecule]), task_info={"molecule": molecule})
@@ -135,7 +140,7 @@ class MolDesignThinker(BaseThinker):
                                            "molecule": result.task_info["molecule"]})
                 self.new_results += 1
             else:
-                reason = result.failure_info.exception if result.failure_info else "unknown"
+                reason = result.failure_reason
                 self.state.failures.append({"smiles": result.args[0] if result.args else None, "molecule": result.task_info["molecule"],
                                             "reason": reason, "wall_s": elapsed})
                 self.logger.warning(f"Simulation failed: {reason}")
@@ -149,6 +154,7 @@ class MolDesignThinker(BaseThinker):
 
     # -- checkpoints ---------------------------------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the search (see :meth:`restore_state`)."""
         with self.lock:
             return {"results": self.state.results, "failures": self.state.failures, "trainings": self.state.trainings,
                     "unused_trainings": self.state.unused_trainings,
@@ -188,7 +194,8 @@ class MolDesignThinker(BaseThinker):
 
     def _collect(self, task_ids: list[str], topic: str) -> list[Result] | None:
         """The results of these tasks; or None once no choice is left to make, after cancelling those still
-        running and discarding the results of the others (a model nobody uses is not worth finishing)."""
+        running and discarding the results of the others (a model nobody uses is not worth finishing).
+        """
         results: list[Result] = []
         while len(results) < len(task_ids):
             try:
@@ -205,7 +212,8 @@ class MolDesignThinker(BaseThinker):
 
     def retrain(self) -> None:
         """Train the ensemble on every result so far, infer the whole space, and rerank it; skipped once every
-        molecule of the budget has been chosen, since no ranking would be used any more."""
+        molecule of the budget has been chosen, since no ranking would be used any more.
+        """
         with self.lock:  # in search-space order, not completion order: the same data trains the same networks
             data = sorted(self.state.results, key=lambda r: r["molecule"])
             self.new_results = 0
@@ -221,7 +229,7 @@ class MolDesignThinker(BaseThinker):
         if trained is None:
             self.logger.info(f"Model v{version} abandoned: every molecule of the budget was chosen while it trained")
             return
-        failed = [r.failure_info.exception for r in trained if not r.success]
+        failed = [r.failure_reason for r in trained if not r.success]
         if failed:
             self.logger.error(f"Training failed, keeping the previous ranking: {failed[0]}")
             self.first_model.set()  # simulations waiting for a first model go on in random order
@@ -234,7 +242,7 @@ class MolDesignThinker(BaseThinker):
         if inferred is None:
             self.logger.info(f"Model v{version} not used: every molecule of the budget was chosen while it ranked the space")
             return
-        failed = [r.failure_info.exception for r in inferred if not r.success]
+        failed = [r.failure_reason for r in inferred if not r.success]
         if failed:
             self.logger.error(f"Inference failed, keeping the previous ranking: {failed[0]}")
             self.first_model.set()
@@ -258,10 +266,12 @@ class MolDesignThinker(BaseThinker):
 
 
 class RandomSearch(MolDesignThinker):
+    """No model: molecules in a seeded random order (the baseline)."""
     policy = "random"
 
     @task_submitter(task_type="simulate")
     def submit(self) -> None:
+        """Each free slot: simulate the best molecule not chosen yet."""
         if not self.wait_for_ranking():
             return
         molecule = self.next_molecule()
@@ -270,11 +280,13 @@ class RandomSearch(MolDesignThinker):
 
     @result_processor(topic="simulate")
     def receive(self, result: Result) -> None:
+        """Each simulation result: record it and free its slot."""
         self.rec.release("simulate", 1)
         self.record(result)
 
 
 class StreamingSearch(RandomSearch):
+    """A new simulation as soon as one ends; the ensemble retrains every ``retrain_every`` results."""
     policy = "streaming"
     waits_for_first_model = True
     retrains_on_results = True
@@ -282,6 +294,7 @@ class StreamingSearch(RandomSearch):
     @event_responder(event_name="start_training", reallocate_resources=True, gather_from="simulate",
                      gather_to="ml", disperse_to="simulate", max_slots="ml_slots")
     def learn(self) -> None:
+        """Retrain when enough new results arrived, with ``ml_slots`` lent from the simulations."""
         self.retrain()
 
     @property
@@ -291,18 +304,22 @@ class StreamingSearch(RandomSearch):
 
 
 class InterleavedSearch(StreamingSearch):
+    """Streaming with a queue of waiting simulations, reordered after each retraining."""
     policy = "interleaved"
 
     @staticmethod
     def slots_per_worker(config: Any) -> int:
+        """One running and ``queue_depth`` waiting simulations per worker."""
         return 1 + config.queue_depth  # the extra slots are tasks waiting in the queue
 
 
 class BatchSearch(MolDesignThinker):
+    """Simulate a batch, wait for all of it, retrain, pick the next batch."""
     policy = "batch"
 
     @agent
     def run_batches(self) -> None:
+        """Batches until the budget is spent."""
         with self.lock:
             carried_on = len(self.waiting)  # simulations of a batch cut short by a checkpoint
         for _ in range(carried_on):

@@ -19,15 +19,17 @@ from dragon_campaign import (
     RunDirectory,
     WorkerPool,
     result_processor,
+    run_campaign,
     task_submitter,
 )
 from dragon_campaign.apps.streaming.config import Config
 from dragon_campaign.apps.streaming.tasks import rastrigin
-from dragon_campaign.campaign import run_campaign
 
 
 class StreamingOptimizer(BaseThinker):
     """Keep every worker busy; each new point perturbs the best point seen so far."""
+
+    rec: ResourceCounter  # always given one
 
     def __init__(self, queues: DragonQueues, slots: int, config: Config) -> None:
         super().__init__(queues, ResourceCounter(slots, ["evaluate"]))
@@ -43,6 +45,7 @@ class StreamingOptimizer(BaseThinker):
         self.rec.reallocate(None, "evaluate", slots)
 
     def propose(self) -> list[float]:
+        """A new point: random before the first result, else the best point perturbed."""
         with self._lock:
             best = self.best
         if best is None:
@@ -51,6 +54,7 @@ class StreamingOptimizer(BaseThinker):
 
     @task_submitter(task_type="evaluate")
     def submit(self) -> None:
+        """Each free slot: evaluate a new point, until the budget is submitted."""
         if self.submitted >= self.config.budget:
             self.done.set()
             return
@@ -59,11 +63,12 @@ class StreamingOptimizer(BaseThinker):
 
     @result_processor(topic="default")
     def receive(self, result: Result) -> None:
+        """Each result: free its slot and keep the best point."""
         self.rec.release("evaluate", 1)
         with self._lock:
             if not result.success:
                 self.failed += 1
-                self.logger.warning(f"Evaluation failed: {result.failure_info.exception if result.failure_info else '?'}")
+                self.logger.warning(f"Evaluation failed: {result.failure_reason}")
                 return
             self.completed += 1
             point = list(result.args[0])

@@ -1,7 +1,8 @@
 """Producer-consumer workflow: wave simulations on CPU workers feed CNN trainers on GPU workers,
 over one of four data paths (Parsl futures, files, ddict_store, DDict proxies). See ``workflow``.
 
-Names are imported on first use: Parsl workers import this package's ``tasks`` and must not import Dragon."""
+Names are imported on first use: Parsl workers import this package's ``tasks`` and must not import Dragon.
+"""
 
 from typing import TYPE_CHECKING
 

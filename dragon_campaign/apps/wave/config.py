@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -22,9 +22,9 @@ class Config(BaseModel):
     num_steps: int = Field(20, ge=1, description="Time steps per simulation (one training pair each)")
     sim_sleep: float = Field(0.5, ge=0, description="Emulated compute per step, seconds (0.5 in the original study)")
     kernel_sizes: list[int] = Field(default_factory=lambda: [3, 5, 7, 9], description="Kernel sizes of the trainers (cycled)")
-    num_trainers: Optional[int] = Field(None, ge=1, description="Trainers (default: one per kernel size)")
+    num_trainers: int | None = Field(None, ge=1, description="Trainers (default: one per kernel size)")
     data_path: DataPath = Field("ddict", description="How the data moves from simulations to trainers (see the workflow module)")
-    sim_workers: Optional[int] = Field(None, ge=1, description="Simulation workers (default: one per core)")
+    sim_workers: int | None = Field(None, ge=1, description="Simulation workers (default: one per core)")
     channels: int = Field(16, ge=1, description="Channels of the CNN's hidden layers")
     proxy_threshold: int = Field(100_000, ge=0, description="proxystore path: results above this many bytes travel as proxies")
     seed: int = Field(0, description="Seed of the trainers' initial weights")
@@ -38,11 +38,13 @@ class Config(BaseModel):
 
     @property
     def trainer_kernels(self) -> list[int]:
+        """The kernel size of each trainer."""
         count = self.num_trainers or len(self.kernel_sizes)
         return [self.kernel_sizes[i % len(self.kernel_sizes)] for i in range(count)]
 
 
 def default_pools(config: Config) -> dict[str, WorkerPool]:
+    """A simulation worker per core; a trainer per GPU (CPU workers where there is none)."""
     cores = os.cpu_count() or 1
     return {
         "cpu": WorkerPool(workers=config.sim_workers or cores),

@@ -22,4 +22,5 @@ class WaveCNN(nn.Module):
         )
 
     def forward(self, field: torch.Tensor) -> torch.Tensor:
+        """The next frame predicted from this one."""
         return self.layers(field)

@@ -37,7 +37,7 @@ def simulate_decomposed(sim_id: int, grid_size: int, num_steps: int, sim_sleep: 
     counts = [int(bands[r + 1] - bands[r]) * (num_steps + 1) * grid_size for r in range(size)]
     gathered = np.empty((grid_size, num_steps + 1, grid_size), dtype=np.float32) if rank == 0 else None
     comm.Gatherv(band, [gathered, counts, MPI.FLOAT] if rank == 0 else None, root=0)
-    if rank != 0:
+    if gathered is None:  # not rank 0
         return None
     frames = np.ascontiguousarray(gathered.transpose(1, 0, 2))[:, None]
     return frames[:-1].copy(), frames[1:].copy()

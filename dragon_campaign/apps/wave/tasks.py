@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +51,7 @@ def train_on_arrays(datasets: Sequence[Any], kernel_size: int, seed: int, channe
 
 
 def simulate_to_files(sim_id: int, grid_size: int, num_steps: int, sim_sleep: float, directory: str) -> tuple[list[str], float]:
+    """Simulate and write each pair of frames to a .npy file; returns the files and the write time."""
     inputs, outputs = simulate(sim_id, grid_size, num_steps, sim_sleep)
     paths = [str(Path(directory) / f"sim{sim_id}-{part}.npy") for part in ("inputs", "outputs")]
     start = time.perf_counter()
@@ -59,6 +61,7 @@ def simulate_to_files(sim_id: int, grid_size: int, num_steps: int, sim_sleep: fl
 
 
 def train_from_files(file_pairs: Sequence[Sequence[str]], kernel_size: int, seed: int, channels: int) -> tuple[dict, float]:
+    """Train one epoch on the pairs in these files; returns the report and the read time."""
     start = time.perf_counter()
     datasets = [(np.load(inputs), np.load(outputs)) for inputs, outputs in file_pairs]
     io_seconds = time.perf_counter() - start

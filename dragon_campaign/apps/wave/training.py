@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 import warnings
 import zlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ BATCH_SIZE = 4
 
 @dataclass
 class TrainingReport:
+    """What one trainer saw and how long it took."""
     kernel_size: int
     samples: int
     checksum: int
@@ -32,6 +33,7 @@ class TrainingReport:
     train_seconds: float
 
     def as_dict(self) -> dict:
+        """The report as a plain dict (a task's value)."""
         return asdict(self)
 
 
@@ -55,6 +57,7 @@ def as_tensor(array: np.ndarray, device: str) -> torch.Tensor:
 
 
 def pick_device() -> str:
+    """The visible GPU if there is one, else the CPU."""
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 

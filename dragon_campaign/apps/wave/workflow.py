@@ -19,21 +19,19 @@ import csv
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
-
+from typing import Any
 
 from ddict_store import DDictStore
-from dragon_campaign import DragonQueues, DragonTaskServer, RunDirectory, WorkerPool
+from dragon_campaign import DragonQueues, DragonTaskServer, MPIMethod, ProgressReporter, RunDirectory, WorkerPool, futures_status
 from dragon_campaign.apps.wave import tasks
 from dragon_campaign.apps.wave.config import Config
 from dragon_campaign.apps.wave.mpi_simulation import simulate_decomposed
 from dragon_campaign.apps.wave.simulation import data_bytes, simulate
 from dragon_campaign.apps.wave.training import sample_checksum
-from dragon_campaign.mpi import MPIMethod
-from dragon_campaign.progress import ProgressReporter, default_interval, futures_status
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +47,9 @@ class RunReport:
     nodes: int
     data_gb: float
     sim_run_s: float
-    sim_io_s: Optional[float]
+    sim_io_s: float | None
     train_run_s: float
-    train_io_s: Optional[float]
+    train_io_s: float | None
     setup_s: float  # untimed warm-up: workers started, modules imported, store buffers mapped
     trainers: list[dict] = field(default_factory=list)
     expected_samples: int = 0
@@ -59,9 +57,11 @@ class RunReport:
 
     @property
     def all_samples_seen(self) -> bool:
+        """Whether every trainer saw every sample (by count and checksum)."""
         return all(t["samples"] == self.expected_samples and t["checksum"] == self.expected_checksum for t in self.trainers)
 
     def csv_row(self, config: Config) -> dict[str, Any]:
+        """The run's row of the timing table."""
         row = {k: v for k, v in asdict(self).items() if k in CSV_FIELDS}
         row.update(num_sims=config.num_sims, grid_size=config.grid_size, num_steps=config.num_steps,
                    sim_sleep=config.sim_sleep, num_trainers=len(self.trainers), all_samples_seen=self.all_samples_seen)
@@ -96,15 +96,17 @@ def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[st
             proxy_store = Store(f"wave-{run_dir.path.name}", DDictConnector(store), register=True)
             queues = DragonQueues(topics=["simulate", "train"], proxystore_name={"simulate": proxy_store.name},
                                   proxystore_threshold={"simulate": config.proxy_threshold})
-            simulate_method, train_method, store_args = tasks.simulate_arrays, tasks.train_on_arrays, ()
+            simulate_method: Callable[..., Any] = tasks.simulate_arrays
+            train_method: Callable[..., Any] = tasks.train_on_arrays
+            store_args: tuple[str, ...] = ()
             if config.sim_ranks > 1:
                 simulate_method = MPIMethod(simulate_decomposed, ranks=config.sim_ranks, name="simulate_arrays")
         else:
             queues = DragonQueues(topics=["simulate", "train"])
             simulate_method, train_method, store_args = tasks.simulate_to_store, tasks.train_from_store, (store.handle, namespace)
-        methods = [simulate_method, (train_method, {"pool": "gpu"}), (tasks.warm_up, {"pool": ["cpu", "gpu"]})]
+        methods: list[Any] = [simulate_method, (train_method, {"pool": "gpu"}), (tasks.warm_up, {"pool": ["cpu", "gpu"]})]
         with DragonTaskServer(methods, queues, pools=pools, run_dir=run_dir) as server, \
-                ProgressReporter(server, default_interval()):
+                ProgressReporter(server):
             server.watch(store.service_puids(), "a DDict process of the store")
             for _ in range(server.worker_count()):  # idle workers get one task each: every worker warms up
                 queues.send_inputs(store.handle, method="warm_up")
@@ -119,7 +121,7 @@ def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[st
             sims = [queues.get_result("simulate") for _ in range(config.num_sims)]
             sim_run = time.perf_counter() - start
             logger.info(f"Simulations done in {sim_run:.1f} s; {len(kernels)} trainers start")
-            failed = [r.failure_info.exception for r in sims if not r.success]
+            failed = [r.failure_reason for r in sims if not r.success]
             if failed:
                 raise RuntimeError(f"{len(failed)} simulation(s) failed: {failed[0]}")
             if config.data_path == "proxystore":
@@ -140,13 +142,14 @@ def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[st
     return _report(config, nodes, setup, sim_run, sim_io, train_run, trained)
 
 
-def _report(config: Config, nodes: int, setup: float, sim_run: float, sim_io: Optional[float], train_run: float,
+def _report(config: Config, nodes: int, setup: float, sim_run: float, sim_io: float | None, train_run: float,
             trained: list) -> RunReport:
-    failed = [r.failure_info.exception for r in trained if not r.success]
+    failed = [r.failure_reason for r in trained if not r.success]
     if failed:
         raise RuntimeError(f"{len(failed)} trainer(s) failed: {failed[0]}")
     samples, checksum = expected_account(config)
     reports = [r.value[0] for r in trained]
+    train_io: float | None
     if config.data_path == "proxystore":  # the worker resolves input proxies before the task: that is I/O too
         train_io = _mean([r.value[1] + sum(t["times"]["resolve"]["seconds"] for t in r.time.proxy.values()) for r in trained])
     else:
@@ -172,7 +175,7 @@ def run_parsl(config: Config, run_dir: RunDirectory, nodes: int) -> RunReport:
     setup_start = time.perf_counter()
     phases: dict[str, list[Future]] = {"simulate": [], "train": []}
     with parsl.load(ParslConfig(executors=[executor], run_dir=str(run_dir.path / "parsl"))), \
-            ProgressReporter(futures_status(phases), default_interval()):
+            ProgressReporter(futures_status(phases)):
         warm_up_app = python_app(tasks.warm_up)
         for future in [warm_up_app() for _ in range(4 * (config.sim_workers or cores))]:
             future.result()  # untimed: workers started, task module and torch imported
@@ -209,6 +212,7 @@ class _ParslResult:
 
 
 def append_csv(report: RunReport, config: Config, path: Path) -> None:
+    """Append the run's row to the timing table at ``path`` (its header first if new)."""
     new = not path.exists()
     with open(path, "a", newline="") as fp:
         writer = csv.DictWriter(fp, fieldnames=CSV_FIELDS)

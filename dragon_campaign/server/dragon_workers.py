@@ -1,0 +1,390 @@
+"""The Dragon backend: pools of long-lived worker processes, each fed by a Dragon queue of its own.
+
+Two threads of the steering process serve every Dragon pool:
+
+* the *receiver* reads the one result queue all workers share (``wire`` messages: results, streamed items,
+  a worker ready or unable to start, a worker's exit) and completes tasks through the task server;
+* the *monitor* joins the worker processes through Dragon's global services and posts each exit on that
+  queue, behind every result the worker sent; a worker that dies is replaced and the tasks it held are
+  retried or reported failed with :class:`~dragon_campaign.exceptions.WorkerLost`. It joins the
+  processes the campaign cannot go on without (``watch``) too, and stops the campaign if one dies.
+
+A worker takes a batch of tasks when it has room (``WorkerPool.prefetch_seconds`` of estimated work beyond
+its current task, from the method's running average), so long tasks leave the waiting queue in priority
+order and tiny ones travel in batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import cloudpickle
+from dragon.globalservices.process import multi_join
+from dragon.native.process import Process
+from dragon.native.queue import Queue
+
+from dragon_campaign.exceptions import WorkerLost
+from dragon_campaign.models import FailureInformation, Result, WorkerInformation
+from dragon_campaign.queues.waiting import WaitingTask, WaitingTasks
+from dragon_campaign.server.backend import Completion, Send, failed, layout_of
+from dragon_campaign.server.handles import WorkerHandle, destroy_queues, post, signal_worker
+from dragon_campaign.server.pool import WorkerPool, WorkerSlot, gpu_env_var, place_workers, runtime_nodes
+from dragon_campaign.server.worker import worker_main
+from dragon_campaign.wire import Exited, Partial, Ready, Results, StartFailed, StopReceiver, TaskMessage, WorkerKey, dumps, loads
+
+logger = logging.getLogger(__name__)
+
+RESULT_QUEUE_SIZE = 1024
+CONTROL_QUEUE_SIZE = 64  # cancellation messages waiting for a worker (each names every task it cancels)
+STARTUP_FAILURES_BEFORE_GIVING_UP = 3
+# How long the monitor waits on the workers before picking up new ones. A worker's exit ends the wait at
+# once; shorter waits cost CPU, since Dragon's timed waits spin for part of the time (about 20% of a
+# core at 0.2 s, 9% at 1 s, measured with dragonhpc 0.15).
+MONITOR_PERIOD_S = 1.0
+# How long the runtime gets to report killed workers at shutdown. A kill request that Dragon never answers
+# (seen on a 2-core machine emulating two nodes, with a dead worker left as a zombie) must not hang it.
+KILL_REPORT_S = 30.0
+TERMINATE_S = 3.0  # how long a worker gets to leave its Dragon call and exit after SIGTERM, before SIGKILL
+RECEIVER_S = 10.0  # how long the result receiver gets to take the last messages in and stop
+
+
+class DragonWorkers:
+    """Every Dragon pool of a task server (see the module's docstring)."""
+
+    def __init__(self, server: Completion, methods: dict[str, Callable[..., Any]]) -> None:
+        self.server = server
+        self._methods = methods
+        self._pools: dict[str, WorkerPool] = {}
+        self._serving: dict[str, list[str]] = {}
+        self._workers: dict[WorkerKey, WorkerHandle] = {}
+        self._owner: dict[str, WorkerKey] = {}  # task id -> the worker that holds it
+        self._startup_failures: dict[str, int] = defaultdict(int)
+        self._start_failures: dict[str, str] = {}  # pool -> why its workers cannot start
+        self._watched: dict[int, str] = {}  # puid -> what it is, for processes the campaign cannot go on without
+        self._dead_queues: list[Queue] = []  # queues of workers that exited, destroyed at close
+        self._result_queue: Queue | None = None
+        self._methods_blob = b""
+        self._gpu_env_var = "CUDA_VISIBLE_DEVICES"
+        self._threads: list[threading.Thread] = []
+        self._closing = threading.Event()
+
+    def accepts(self, pool: object) -> bool:
+        """Whether ``pool`` is a Dragon pool."""
+        return isinstance(pool, WorkerPool)
+
+    # -- starting ------------------------------------------------------------------------------------------
+    def start(self, pools: dict[str, Any], serving: dict[str, list[str]]) -> None:
+        """Start every worker of these pools, and the receiver and the monitor."""
+        self._serving = serving
+        self._methods_blob = cloudpickle.dumps(self._methods)
+        self._result_queue = Queue(maxsize=RESULT_QUEUE_SIZE)
+        nodes = runtime_nodes()
+        self._gpu_env_var = gpu_env_var(nodes)
+        for name, pool in pools.items():
+            slots = place_workers(name, pool, nodes)
+            logger.info(f"Pool {name!r}: {len(slots)} worker(s) on {sorted({s.hostname for s in slots})}, methods {serving[name]}")
+            self._pools[name] = pool
+            for slot in slots:
+                self._start_worker(slot, generation=0)
+        for target in (self._receive_loop, self._monitor_loop):
+            thread = threading.Thread(target=target, name=f"task-server-{target.__name__.strip('_')}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def add_pool(self, name: str, pool: Any, methods: list[str]) -> int:
+        """Start a pool's workers while the campaign runs; returns how many."""
+        slots = place_workers(name, pool, runtime_nodes())
+        with self.server.lock:
+            self._pools[name] = pool
+        for slot in slots:
+            self._start_worker(slot, generation=0)
+        return len(slots)
+
+    def _start_worker(self, slot: WorkerSlot, generation: int) -> None:
+        pool = self._pools[slot.pool]
+        tasks = Queue(maxsize=pool.max_prefetch + 4)
+        control = Queue(maxsize=CONTROL_QUEUE_SIZE)
+        process = Process(
+            target=worker_main,
+            args=(slot, generation, tasks, control, self._result_queue, self._methods_blob),
+            env=slot.environment(pool, self._gpu_env_var),
+            policy=slot.policy(),
+        )
+        process.start()
+        worker = WorkerHandle(slot, generation, process, tasks, control)
+        with self.server.lock:
+            self._workers[worker.key] = worker
+
+    def watch(self, puids: Iterable[int], what: str) -> None:
+        """Join these processes too, and stop the campaign if one exits (see ``DragonTaskServer.watch``)."""
+        with self.server.lock:
+            self._watched.update(dict.fromkeys(puids, what))
+
+    # -- dispatch ------------------------------------------------------------------------------------------
+    def take(self, waiting: WaitingTasks, idle_only: bool) -> Send | None:
+        """Fill idle workers first, then workers with room; the batches are sent here, under the locks, so
+        that a worker receives its tasks in the order they left the waiting queue.
+        """
+        sends: dict[WorkerKey, list[WaitingTask]] = defaultdict(list)
+        for pool_name in self._pools:
+            methods = self._serving[pool_name]
+            workers = [w for w in self._workers.values() if w.slot.pool == pool_name and (not idle_only or not w.inflight)]
+            assigned = True
+            while assigned:  # round-robin, one task per worker per pass
+                assigned = False
+                for worker in workers:
+                    task = waiting.peek(methods)
+                    if task is None:
+                        break
+                    if (not idle_only or not worker.inflight) and self._has_room(worker, task):
+                        waiting.pop(task.task_id)
+                        self._assign(worker, task)
+                        sends[worker.key].append(task)
+                        assigned = True
+        for key, tasks in sends.items():
+            self._workers[key].tasks.put(dumps([TaskMessage(t.task_id, t.method, t.inputs, self.server.result_rule(t), layout_of(t))
+                                                for t in tasks]))
+        return None
+
+    def _has_room(self, worker: WorkerHandle, task: WaitingTask) -> bool:
+        if not worker.inflight:
+            return True
+        pool = self._pools[worker.slot.pool]
+        estimate = self.server.estimate(task.method)
+        return len(worker.inflight) <= pool.max_prefetch and worker.queued_work + (estimate if estimate is not None else float("inf")) <= pool.prefetch_seconds
+
+    def _assign(self, worker: WorkerHandle, task: WaitingTask) -> None:
+        task.result.priority = task.priority
+        task.result.timestamp.dispatched = time.time()
+        estimate = self.server.estimate(task.method) or 0.0
+        worker.inflight[task.task_id] = (task, estimate)
+        worker.queued_work += estimate
+        self._owner[task.task_id] = worker.key
+
+    def cancel(self, task_ids: Iterable[str]) -> list[WaitingTask]:
+        """Drop these tasks at once (a result that still comes is ignored) and tell their workers to stop them."""
+        stopped: list[WaitingTask] = []
+        notices: dict[WorkerKey, list[str]] = defaultdict(list)
+        for task_id in task_ids:
+            key = self._owner.pop(task_id, None)
+            if key is not None:
+                stopped.append(self._workers[key].release(task_id))
+                notices[key].append(task_id)
+        for key, ids in notices.items():
+            post(self._workers[key].control, dumps(ids), key)
+        return stopped
+
+    # -- state ---------------------------------------------------------------------------------------------
+    def status(self) -> dict[str, tuple[int, int]]:
+        """Per pool: workers holding a task, and live workers."""
+        status = {}
+        for name in self._pools:
+            workers = [w for w in self._workers.values() if w.slot.pool == name]
+            status[name] = (sum(1 for w in workers if w.inflight), len(workers))
+        return status
+
+    def worker_count(self, pool: str | None = None) -> int:
+        """Live workers, of one pool or of all."""
+        with self.server.lock:
+            return sum(1 for w in self._workers.values() if pool is None or w.slot.pool == pool)
+
+    # -- results -------------------------------------------------------------------------------------------
+    def _receive_loop(self) -> None:
+        assert self._result_queue is not None
+        while True:
+            message = loads(self._result_queue.get())  # blocking: a timed get of a Dragon queue spins (dragonhpc 0.15)
+            received = time.time()
+            try:
+                match message:
+                    case StopReceiver():
+                        return
+                    case Results():
+                        self._on_results(message, received)
+                    case Partial():
+                        self._on_partial(message, received)
+                    case Ready(key, info):
+                        self._on_ready(key, info)
+                    case Exited(key, exit_code):
+                        self._on_worker_exit(key, exit_code)
+                    case StartFailed(key, trace):
+                        logger.error(f"Worker {key} of pool {key.pool!r} could not start:\n{trace}")
+                        with self.server.lock:
+                            self._start_failures.setdefault(key.pool, trace.strip().splitlines()[-1])
+            except Exception:
+                logger.exception(f"Could not process a {type(message).__name__} message from a worker")
+
+    def _on_ready(self, key: WorkerKey, info: dict[str, Any]) -> None:
+        with self.server.lock:
+            worker = self._workers.get(key)
+            if worker is not None:
+                worker.info = WorkerInformation(**info)
+                self._startup_failures[key.pool] = 0
+        logger.debug(f"Worker {key} ready on {info['hostname']}")
+
+    def _on_results(self, message: Results, received: float) -> None:
+        completed: list[Result] = []
+        retries: list[WaitingTask] = []
+        with self.server.lock:
+            worker = self._workers.get(message.key)
+            for record in message.records:
+                if worker is None or self._owner.get(record.task_id) != message.key:
+                    continue  # the task was cancelled, or given up for lost and re-run elsewhere
+                del self._owner[record.task_id]
+                task = worker.release(record.task_id)
+                result = self.server.complete(task, record, worker.information(), message.sent, received)
+                if result.success or not self.server.may_retry(task):
+                    completed.append(result)
+                else:
+                    retries.append(task)
+        self.server.finish(completed)
+        for task in retries:
+            self.server.queues.requeue(task)
+        self.server.dispatch()
+
+    def _on_partial(self, message: Partial, received: float) -> None:
+        """An item a streaming generator yielded: a copy of the task's result with ``complete=False``."""
+        with self.server.lock:
+            worker = self._workers.get(message.key)
+            if worker is None or self._owner.get(message.task_id) != message.key:
+                return  # cancelled, or given up for lost
+            task = worker.inflight[message.task_id][0]
+            info = worker.info
+        final = task.result
+        partial = final.model_copy(update={
+            "timestamp": final.timestamp.model_copy(update={"result_sent": message.sent, "result_received": received}),
+            "time": final.time.model_copy(), "message_sizes": {**final.message_sizes, "value": len(message.item)},
+            "worker_info": info, "success": True, "complete": False,
+        })
+        try:
+            partial.value = loads(message.item)
+        except Exception:
+            logger.exception(f"Could not unpickle an intermediate result of task {message.task_id} ({task.method}); dropped")
+            return
+        self.server.queues.deliver([partial])
+
+    # -- worker processes ----------------------------------------------------------------------------------
+    def _monitor_loop(self) -> None:
+        """Report worker exits through the result queue, behind every result the worker sent before dying."""
+        assert self._result_queue is not None
+        reported: set[int] = set()
+        while not self._closing.is_set():
+            with self.server.lock:
+                by_puid = {w.process.puid: w.key for w in self._workers.values() if w.process.puid not in reported}
+                watched = {puid: what for puid, what in self._watched.items() if puid not in reported}
+            if not by_puid and not watched:
+                time.sleep(0.05)
+                continue
+            try:
+                exited, _ = multi_join([*by_puid, *watched], timeout=MONITOR_PERIOD_S)
+            except Exception:
+                logger.exception("Could not poll the worker processes")
+                time.sleep(0.5)
+                continue
+            for puid, exit_code in exited or []:
+                reported.add(puid)
+                if puid in by_puid:
+                    self._result_queue.put(dumps(Exited(by_puid[puid], exit_code)))
+                elif puid in watched and not self.server.stopping:
+                    self.server.stop_campaign(f"{watched[puid]}: process {puid} exited with code {exit_code}")
+
+    def _on_worker_exit(self, key: WorkerKey, exit_code: int | None) -> None:
+        lost_results: list[Result] = []
+        retries: list[WaitingTask] = []
+        with self.server.lock:
+            worker = self._workers.pop(key, None)
+            if worker is None:
+                return
+            stopping = self.server.stopping
+            where = f"worker {worker.slot.index} of pool {worker.slot.pool!r} on {worker.slot.hostname}"
+            if stopping:
+                reason = f"the task server shut down while the task ran ({where} exited with code {exit_code})"
+            else:
+                reason = f"{where} exited with code {exit_code}"
+                logger.warning(f"{reason.capitalize()} holding {len(worker.inflight)} task(s)")
+            interrupted = [task for task, _ in worker.inflight.values()]
+            for task in interrupted:
+                self._owner.pop(task.task_id, None)
+            worker.inflight.clear()
+            suspended: list[WaitingTask] = []
+            if stopping and self.server.queues.suspending:  # kept for the checkpoint, not failed
+                suspended, interrupted = interrupted, []
+            for task in interrupted:
+                result = failed(task, FailureInformation.from_exception(WorkerLost(reason)))
+                if self.server.may_retry(task):
+                    retries.append(task)
+                else:
+                    lost_results.append(result)
+            if worker.info is None and not stopping:
+                self._startup_failures[worker.slot.pool] += 1
+            give_up = self._startup_failures[worker.slot.pool] >= STARTUP_FAILURES_BEFORE_GIVING_UP
+            if give_up:
+                broken = self._start_failures.setdefault(worker.slot.pool, f"workers exit at start-up (last exit code {exit_code})")
+            self._dead_queues += [worker.tasks, worker.control]  # destroyed at close, by a deadline: never in the receiver
+        self.server.queues.set_aside(suspended)  # outside the server's lock: the queues' lock comes first
+        self.server.finish(lost_results)
+        for task in retries:
+            self.server.queues.requeue(task)
+        if stopping:
+            return
+        if give_up:
+            self.server.pool_broken(worker.slot.pool, broken)
+            return
+        threading.Thread(target=self._replace_worker, args=(worker,), daemon=True).start()
+
+    def _replace_worker(self, worker: WorkerHandle) -> None:
+        self._start_worker(worker.slot, worker.generation + 1)
+        self.server.dispatch()
+
+    # -- shutdown ------------------------------------------------------------------------------------------
+    def stop(self, grace_ends: float, hurry: threading.Event) -> None:
+        """Workers get the stop message and until ``grace_ends`` (none once ``hurry`` is set) to finish their
+        tasks; then SIGTERM, which a worker turns into an exit at its next Python instruction, so that it
+        leaves any Dragon call (a DDict operation, a queue put) whole instead of dying inside it; then, after
+        ``TERMINATE_S``, SIGKILL; a worker whose exit the runtime has not reported ``KILL_REPORT_S`` later is
+        given up for lost.
+        """
+        assert self._result_queue is not None
+        with self.server.lock:
+            workers = list(self._workers.values())
+        stop_message = dumps(None)
+        for worker in workers:
+            post(worker.tasks, stop_message, worker.key, timeout=1)
+        self._wait_for_workers(grace_ends, until=hurry)
+        for signal_name, ask, wait_s in (("SIGTERM", Process.terminate, TERMINATE_S), ("SIGKILL", Process.kill, KILL_REPORT_S)):
+            with self.server.lock:
+                stragglers = list(self._workers.values())
+            for worker in stragglers:
+                logger.warning(f"Worker {worker.key} did not stop{'' if hurry.is_set() else ' in its grace time'}; sending {signal_name}")
+                threading.Thread(target=signal_worker, args=(worker, ask), daemon=True).start()  # a request can hang
+            self._wait_for_workers(time.monotonic() + wait_s)
+        with self.server.lock:
+            unreported = [w.key for w in self._workers.values()]
+        for key in unreported:
+            logger.error(f"The runtime never reported the exit of killed worker {key}; giving it up")
+            self._result_queue.put(dumps(Exited(key, None)))
+        self._wait_for_workers(time.monotonic() + RECEIVER_S)  # the receiver takes them out
+
+    def close(self) -> None:
+        """Stop the receiver and the monitor, then destroy every Dragon queue, each by a deadline."""
+        assert self._result_queue is not None
+        self._result_queue.put(dumps(StopReceiver()))
+        for thread in self._threads:
+            if thread.name.endswith("receive_loop"):
+                thread.join(RECEIVER_S)
+                if thread.is_alive():
+                    logger.error(f"The result receiver did not stop within {RECEIVER_S:g} s; abandoning it")
+        self._closing.set()
+        with self.server.lock:
+            channels = [*self._dead_queues, *(q for w in self._workers.values() for q in (w.tasks, w.control)), self._result_queue]
+            self._dead_queues.clear()
+            self._owner.clear()
+        destroy_queues(channels)
+
+    def _wait_for_workers(self, deadline: float, until: threading.Event | None = None) -> None:
+        while self.worker_count() and time.monotonic() < deadline and not (until is not None and until.is_set()):
+            time.sleep(0.05)
