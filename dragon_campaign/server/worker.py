@@ -34,8 +34,9 @@ from dragon_campaign.wire import Partial, Ready, Results, StartFailed, TaskMessa
 
 FLUSH_AFTER_S = 0.002
 MAX_RESULTS_PER_MESSAGE = 64
-WATCH_AFTER_S = 0.05  # a task this old is worth stopping: the worker starts reading cancellations
-WATCH_PERIOD_S = 0.05  # how often it reads them then (a running task stops within about 0.1 s)
+IDLE_TICK_S = 0.5  # how often the watcher looks whether a task runs long (twice a second costs nothing measurable)
+WATCH_AFTER_S = 0.25  # a task this old is worth stopping: the worker starts reading cancellations
+WATCH_PERIOD_S = 0.05  # how often it reads them then (a running task stops within about half a second)
 
 
 class WorkerStopped(BaseException):
@@ -58,50 +59,45 @@ def _stop_on_sigterm(_signum: int, _frame: object) -> None:
 class _Cancellations:
     """Cancellations from the worker's control queue, read while a task runs long enough to be worth stopping.
 
-    Nothing in the worker but its main thread may touch the GIL while tasks are short: a second thread
-    that wakes now and then, or waits inside a Dragon ``get``, costs the main thread's Dragon calls a GIL
-    hand-off on a busy node (no-op throughput fell by a third, round trips went up to 6 ms). So each task
-    arms a one-shot ``SIGALRM`` for ``WATCH_AFTER_S`` (two system calls); only if it fires does the
-    watcher thread wake, and it then drains the control queue without blocking every ``WATCH_PERIOD_S``
-    until that task ends. A cancelled task that has not started is skipped if the worker has heard of it.
+    The main thread reads the task queue itself, and no other thread of the worker may wake often: a
+    second thread that waits inside a Dragon ``get``, or wakes 20 times a second, costs the main thread's
+    Dragon calls GIL hand-offs on a busy node (round trips went from 0.4 to 6 ms, or throughput fell by a
+    third). So a watcher thread looks every ``IDLE_TICK_S`` whether the running task is ``WATCH_AFTER_S``
+    old, and only then drains the control queue, every ``WATCH_PERIOD_S`` until that task ends. (A one-shot
+    ``SIGALRM`` per task was tried instead: the kernel may deliver it to any thread, and then a task asleep
+    in a system call never noticed.) A cancelled task that has not started is skipped if the worker has
+    heard of it; one that runs is stopped by SIGUSR1, sent to the main thread itself.
     """
 
     def __init__(self, control: Any) -> None:
         self.cancelled: set[str] = set()
         self.running: str | None = None  # the task the main thread runs now
-        self._long = threading.Event()  # the running task is WATCH_AFTER_S old
+        self._started: float | None = None  # when it started (monotonic)
         self._closed = False
         self._control = control
         self._main = threading.get_ident()  # made by the main thread, which runs the tasks
         signal.signal(signal.SIGUSR1, self._on_cancel_signal)
-        signal.signal(signal.SIGALRM, self._on_long_task)
         self._watcher = threading.Thread(target=self._watch, name="worker-cancellations", daemon=True)
         self._watcher.start()
 
     def begin(self, task_id: str) -> None:
-        self.running = task_id
-        signal.setitimer(signal.ITIMER_REAL, WATCH_AFTER_S)
+        self.running, self._started = task_id, time.monotonic()
 
     def end(self) -> None:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        self.running = None
+        self.running = self._started = None
 
     def close(self) -> None:
         self._closed = True
-        self._long.set()
-        self._watcher.join(2 * WATCH_PERIOD_S)
-
-    def _on_long_task(self, _signum: int, _frame: object) -> None:
-        self._long.set()
+        self._watcher.join(2 * IDLE_TICK_S)
 
     def _watch(self) -> None:
+        draining = False
         while not self._closed:
-            self._long.wait()
-            self._long.clear()
-            task = self.running
-            while task is not None and self.running == task and not self._closed:
+            time.sleep(WATCH_PERIOD_S if draining else IDLE_TICK_S)
+            started = self._started
+            draining = started is not None and time.monotonic() - started >= WATCH_AFTER_S
+            if draining:
                 self._drain()
-                time.sleep(WATCH_PERIOD_S)
 
     def _drain(self) -> None:
         while True:

@@ -75,7 +75,9 @@ class BaseThinker(threading.Thread):
         if (queues is None) == (queue is None):
             raise TypeError("BaseThinker needs its task queues exactly once: as queues= (or queue=, Colmena's name)")
         super().__init__(daemon=daemon, **kwargs)
-        self.queues: DragonQueues = queues if queues is not None else queue  # type: ignore[assignment]
+        chosen = queues if queues is not None else queue
+        assert chosen is not None  # exactly one was given (checked above)
+        self.queues: DragonQueues = chosen
         self.rec = resource_counter
         self.logger_name = logger_name
         self.done = threading.Event()

@@ -1,5 +1,5 @@
 """The public API is closed: applications use only the names ``dragon_campaign`` exports (and their own
-modules), and every exported name resolves. Pure Python: no runtime needed."""
+modules), launchers only the command lines, and every exported name resolves. Pure Python: no runtime."""
 
 from __future__ import annotations
 
@@ -30,6 +30,13 @@ def test_applications_use_only_the_public_api(path):
     outside = [name for name in imports_of(path)
                if not name.startswith(f"dragon_campaign.apps.{app}") and not (name.startswith("dragon_campaign:") and name.split(":")[1] in dragon_campaign.__all__)]
     assert outside == [], f"{path.name} reaches past the public API: {outside}"
+
+
+@pytest.mark.parametrize("path", sorted((APPS.parents[1] / "launchers").glob("*.py")), ids=lambda p: p.name)
+def test_launchers_are_thin_scripts_over_the_command_lines(path):
+    """A launcher is the file Dragon runs as its head process; the command line itself is dragon_campaign.cli."""
+    assert [name for name in imports_of(path) if not name.startswith("dragon_campaign.cli")] == []
+    assert len(path.read_text(encoding="utf-8").splitlines()) < 25
 
 
 def test_every_exported_name_resolves():
