@@ -49,7 +49,7 @@ def main() -> None:
              "- Picture: `default_campaign_utilization.png`, one row per worker, one bar per task coloured by method.",
              f"- Wall time {summary['wall_s']:.1f} s, of which {summary['setup_s']:.1f} s set-up (store, workers, featurizing the "
              f"search space); {summary['simulations']} simulations, {summary['retrainings']} retrainings, "
-             f"{summary['unused_trainings']} trained and never used.",
+             f"{summary['unused_trainings']} abandoned (its tasks cancelled: the budget's last molecule was chosen while it trained).",
              "", "| Pool | Method | Compute (s) |", "|---|---|---|"]
     lines += [f"| {pool} | {method} | {seconds:.1f} |" for pool, methods in sorted(busy.items()) for method, seconds in sorted(methods.items())]
     lines += ["", "Busy: the share of the campaign (first task start to last task end) each worker computed. Idle while tasks "
