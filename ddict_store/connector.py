@@ -53,7 +53,7 @@ class DDictConnector:
         return f"DDictConnector(store={self.store.config.name!r}, namespace={self.namespace_name!r})"
 
     def close(self) -> None:
-        """Close the store if this connector created it (an attached one only detaches)."""
+        """Detach from the store if this connector attached to it itself (from a handle); stored objects stay."""
         if self._attached:
             self.store.close()
             self._attached = False

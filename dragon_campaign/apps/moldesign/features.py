@@ -25,7 +25,7 @@ def _one_hot(value: int, choices: int) -> list[float]:
 
 
 def atom_features(atom: Chem.Atom) -> list[float]:
-    """One-hot element, degree, charge, hydrogens and aromaticity of an atom."""
+    """One-hot element, degree and hydrogens, then aromaticity, ring membership and formal charge of an atom."""
     element = ELEMENTS.index(atom.GetAtomicNum()) if atom.GetAtomicNum() in ELEMENTS else len(ELEMENTS)
     return (
         _one_hot(element, len(ELEMENTS) + 1)
