@@ -22,7 +22,7 @@ from collections import Counter
 
 from dragon_campaign.checkpoint import Checkpointer, SavedCampaign
 from dragon_campaign.interrupts import routed
-from dragon_campaign.progress import ProgressReporter, default_interval
+from dragon_campaign.progress import ProgressReporter
 from dragon_campaign.server.task_server import DragonTaskServer
 from dragon_campaign.thinker.base import BaseThinker, Resumption
 
@@ -70,7 +70,6 @@ def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float 
     if resume_from is not None:
         _resume(thinker, server, resume_from)
     deadline = None if timeout is None else time.monotonic() + timeout
-    interval = default_interval() if progress_interval is None else progress_interval
     stop_reason: str | None = None
 
     def on_signal(signum: int, count: int) -> None:
@@ -83,7 +82,7 @@ def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float 
             logger.warning(f"Received {name} again: stopping the workers now")
             server.hurry()
 
-    with routed(on_signal) as signals, ProgressReporter(server, interval):
+    with routed(on_signal) as signals, ProgressReporter(server, progress_interval):
         try:
             if not server.started:
                 server.start()

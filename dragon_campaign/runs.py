@@ -10,9 +10,9 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -76,8 +76,10 @@ class ConfigError(ValueError):
     """A configuration file is malformed: the message names the file and the offending keys."""
 
 
-def load_config(path: str | Path, model: type[ConfigModel]) -> ConfigModel:
-    """Read a YAML file into a pydantic model, reporting problems by file and key."""
+def load_config(path: str | Path, model: type[ConfigModel], prepare: Callable[[Any], Any] | None = None) -> ConfigModel:
+    """Read a YAML file into a pydantic model, reporting problems by file and key (``prepare`` may rewrite the
+    parsed data first, e.g. an earlier format into today's).
+    """
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -85,7 +87,7 @@ def load_config(path: str | Path, model: type[ConfigModel]) -> ConfigModel:
         raise ConfigError(f"{path}: no such configuration file") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_config(data, model, source=str(path))
+    return parse_config(prepare(data) if prepare is not None else data, model, source=str(path))
 
 
 def parse_config(data: object, model: type[ConfigModel], source: str, prefix: str = "", missing_hint: str = "") -> ConfigModel:

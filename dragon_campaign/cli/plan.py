@@ -106,10 +106,7 @@ def resolve(*, app: str | None, config_file: Path | None, run_dir: Path | None, 
                 raise ConfigError(f"--resume takes the configuration and run directory from {resume}: drop {option}")
         config_file, run_dir = _resumable(resume), resume
     source = str(config_file) if config_file else "(no --config)"
-    if resume is not None and config_file is not None:
-        config = parse_config(_upgraded(yaml.safe_load(config_file.read_text(encoding="utf-8"))), CampaignConfig, source)
-    else:
-        config = load_config(config_file, CampaignConfig) if config_file else CampaignConfig()
+    config = load_config(config_file, CampaignConfig, prepare=_upgraded if resume is not None else None) if config_file else CampaignConfig()
     name = app_name(app, config.app, source)
     application = APPLICATIONS[name]
     if checkpointing and not application.checkpoints:

@@ -9,6 +9,7 @@ the tasks its pools can start now; the backend runs them and completes each thro
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -103,6 +104,12 @@ def failed(task: WaitingTask, failure: FailureInformation) -> Result:
     task.result.success = False
     task.result.failure_info = failure
     return task.result
+
+
+def mark_dispatched(task: WaitingTask) -> None:
+    """Record on the task's result that it left the waiting queue now, at its current priority."""
+    task.result.priority = task.priority
+    task.result.timestamp.dispatched = time.time()
 
 
 def layout_of(task: WaitingTask) -> Layout:

@@ -31,7 +31,7 @@ from dragon.native.queue import Queue
 from dragon_campaign.exceptions import WorkerLost
 from dragon_campaign.models import FailureInformation, Result, WorkerInformation
 from dragon_campaign.queues.waiting import WaitingTask, WaitingTasks
-from dragon_campaign.server.backend import Completion, Send, failed, layout_of
+from dragon_campaign.server.backend import Completion, Send, failed, layout_of, mark_dispatched
 from dragon_campaign.server.handles import WorkerHandle, destroy_queues, post, signal_worker
 from dragon_campaign.server.pool import WorkerPool, WorkerSlot, gpu_env_var, place_workers, runtime_nodes
 from dragon_campaign.server.worker import worker_main
@@ -159,8 +159,7 @@ class DragonWorkers:
         return len(worker.inflight) <= pool.max_prefetch and worker.queued_work + (estimate if estimate is not None else float("inf")) <= pool.prefetch_seconds
 
     def _assign(self, worker: WorkerHandle, task: WaitingTask) -> None:
-        task.result.priority = task.priority
-        task.result.timestamp.dispatched = time.time()
+        mark_dispatched(task)
         estimate = self.server.estimate(task.method) or 0.0
         worker.inflight[task.task_id] = (task, estimate)
         worker.queued_work += estimate

@@ -23,7 +23,7 @@ from dragon_campaign.exceptions import WorkerLost
 from dragon_campaign.execution import run_remote
 from dragon_campaign.models import FailureInformation, WorkerInformation
 from dragon_campaign.queues.waiting import WaitingTask, WaitingTasks
-from dragon_campaign.server.backend import Completion, Send, layout_of
+from dragon_campaign.server.backend import Completion, Send, layout_of, mark_dispatched
 from dragon_campaign.wire import Failure, TaskRecord
 
 logger = logging.getLogger(__name__)
@@ -66,8 +66,7 @@ class ExecutorPools:
             in_flight = self._in_flight[name]
             while len(in_flight) < pool.max_in_flight and (task := waiting.peek(self._serving[name])) is not None:
                 waiting.pop(task.task_id)
-                task.result.priority = task.priority
-                task.result.timestamp.dispatched = time.time()
+                mark_dispatched(task)
                 in_flight[task.task_id] = (task, None)
                 submits.append((name, task))
         if not submits:

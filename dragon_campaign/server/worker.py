@@ -73,7 +73,7 @@ class _Cancellations:
         self.cancelled: set[str] = set()
         self.running: str | None = None  # the task the main thread runs now
         self._started: float | None = None  # when it started (monotonic)
-        self._closed = False
+        self._closed = threading.Event()  # set at exit: the watcher's wait ends at once
         self._control = control
         self._main = threading.get_ident()  # made by the main thread, which runs the tasks
         signal.signal(signal.SIGUSR1, self._on_cancel_signal)
@@ -87,13 +87,12 @@ class _Cancellations:
         self.running = self._started = None
 
     def close(self) -> None:
-        self._closed = True
+        self._closed.set()
         self._watcher.join(2 * IDLE_TICK_S)
 
     def _watch(self) -> None:
         draining = False
-        while not self._closed:
-            time.sleep(WATCH_PERIOD_S if draining else IDLE_TICK_S)
+        while not self._closed.wait(WATCH_PERIOD_S if draining else IDLE_TICK_S):
             started = self._started
             draining = started is not None and time.monotonic() - started >= WATCH_AFTER_S
             if draining:
