@@ -68,6 +68,19 @@ class BufferRef:
     nbytes: int
 
 
+@dataclass(frozen=True)
+class Allocation:
+    """An allocation being filled by its writer: ``array`` is its memory (flat uint8), ``ref`` what readers attach."""
+
+    memory: MemoryAlloc
+    array: np.ndarray
+    ref: BufferRef
+
+    def free(self) -> None:
+        """Give the memory back (for a writer that will not store it after all)."""
+        self.memory.free()
+
+
 @functools.cache
 def local_host_uid() -> int:
     """This process's node (a global-services query, so asked once)."""
@@ -102,10 +115,11 @@ class BufferPools:
                 self._pool = MemoryPool.attach(descriptor.sdesc)
             return self._pool
 
-    def write(self, parts: Sequence[np.ndarray], key: str) -> BufferRef:
-        """Copy flat uint8 ``parts``, back to back, into a new allocation on this node."""
+    def allocate(self, nbytes: int, key: str) -> Allocation:
+        """A new allocation of ``nbytes`` on this node, for a writer that fills it itself (then stores its
+        ``ref``, or calls ``free``).
+        """
         pool = self._local_pool()
-        nbytes = sum(part.nbytes for part in parts)
         try:
             allocation = pool.alloc(max(nbytes, 1))
         except Exception as exc:
@@ -113,16 +127,33 @@ class BufferPools:
                 f"No room for {key!r} ({nbytes:,} bytes) in the buffer pool of this node "
                 f"(capacity {self.bytes_per_node:,} bytes, {pool.free_space:,} free): {exc}"
             ) from exc
+        array = np.frombuffer(allocation.get_memview(), dtype=np.uint8, count=nbytes)
+        return Allocation(allocation, array, BufferRef(local_host_uid(), bytes(allocation.serialize()), nbytes))
+
+    def write(self, parts: Sequence[np.ndarray], key: str) -> BufferRef:
+        """Copy flat uint8 ``parts``, back to back, into a new allocation on this node."""
+        allocation = self.allocate(sum(part.nbytes for part in parts), key)
         try:
-            target = np.frombuffer(allocation.get_memview(), dtype=np.uint8, count=nbytes)
             offset = 0
             for part in parts:
-                copy_bytes(target[offset:offset + part.nbytes], part)
+                copy_bytes(allocation.array[offset:offset + part.nbytes], part)
                 offset += part.nbytes
-            return BufferRef(local_host_uid(), bytes(allocation.serialize()), nbytes)
+            return allocation.ref
         except BaseException:
             allocation.free()
             raise
+
+    def used_bytes(self) -> int:
+        """Bytes allocated in this node's pool (0 if no process wrote on this node yet)."""
+        with self._lock:
+            created = self._pool is not None
+        if not created:
+            try:
+                gs_pool.query(self.pool_name(local_host_uid()))
+            except gs_pool.PoolError:
+                return 0
+        pool = self._local_pool()
+        return int(pool.size - pool.free_space)
 
     def map_local(self) -> bool:
         """Map this node's pool (creating it if needed) into this process; False where the kernel cannot.

@@ -21,6 +21,7 @@ import numpy as np
 from ddict_store.errors import UnsupportedTypeError
 
 PICKLE_PROTOCOL = 5
+ALLOCATION_KIND = "allocation"  # raw bytes a writer put in managed memory itself, with a note (header[0])
 ARRAY_ALIGNMENT = 64  # bytes; each array of a dict starts at a multiple of this
 
 
@@ -28,7 +29,7 @@ ARRAY_ALIGNMENT = 64  # bytes; each array of a dict starts at a multiple of this
 class Encoded:
     """A value as raw bytes (``parts``: flat uint8 views, stored back to back) plus what rebuilds it."""
 
-    kind: str  # "numpy", "torch", "arrays" or "pickle"
+    kind: str  # "numpy", "torch", "arrays", "pickle" or ALLOCATION_KIND
     header: tuple
     parts: tuple[np.ndarray, ...]
 
@@ -123,4 +124,6 @@ def decode(kind: str, header: tuple, data: np.ndarray, map_location: str | None 
         return tensor.to(target) if target != "cpu" else tensor
     if kind == "pickle":
         return pickle.loads(data.data)
+    if kind == ALLOCATION_KIND:
+        return data
     raise ValueError(f"Unknown stored kind {kind!r}")

@@ -22,8 +22,8 @@ import numpy as np
 from dragon.data.ddict.ddict import DDict
 from dragon.native.machine import System
 
-from ddict_store.buffers import BufferPools
-from ddict_store.codec import Encoded, encode
+from ddict_store.buffers import Allocation, BufferPools
+from ddict_store.codec import ALLOCATION_KIND, Encoded, encode
 from ddict_store.errors import StoreClosedError, StoreError
 from ddict_store.values import SEPARATOR, ValueRef, Values
 from ddict_store.workarounds import (
@@ -86,6 +86,15 @@ class Namespace:
         """
         full = self.full_key(key)
         return self.store.values.put(full, encode(value), placement)
+
+    def put_allocation(self, key: str, allocation: Allocation, note: bytes = b"", new: bool = False) -> ValueRef:
+        """Store the bytes a writer put into ``store.allocate(n)`` without copying them, with a ``note``
+        kept beside them (``ref.entry.header[0]``); the store owns the allocation from then on, also when
+        this raises. ``get`` returns the bytes as a uint8 array. ``new``: ``key`` is known to hold nothing
+        (a fresh unique key), which saves a DDict round trip.
+        """
+        encoded = Encoded(ALLOCATION_KIND, (note,), (allocation.array,))
+        return self.store.values.put(self.full_key(key), encoded, "buffer", written=allocation.ref, new=new)
 
     def get(self, key: str, default: Any = _MISSING, *, timeout: float | None = None, copy: bool = True,
             out: np.ndarray | None = None, map_location: str | None = None) -> Any:
@@ -304,6 +313,17 @@ class DDictStore(Namespace):
         """
         self._require_open()
         return self._buffers.map_local()
+
+    def allocate(self, nbytes: int) -> Allocation:
+        """Memory for a value of ``nbytes`` in this node's buffer pool, for writers that serialize straight
+        into it (ProxyStore's serializer in :mod:`ddict_store.frames`); store it with ``put_allocation``.
+        """
+        self._require_open()
+        return self._buffers.allocate(nbytes, f"an allocation of {nbytes:,} bytes")
+
+    def live_bytes(self) -> dict[str, int]:
+        """Memory the store's values hold now: in the DDict (all managers) and in this node's buffer pool."""
+        return {"ddict": sum(s.total_used_bytes for s in self._dict.stats), "buffers_this_node": self._buffers.used_bytes()}
 
     def service_puids(self) -> list[int]:
         """Dragon puids of the DDict's orchestrator and managers (in the creating process; [] elsewhere).

@@ -28,14 +28,14 @@ from dragon.data.ddict.ddict import DDict, DDictFullError
 
 from ddict_store.buffers import BufferPools, BufferRef, StaleBufferError
 from ddict_store.chunk_readers import ChunkReaders, read_chunk
-from ddict_store.codec import Encoded, decode
+from ddict_store.codec import ALLOCATION_KIND, Encoded, decode
 from ddict_store.errors import StoreFullError
 
 SEPARATOR = "/"
 INTERNAL_PREFIX = "__ddict_store__"
 CHUNK_FRAMING_BYTES = 64 * 1024
 MAX_CHUNK_READ_THREADS = 4
-IN_PLACE_KINDS = ("numpy", "arrays")  # what ``copy=False`` returns as views
+IN_PLACE_KINDS = ("numpy", "arrays", ALLOCATION_KIND)  # what ``copy=False`` returns as views
 MANAGER_FULL_FRACTION = 0.85  # DDict managers call a pool full at 90% (manager_pool_full_thresh); keep a margin
 PLACEMENTS = ("auto", "inline", "buffer", "chunks")
 
@@ -112,21 +112,28 @@ class Values:
         self._chunk_readers: ChunkReaders | None = None
 
     # -- writing ---------------------------------------------------------------------------------------------
-    def put(self, key: str, encoded: Encoded, placement: str) -> ValueRef:
-        """Store an encoded value under ``key``, freeing what the key held before."""
+    def put(self, key: str, encoded: Encoded, placement: str, written: BufferRef | None = None, new: bool = False) -> ValueRef:
+        """Store an encoded value under ``key``, freeing what the key held before.
+
+        ``written``: the value's bytes are already in this allocation of the node's pool (``encoded`` views
+        them), which the store now owns; the placement is then "buffer". ``new``: the caller knows the key
+        holds nothing (a fresh unique key), which saves the DDict lookup of what it held.
+        """
         if placement not in PLACEMENTS:
             raise ValueError(f"Unknown placement {placement!r}; use {', '.join(PLACEMENTS)}")
-        if placement == "auto":
+        if written is not None:
+            placement = "buffer"
+        elif placement == "auto":
             placement = "inline" if encoded.nbytes <= self.sizing.inline_bytes else "buffer"
         token = uuid.uuid4().bytes
         inline = encoded.data.tobytes() if placement == "inline" else None
-        buffer = self._buffers.write(encoded.parts, key) if placement == "buffer" else None
+        buffer = written or (self._buffers.write(encoded.parts, key) if placement == "buffer" else None)
         chunks = None
         try:
             if placement == "chunks" or (buffer is not None and self.sizing.replicate_chunks):
                 chunks = self._write_chunks(key, encoded)
             entry = Entry(encoded.kind, encoded.header, encoded.nbytes, token, inline, buffer, chunks)
-            previous = self._ddict().get(key)  # one round trip to the manager, whether the key exists or not
+            previous = None if new else self._ddict().get(key)  # a round trip to the manager, whether the key exists or not
             self._ddict_put(self._ddict(), key, entry, encoded.nbytes)
         except BaseException:
             self.free(Entry(encoded.kind, encoded.header, encoded.nbytes, token, None, buffer, chunks))

@@ -40,6 +40,16 @@ logger = logging.getLogger(__name__)
 LOWEST_PRIORITY = 19
 
 
+def _idle_only(thread: int) -> None:
+    """Let a thread run only on otherwise idle CPUs: SCHED_IDLE (any runnable thread preempts it at once),
+    or the lowest niceness where that policy is refused.
+    """
+    try:
+        os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+    except (OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, thread, LOWEST_PRIORITY)
+
+
 def lower_orchestrator_priority(ddict: DDict) -> int | None:
     """Renice the DDict's orchestrator if it runs on this node; returns its OS pid, or None if not found."""
     process = getattr(ddict, "_orc_proc", None)
@@ -51,8 +61,8 @@ def lower_orchestrator_priority(ddict: DDict) -> int | None:
             if marker not in environ.read_bytes():
                 continue
             pid = int(environ.parent.name)
-            for thread in (environ.parent / "task").iterdir():  # Linux niceness is per thread; the spinning one is not the main thread
-                os.setpriority(os.PRIO_PROCESS, int(thread.name), LOWEST_PRIORITY)
+            for thread in (environ.parent / "task").iterdir():  # Linux scheduling is per thread; the spinning one is not the main thread
+                _idle_only(int(thread.name))
         except (OSError, ValueError):
             continue
         logger.debug(f"Lowered the priority of DDict orchestrator {process.puid} (pid {pid})")

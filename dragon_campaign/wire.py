@@ -38,7 +38,7 @@ class TaskMessage(NamedTuple):
     task_id: str
     method: str
     inputs: bytes  # pickled (args, kwargs)
-    proxy_rule: Any  # None, or the topic's (ProxyStore config, threshold) for large values
+    proxy_rule: Any  # None, or the topic's WorkerProxyRule (ProxyStore config, threshold, evict) for large values
     layout: Layout
 
 

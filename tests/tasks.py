@@ -174,3 +174,9 @@ def streaming_ticks():
     from dragon_campaign.methods import PythonGeneratorMethod
 
     return PythonGeneratorMethod(ticks, name="ticks", store_return_value=True, streaming=True)
+
+def numbered_array(index: int, kilobytes: int) -> object:
+    """An array of ``kilobytes`` filled with ``index``: results a consumer can check."""
+    import numpy as np
+
+    return np.full(kilobytes * 1024 // 8, float(index))

@@ -52,5 +52,43 @@ def test_arguments_and_results_above_threshold_travel_as_ddict_proxies(ddict_pro
 def test_proxy_options_are_validated():
     with pytest.raises(ValueError, match="needs a proxystore_threshold"):
         DragonQueues(topics=["a"], proxystore_name="x")
+    with pytest.raises(ValueError, match="proxystore_evict needs a proxystore_name"):
+        DragonQueues(topics=["a"], proxystore_evict=True)
+    with pytest.raises(ValueError, match=r"without a proxystore_name: \['b'\]"):
+        DragonQueues(topics=["a", "b"], proxystore_name={"a": "x"}, proxystore_threshold=10, proxystore_evict={"b": True})
     with pytest.raises(ValueError, match="Unknown topic 'b'"):
         DragonQueues(topics=["a"], proxystore_name={"b": "x"}, proxystore_threshold=10)
+
+
+def buffer_bytes(store: DDictStore) -> int:
+    return store.live_bytes()["buffers_this_node"]
+
+
+def test_evicting_topics_keep_the_store_bounded(run_dir):
+    """Results consumed once (proxystore_evict) leave the store as they are read; the others stay until the
+    ProxyStore store is closed, which drops its namespace (ddict_proxy_store's clear)."""
+    from ddict_store.connector import ddict_proxy_store
+
+    tasks_per_topic, kilobytes = 150, 256
+    with DDictStore(buffer_bytes_per_node=256 * MB) as data:
+        proxystore = ddict_proxy_store("bounded", data, register=True)
+        queues = DragonQueues(topics=["consumed", "kept"], proxystore_name="bounded", proxystore_threshold=1000,
+                              proxystore_evict={"consumed": True})
+        server = DragonTaskServer([tasks.numbered_array], queues, pools={"cpu": WorkerPool(workers=2)}, run_dir=run_dir)
+        with server:
+            peak = 0
+            for topic in ("consumed", "kept"):
+                for index in range(tasks_per_topic):
+                    queues.send_inputs(index, kilobytes, method="numbered_array", topic=topic)
+                for _ in range(tasks_per_topic):
+                    result = queues.get_result(topic=topic, timeout=60)
+                    assert result.success, result.failure_info
+                    value = np.asarray(result.value)  # resolving an evicting proxy evicts it
+                    assert value.nbytes == kilobytes * 1024 and np.all(value == value[0])
+                    peak = max(peak, buffer_bytes(data))
+                if topic == "consumed":
+                    assert buffer_bytes(data) == 0, "every consumed result was evicted"
+            assert buffer_bytes(data) == tasks_per_topic * kilobytes * 1024, "kept results stay, each in its own buffer"
+            assert peak >= buffer_bytes(data)
+        proxystore.close()
+        assert buffer_bytes(data) == 0 and data.namespace("proxystore-bounded").keys() == []

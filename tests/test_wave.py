@@ -30,7 +30,7 @@ def test_training_loss_falls():
     assert report.samples == 480 and report.last_loss < report.first_loss
 
 
-@pytest.mark.parametrize("data_path", ["futures", "files", "ddict", "proxystore"])
+@pytest.mark.parametrize("data_path", ["futures", "files", "ddict", "proxystore", "ray"])
 def test_every_trainer_sees_every_sample(data_path, tmp_path):
     config = wave.Config(num_sims=3, grid_size=64, num_steps=5, sim_sleep=0.0, kernel_sizes=[3, 5], data_path=data_path,
                          proxy_threshold=1000)  # 160 KB per simulation: store buffers, and proxies on that path
@@ -49,3 +49,5 @@ def test_every_trainer_sees_every_sample(data_path, tmp_path):
     else:
         assert all(float(value) >= 0 for value in io_columns)
     assert float(row["sim_run_s"]) > 0 and float(row["train_run_s"]) > 0
+    assert float(row["train_cpu_tasks_s"]) > 0, "the trainers' CPU time is seen on every path"
+    assert all(float(row[f"train_cpu_{group}_s"]) >= 0 for group in ("services", "runtime"))

@@ -18,6 +18,7 @@ class ProxyStoreSettings(BaseModel):
 
     backends: dict[str, Backend] = Field(default_factory=dict, description="Backend per topic: none, ddict, file, redis, globus or endpoint")
     threshold: NonNegativeInt = Field(500_000, description="Values above this many bytes travel as proxies")
+    evict: list[str] = Field(default_factory=list, description="Topics whose proxies are evicted when first resolved (values consumed once)")
     file_dir: str | None = Field(None, description="file: a directory every site reaches")
     redis_host: str = Field("127.0.0.1", description="redis: server host")
     redis_port: int = Field(6379, ge=1, le=65535, description="redis: server port")
@@ -28,6 +29,9 @@ class ProxyStoreSettings(BaseModel):
     @model_validator(mode="after")
     def _backends_have_settings(self) -> ProxyStoreSettings:
         used = set(self.backends.values())
+        unproxied = set(self.evict) - {topic for topic, backend in self.backends.items() if backend != "none"}
+        if unproxied:
+            raise ValueError(f"evict names topics without a ProxyStore backend: {sorted(unproxied)}")
         if "file" in used and not self.file_dir:
             raise ValueError("the file backend needs file_dir")
         if "globus" in used and not self.globus_config:

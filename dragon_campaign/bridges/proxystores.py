@@ -6,8 +6,8 @@ studies' options (``--simulate-ps-backend redis --train-ps-backend file --ps-thr
 (workers rebuild it from its configuration), yields the ``proxystore_name`` / ``proxystore_threshold``
 arguments of :class:`~dragon_campaign.queues.DragonQueues`, and closes the stores on exit. Backends:
 
-* ``ddict``: the in-memory DDict of this Dragon runtime (:class:`ddict_store.connector.DDictConnector`);
-  only Dragon workers can resolve these proxies.
+* ``ddict``: the in-memory DDict of this Dragon runtime (:func:`ddict_store.connector.ddict_proxy_store`:
+  the DDictConnector with the frame serializer); only Dragon workers can resolve these proxies.
 * ``file``: a shared file system directory (``file_dir``; a subdirectory per store, removed at close).
 * ``redis``: a Redis server (``redis_host``, ``redis_port``). A password is read from the environment
   variable named by ``redis_password_env`` on every side, so no configuration file holds it.
@@ -40,6 +40,7 @@ class QueueProxying(TypedDict):
 
     proxystore_name: dict[str, str]
     proxystore_threshold: dict[str, int]
+    proxystore_evict: dict[str, bool]
 
 class PasswordRedisConnector(RedisConnector):
     """ProxyStore's RedisConnector, authenticating with a password taken from an environment variable.
@@ -61,12 +62,16 @@ class PasswordRedisConnector(RedisConnector):
         return {**super().config(), "password_env": self.password_env}
 
 
-def _connector(backend: Backend, settings: ProxyStoreSettings, name: str, stack: ExitStack) -> Any:
-    if backend == "ddict":
+def _store(backend: Backend, settings: ProxyStoreSettings, name: str, stack: ExitStack) -> Store:
+    if backend == "ddict":  # arrays and tensors written straight into managed memory (ddict_store.frames)
         from ddict_store import DDictStore
-        from ddict_store.connector import DDictConnector
+        from ddict_store.connector import ddict_proxy_store
 
-        return DDictConnector(stack.enter_context(DDictStore()))
+        return ddict_proxy_store(name, stack.enter_context(DDictStore()), metrics=True, register=True)
+    return Store(name, _connector(backend, settings, name), metrics=True, register=True)
+
+
+def _connector(backend: Backend, settings: ProxyStoreSettings, name: str) -> Any:
     if backend == "file":
         return FileConnector(str(Path(settings.file_dir or ".") / name), clear=True)
     if backend == "redis":
@@ -92,10 +97,11 @@ def proxy_stores(settings: ProxyStoreSettings, name: str) -> Iterator[QueueProxy
         stores: dict[str, Store] = {}
         for backend in sorted(set(settings.backends.values()) - {"none"}):
             store_name = f"{name}-{backend}"
-            store = Store(store_name, _connector(backend, settings, store_name, stack), metrics=True, register=True)
+            store = _store(backend, settings, store_name, stack)
             stack.callback(unregister_store, store_name)
             stack.callback(store.close)
             stores[backend] = store
         proxied = {topic: backend for topic, backend in settings.backends.items() if backend != "none"}
         yield {"proxystore_name": {topic: stores[backend].name for topic, backend in proxied.items()},
-               "proxystore_threshold": {topic: settings.threshold for topic in proxied}}
+               "proxystore_threshold": {topic: settings.threshold for topic in proxied},
+               "proxystore_evict": {topic: topic in settings.evict for topic in proxied}}

@@ -74,6 +74,7 @@ class DragonQueues:
         proxystore_name: str | dict[str, str] | None = None,
         proxystore_threshold: int | dict[str, int] | None = None,
         serialization_method: str = "pickle",
+        proxystore_evict: bool | dict[str, bool] = False,
     ) -> None:
         """
         Args:
@@ -84,6 +85,9 @@ class DragonQueues:
                 topic's store (for every topic or per topic).
             serialization_method: Accepted for Colmena's sake (``"pickle"`` or ``"json"``); tasks always
                 travel pickled (protocol 5) here, since nothing between thinker and workers needs text.
+            proxystore_evict: Evict each proxy of these topics (inputs and results) from its store when it
+                is first resolved, so a campaign whose values are consumed once keeps only what is in flight
+                in memory (for every topic or per topic; default: keep them until the store is cleared).
         """
         if str(getattr(serialization_method, "value", serialization_method)).lower() not in ("pickle", "json"):
             raise ValueError(f"Unknown serialization_method {serialization_method!r}; Colmena's are 'pickle' and 'json'")
@@ -104,21 +108,28 @@ class DragonQueues:
         self._suspend = False
         self._set_aside: list[WaitingTask] = []
         self._sink: TaskSink | None = None
-        self.proxy_rules: dict[str, ProxyRule] = self._proxy_rules(proxystore_name, proxystore_threshold)
+        self.proxy_rules: dict[str, ProxyRule] = self._proxy_rules(proxystore_name, proxystore_threshold, proxystore_evict)
 
-    def _proxy_rules(self, names: str | dict[str, str] | None, thresholds: int | dict[str, int] | None) -> dict[str, ProxyRule]:
+    def _proxy_rules(self, names: str | dict[str, str] | None, thresholds: int | dict[str, int] | None,
+                     evict: bool | dict[str, bool]) -> dict[str, ProxyRule]:
         if names is None:
+            if evict:
+                raise ValueError("proxystore_evict needs a proxystore_name")
             return {}
         if thresholds is None:
             raise ValueError("proxystore_name needs a proxystore_threshold")
         names = {topic: names for topic in self.topics} if isinstance(names, str) else dict(names)
         thresholds = {topic: thresholds for topic in names} if isinstance(thresholds, int) else dict(thresholds)
-        for topic in (*names, *thresholds):
+        evict = {topic: evict for topic in names} if isinstance(evict, bool) else dict(evict)
+        for topic in (*names, *thresholds, *evict):
             self._check_topic(topic)
         missing = set(names) - set(thresholds)
         if missing:
             raise ValueError(f"No proxystore_threshold for topics {sorted(missing)}")
-        return {topic: ProxyRule(name, thresholds[topic]) for topic, name in names.items()}
+        unproxied = {topic for topic, on in evict.items() if on} - set(names)
+        if unproxied:
+            raise ValueError(f"proxystore_evict names topics without a proxystore_name: {sorted(unproxied)}")
+        return {topic: ProxyRule(name, thresholds[topic], evict.get(topic, False)) for topic, name in names.items()}
 
     # -- submitting -------------------------------------------------------------------------------------
     def send_inputs(

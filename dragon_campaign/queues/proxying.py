@@ -3,8 +3,10 @@
 As in Colmena (``proxystore_name`` / ``proxystore_threshold``), stores are named: register them with
 ProxyStore first (``Store(name, connector, register=True)``). Task inputs are proxied in the steering
 process; results are proxied on the worker, which rebuilds the store from its configuration the first
-time it needs it. Proxied objects stay in the store (readers may resolve them more than once); clear the
-store's namespace, or evict by key, when a campaign no longer needs them.
+time it needs it. Proxied objects stay in the store (readers may resolve them more than once) unless the
+topic's rule says ``evict``: each proxy is then evicted when it is first resolved (ProxyStore's
+``evict=True``), for values consumed once, so the store holds only what is still in flight. Otherwise clear
+the store's namespace (``ddict_proxy_store`` does on close), or evict by key, when the campaign no longer needs them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pickle
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from proxystore.proxy import Proxy, resolve
 from proxystore.store import Store, get_store, register_store
@@ -21,12 +23,23 @@ from proxystore.store.config import StoreConfig
 from proxystore.store.utils import get_key
 
 
+class WorkerProxyRule(NamedTuple):
+    """What a worker needs to proxy a topic's results: the store's configuration and the rule's settings."""
+
+    config: StoreConfig
+    threshold: int
+    evict: bool
+
+
 @dataclass(frozen=True)
 class ProxyRule:
-    """Proxy values of more than ``threshold`` bytes through the store named ``store_name``."""
+    """Proxy values of more than ``threshold`` bytes through the store named ``store_name``; with ``evict``,
+    each proxy is evicted from the store when it is first resolved.
+    """
 
     store_name: str
     threshold: int
+    evict: bool = False
 
     def store(self) -> Store:
         """The ProxyStore store of the rule (looked up by name in this process)."""
@@ -35,9 +48,9 @@ class ProxyRule:
             raise ValueError(f"No ProxyStore store named {self.store_name!r} is registered; create it with register=True")
         return store
 
-    def for_worker(self) -> tuple[StoreConfig, int]:
-        """What a worker needs to apply the rule to results: the store's configuration and the threshold."""
-        return self.store().config(), self.threshold
+    def for_worker(self) -> WorkerProxyRule:
+        """What a worker needs to apply the rule to results."""
+        return WorkerProxyRule(self.store().config(), self.threshold, self.evict)
 
 
 def size_of(value: Any) -> int:
@@ -57,34 +70,34 @@ def size_of(value: Any) -> int:
         return 0  # the queue's own pickling will report the problem
 
 
-def maybe_proxy(value: Any, store: Store, threshold: int) -> Any:
+def maybe_proxy(value: Any, store: Store, threshold: int, evict: bool = False) -> Any:
     """A proxy of ``value`` if it pickles to more than ``threshold`` bytes, else the value itself."""
-    return store.proxy(value) if size_of(value) > threshold else value
+    return store.proxy(value, evict=evict) if size_of(value) > threshold else value
 
 
 def proxy_inputs(args: tuple, kwargs: dict[str, Any], rule: ProxyRule) -> tuple[tuple, dict[str, Any]]:
     """The task's arguments with the large ones proxied (Colmena's rule: each argument on its own)."""
     store = rule.store()
     return (
-        tuple(maybe_proxy(a, store, rule.threshold) for a in args),
-        {k: maybe_proxy(v, store, rule.threshold) for k, v in kwargs.items()},
+        tuple(maybe_proxy(a, store, rule.threshold, rule.evict) for a in args),
+        {k: maybe_proxy(v, store, rule.threshold, rule.evict) for k, v in kwargs.items()},
     )
 
 
 _worker_stores: dict[str, Store] = {}
 
 
-def proxy_result(value: Any, rule: tuple[StoreConfig, int] | None) -> Any:
+def proxy_result(value: Any, rule: WorkerProxyRule | None) -> Any:
     """On a worker: proxy a result above the threshold, creating the store from its config once."""
     if rule is None:
         return value
-    config, threshold = rule
+    config = rule.config
     store = _worker_stores.get(config.name) or get_store(config.name)
     if store is None:
         store = Store.from_config(config)
         register_store(store, exist_ok=True)
     _worker_stores[config.name] = store
-    return maybe_proxy(value, store, threshold)
+    return maybe_proxy(value, store, rule.threshold, rule.evict)
 
 
 def resolve_input_proxies(args: tuple, kwargs: dict[str, Any]) -> dict[str, dict[str, dict]]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from dragon_campaign import RunDirectory, WorkerPool
 from dragon_campaign.apps.wave.config import Config, default_pools
-from dragon_campaign.apps.wave.workflow import append_csv, run_dragon, run_parsl
+from dragon_campaign.apps.wave.workflow import append_csv, run_dragon, run_parsl, run_ray
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +21,8 @@ def run(config: Config, pools: dict[str, WorkerPool], run_dir: RunDirectory) -> 
     logger.info(f"Producer-consumer over {config.data_path}: {config.num_sims} simulations, {len(config.trainer_kernels)} trainers")
     if config.data_path in ("futures", "files"):
         report = run_parsl(config, run_dir, nodes=1)
+    elif config.data_path == "ray":
+        report = run_ray(config)
     else:
         chosen = {**default_pools(config), **{k: v for k, v in pools.items() if k in ("cpu", "gpu")}}
         report = run_dragon(config, run_dir, nodes, chosen)

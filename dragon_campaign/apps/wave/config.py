@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dragon_campaign import WorkerPool
 
-DataPath = Literal["futures", "files", "ddict", "proxystore"]
+DataPath = Literal["futures", "files", "ddict", "proxystore", "ray"]
+
+
+class TrainSettings(NamedTuple):
+    """How one trainer trains (a task argument)."""
+
+    kernel_size: int
+    seed: int = 0
+    channels: int = 16
+    threads: int = 0  # torch threads; 0 leaves torch's default (every core). Trainers sharing a node's
+    # cores should split them: two trainers of two threads each on two cores ran 2-3x slower than of one
+    # thread each here, their OpenMP barriers waiting on descheduled threads.
 
 
 class Config(BaseModel):
@@ -28,6 +39,7 @@ class Config(BaseModel):
     channels: int = Field(16, ge=1, description="Channels of the CNN's hidden layers")
     proxy_threshold: int = Field(100_000, ge=0, description="proxystore path: results above this many bytes travel as proxies")
     seed: int = Field(0, description="Seed of the trainers' initial weights")
+    trainer_threads: int | None = Field(None, ge=1, description="Torch threads per trainer (default: the node's cores divided among the trainers)")
     sim_ranks: int = Field(1, ge=1, description="proxystore path: MPI ranks per simulation, each computing a band of the grid (mpi4py, mpiexec)")
 
     @model_validator(mode="after")
@@ -41,6 +53,11 @@ class Config(BaseModel):
         """The kernel size of each trainer."""
         count = self.num_trainers or len(self.kernel_sizes)
         return [self.kernel_sizes[i % len(self.kernel_sizes)] for i in range(count)]
+
+    def train_settings(self, kernel_size: int) -> TrainSettings:
+        """One trainer's settings; trainers running side by side on the CPU split the node's cores."""
+        threads = self.trainer_threads or max(1, (os.cpu_count() or 1) // len(self.trainer_kernels))
+        return TrainSettings(kernel_size, self.seed, self.channels, threads)
 
 
 def default_pools(config: Config) -> dict[str, WorkerPool]:

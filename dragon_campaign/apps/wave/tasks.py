@@ -14,18 +14,24 @@ from typing import Any
 
 import numpy as np
 
+from dragon_campaign.apps.wave.config import TrainSettings
+from dragon_campaign.apps.wave.memory import prefault
 from dragon_campaign.apps.wave.simulation import simulate
 from dragon_campaign.apps.wave.training import train_epoch
 
 Arrays = tuple[np.ndarray, np.ndarray]
 
 
-def warm_up(store_handle: str | None = None) -> int:
-    """An untimed first task: the worker has started and imported this module (and torch) once it returns.
+def warm_up(store_handle: str | None = None, prefault_bytes: int = 0) -> int:
+    """An untimed first task: the worker has started, imported this module and run torch once when it returns.
 
     With a store, the worker also maps the store's buffer pool now, so that its timed writes and reads do
-    not map shared memory page by page (see ``DDictStore.map_buffers``).
+    not map shared memory page by page (see ``DDictStore.map_buffers``). Every worker keeps the memory it
+    frees and touches ``prefault_bytes`` of it (the memory-neutral protocol, :mod:`.memory`). Returns the
+    worker's pid.
     """
+    prefault(prefault_bytes)
+    train_epoch([simulate(0, 8, 2, 0.0)], kernel_size=3, channels=2)  # torch's first-use costs (seconds), on every path
     if store_handle is not None:
         from ddict_store import attached
 
@@ -38,16 +44,20 @@ def simulate_arrays(sim_id: int, grid_size: int, num_steps: int, sim_sleep: floa
     return simulate(sim_id, grid_size, num_steps, sim_sleep)
 
 
-def train_on_arrays(datasets: Sequence[Any], kernel_size: int, seed: int, channels: int) -> tuple[dict, float]:
+def train_on_arrays(datasets: Sequence[Any], settings: TrainSettings) -> tuple[dict, float]:
     """Futures and ProxyStore paths: the arrays (or proxies of them) are the task's arguments.
 
     Proxies arrive resolved (the worker resolves input proxies before the task, timed in the result's
-    ``time.proxy``); what is left here is viewing them as arrays, zero for plain arrays.
+    ``time.proxy``); what is left here is viewing them as arrays and passing over every byte once, as
+    every trainer does.
     """
     start = time.perf_counter()
     resolved = [(np.asarray(pair[0]), np.asarray(pair[1])) for pair in datasets]
+    for pair in resolved:  # views of the store (ProxyStore path) are not read until touched: touch every byte
+        read_every_byte(pair[0])
+        read_every_byte(pair[1])
     io_seconds = time.perf_counter() - start
-    return train_epoch(resolved, kernel_size, seed, channels=channels).as_dict(), io_seconds
+    return train_epoch(resolved, **settings._asdict()).as_dict(), io_seconds
 
 
 def simulate_to_files(sim_id: int, grid_size: int, num_steps: int, sim_sleep: float, directory: str) -> tuple[list[str], float]:
@@ -60,12 +70,12 @@ def simulate_to_files(sim_id: int, grid_size: int, num_steps: int, sim_sleep: fl
     return paths, time.perf_counter() - start
 
 
-def train_from_files(file_pairs: Sequence[Sequence[str]], kernel_size: int, seed: int, channels: int) -> tuple[dict, float]:
+def train_from_files(file_pairs: Sequence[Sequence[str]], settings: TrainSettings) -> tuple[dict, float]:
     """Train one epoch on the pairs in these files; returns the report and the read time."""
     start = time.perf_counter()
     datasets = [(np.load(inputs), np.load(outputs)) for inputs, outputs in file_pairs]
     io_seconds = time.perf_counter() - start
-    return train_epoch(datasets, kernel_size, seed, channels=channels).as_dict(), io_seconds
+    return train_epoch(datasets, **settings._asdict()).as_dict(), io_seconds
 
 
 def read_every_byte(array: np.ndarray) -> int:
@@ -91,7 +101,7 @@ def simulate_to_store(sim_id: int, grid_size: int, num_steps: int, sim_sleep: fl
     return ref, time.perf_counter() - start
 
 
-def train_from_store(refs: Sequence[Any], kernel_size: int, seed: int, channels: int, store_handle: str, namespace: str) -> tuple[dict, float]:
+def train_from_store(refs: Sequence[Any], settings: TrainSettings, store_handle: str, namespace: str) -> tuple[dict, float]:
     """Trains on each simulation's arrays in place, in the writer's buffer: by reference, no DDict lookup
     and no copy on the writer's node (a copy on other nodes).
 
@@ -106,15 +116,45 @@ def train_from_store(refs: Sequence[Any], kernel_size: int, seed: int, channels:
             read_every_byte(array)
         datasets.append((arrays["inputs"], arrays["outputs"]))
     io_seconds = time.perf_counter() - start
-    return train_epoch(datasets, kernel_size, seed, channels=channels).as_dict(), io_seconds
+    return train_epoch(datasets, **settings._asdict()).as_dict(), io_seconds
+
+
+def simulate_to_ray(sim_id: int, grid_size: int, num_steps: int, sim_sleep: float) -> tuple[list[Any], float]:
+    """Ray path: puts both arrays in Ray's object store as one object; returns its ref (in a list, so Ray
+    hands the ref itself to whoever receives it) and the time of the put.
+    """
+    import ray
+
+    inputs, outputs = simulate(sim_id, grid_size, num_steps, sim_sleep)
+    start = time.perf_counter()
+    ref = ray.put({"inputs": inputs, "outputs": outputs})
+    return [ref], time.perf_counter() - start
+
+
+def train_from_ray(refs: Sequence[Any], settings: TrainSettings) -> tuple[dict, float]:
+    """Ray path: gets each simulation's arrays from the object store (read-only views of its shared memory,
+    no copy on this node) and passes over every byte once.
+    """
+    import ray
+
+    start = time.perf_counter()
+    datasets = []
+    for arrays in ray.get(list(refs)):
+        for array in arrays.values():
+            read_every_byte(array)
+        datasets.append((arrays["inputs"], arrays["outputs"]))
+    io_seconds = time.perf_counter() - start
+    return train_epoch(datasets, **settings._asdict()).as_dict(), io_seconds
 
 
 __all__ = [
     "warm_up",
     "simulate_arrays",
     "simulate_to_files",
+    "simulate_to_ray",
     "simulate_to_store",
     "train_from_files",
+    "train_from_ray",
     "train_from_store",
     "train_on_arrays",
 ]

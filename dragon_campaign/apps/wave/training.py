@@ -62,8 +62,12 @@ def pick_device() -> str:
 
 
 def train_epoch(datasets: Iterable[tuple[np.ndarray, np.ndarray]], kernel_size: int, seed: int = 0,
-                learning_rate: float = 1e-3, channels: int = 16) -> TrainingReport:
-    """Train a fresh WaveCNN for one epoch (batch size 4, MSE, Adam) over every (inputs, outputs) pair."""
+                learning_rate: float = 1e-3, channels: int = 16, threads: int = 0) -> TrainingReport:
+    """Train a fresh WaveCNN for one epoch (batch size 4, MSE, Adam) over every (inputs, outputs) pair,
+    with ``threads`` torch threads (0: torch's default).
+    """
+    if threads:
+        torch.set_num_threads(threads)
     torch.manual_seed(seed)
     device = pick_device()
     model = WaveCNN(kernel_size, channels).to(device)

@@ -4,13 +4,18 @@ ALL the data, over one of four data paths (``--data_path``):
 * ``futures``: Parsl apps whose results and arguments carry the arrays (pickled through the executor);
 * ``files``: Parsl apps; simulations write .npy files, trainers read all of them;
 * ``ddict``: Dragon worker pools; simulations write to ``ddict_store``, trainers read from it;
-* ``proxystore``: Dragon worker pools; the task queues turn the simulation results into DDict proxies,
-  which the trainers receive as arguments and resolve.
+* ``proxystore``: Dragon worker pools; the task queues turn the simulation results into DDict proxies
+  (``ddict_proxy_store`` with views: the trainers only read, and the proxies live until the run ends),
+  which the trainers receive as arguments and resolve;
+* ``ray``: Ray tasks on a local Ray instance; simulations ``ray.put`` their arrays, trainers receive the
+  object refs and ``ray.get`` them (zero-copy views of Ray's shared-memory object store).
 
 Simulations run on a CPU pool, trainers on a GPU pool (one pinned worker per GPU, CPU workers where there
 is none). Run time is the wall time of a phase; I/O time is the mean over tasks of the time each spent in
-its own write (simulations) or read (trainers). For ``futures`` the transfer happens inside Parsl, outside
-any task, so its I/O times are reported as not available, as in the original study.
+its own write (simulations) or read (trainers); every trainer passes over every byte it reads once. For
+``futures`` the transfer happens inside Parsl, outside any task, so its I/O times are reported as not
+available, as in the original study. The CPU seconds each group of processes spent during the training
+phase are recorded too (:mod:`.cpu`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import shutil
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -25,10 +33,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ddict_store import DDictStore
 from dragon_campaign import DragonQueues, DragonTaskServer, MPIMethod, ProgressReporter, RunDirectory, WorkerPool, futures_status
 from dragon_campaign.apps.wave import tasks
 from dragon_campaign.apps.wave.config import Config
+from dragon_campaign.apps.wave.cpu import GROUPS, CpuMeter, dragon_pids
+from dragon_campaign.apps.wave.memory import prefault
 from dragon_campaign.apps.wave.mpi_simulation import simulate_decomposed
 from dragon_campaign.apps.wave.simulation import data_bytes, simulate
 from dragon_campaign.apps.wave.training import sample_checksum
@@ -36,7 +48,7 @@ from dragon_campaign.apps.wave.training import sample_checksum
 logger = logging.getLogger(__name__)
 
 CSV_FIELDS = ["implementation", "nodes", "data_gb", "sim_run_s", "sim_io_s", "train_run_s", "train_io_s", "setup_s",
-              "num_sims", "grid_size", "num_steps", "sim_sleep", "num_trainers", "all_samples_seen"]
+              "train_cpu_tasks_s", "train_cpu_services_s", "train_cpu_runtime_s", "num_sims", "grid_size", "num_steps", "sim_sleep", "num_trainers", "all_samples_seen"]
 
 
 @dataclass
@@ -51,6 +63,7 @@ class RunReport:
     train_run_s: float
     train_io_s: float | None
     setup_s: float  # untimed warm-up: workers started, modules imported, store buffers mapped
+    train_cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per group of processes (cpu.GROUPS)
     trainers: list[dict] = field(default_factory=list)
     expected_samples: int = 0
     expected_checksum: int = 0
@@ -63,6 +76,7 @@ class RunReport:
     def csv_row(self, config: Config) -> dict[str, Any]:
         """The run's row of the timing table."""
         row = {k: v for k, v in asdict(self).items() if k in CSV_FIELDS}
+        row.update({f"train_cpu_{group}_s": self.train_cpu.get(group) for group in GROUPS})
         row.update(num_sims=config.num_sims, grid_size=config.grid_size, num_steps=config.num_steps,
                    sim_sleep=config.sim_sleep, num_trainers=len(self.trainers), all_samples_seen=self.all_samples_seen)
         return {k: ("NA" if row[k] is None else row[k]) for k in CSV_FIELDS}
@@ -86,14 +100,13 @@ def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[st
     """The ddict and proxystore paths, on Dragon worker pools ("cpu" for simulations, "gpu" for trainers)."""
     kernels = config.trainer_kernels
     setup_start = time.perf_counter()
-    with DDictStore(buffer_bytes_per_node=2 * data_bytes(config.num_sims, config.grid_size, config.num_steps) + 256 * 2**20) as store:
+    size = data_bytes(config.num_sims, config.grid_size, config.num_steps)
+    with DDictStore(buffer_bytes_per_node=2 * size + 256 * 2**20) as store:
         namespace = f"wave/{run_dir.path.name}"
         if config.data_path == "proxystore":
-            from proxystore.store import Store
+            from ddict_store.connector import ddict_proxy_store
 
-            from ddict_store.connector import DDictConnector
-
-            proxy_store = Store(f"wave-{run_dir.path.name}", DDictConnector(store), register=True)
+            proxy_store = ddict_proxy_store(f"wave-{run_dir.path.name}", store, views=True, register=True)
             queues = DragonQueues(topics=["simulate", "train"], proxystore_name={"simulate": proxy_store.name},
                                   proxystore_threshold={"simulate": config.proxy_threshold})
             simulate_method: Callable[..., Any] = tasks.simulate_arrays
@@ -108,10 +121,12 @@ def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[st
         with DragonTaskServer(methods, queues, pools=pools, run_dir=run_dir) as server, \
                 ProgressReporter(server):
             server.watch(store.service_puids(), "a DDict process of the store")
+            prefault(size)
             for _ in range(server.worker_count()):  # idle workers get one task each: every worker warms up
-                queues.send_inputs(store.handle, method="warm_up")
+                queues.send_inputs(store.handle, size, method="warm_up")
+            meter = CpuMeter(service_pids=dragon_pids(store.service_puids()))
             for _ in range(server.worker_count()):
-                queues.get_result()
+                meter.task_pids.add(queues.get_result().value)
             setup = time.perf_counter() - setup_start
             logger.info(f"{server.worker_count()} workers warmed up in {setup:.1f} s; {config.num_sims} simulations start")
             start = time.perf_counter()
@@ -130,20 +145,22 @@ def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[st
             else:
                 datasets = [r.value[0] for r in sims]
                 sim_io = _mean([r.value[1] for r in sims])
+            meter.start()
             start = time.perf_counter()
             for kernel in kernels:
-                queues.send_inputs(datasets, kernel, config.seed, config.channels, *store_args,
+                queues.send_inputs(datasets, config.train_settings(kernel), *store_args,
                                    method=train_method.__name__, topic="train", keep_inputs=False)
             trained = [queues.get_result("train") for _ in kernels]
             train_run = time.perf_counter() - start
+            train_cpu = meter.stop()
             logger.info(f"Training done in {train_run:.1f} s")
         if config.data_path == "proxystore":
             proxy_store.close()
-    return _report(config, nodes, setup, sim_run, sim_io, train_run, trained)
+    return _report(config, nodes, setup, sim_run, sim_io, train_run, trained, train_cpu)
 
 
 def _report(config: Config, nodes: int, setup: float, sim_run: float, sim_io: float | None, train_run: float,
-            trained: list) -> RunReport:
+            trained: list, train_cpu: dict[str, float]) -> RunReport:
     failed = [r.failure_reason for r in trained if not r.success]
     if failed:
         raise RuntimeError(f"{len(failed)} trainer(s) failed: {failed[0]}")
@@ -155,7 +172,7 @@ def _report(config: Config, nodes: int, setup: float, sim_run: float, sim_io: fl
     else:
         train_io = None if config.data_path == "futures" else _mean([r.value[1] for r in trained])
     size = data_bytes(config.num_sims, config.grid_size, config.num_steps) / 1e9
-    return RunReport(config.data_path, nodes, size, sim_run, sim_io, train_run, train_io, setup, reports, samples, checksum)
+    return RunReport(config.data_path, nodes, size, sim_run, sim_io, train_run, train_io, setup, train_cpu, reports, samples, checksum)
 
 
 def run_parsl(config: Config, run_dir: RunDirectory, nodes: int) -> RunReport:
@@ -173,12 +190,19 @@ def run_parsl(config: Config, run_dir: RunDirectory, nodes: int) -> RunReport:
     data_dir.mkdir(exist_ok=True)
     kernels = config.trainer_kernels
     setup_start = time.perf_counter()
+    size = data_bytes(config.num_sims, config.grid_size, config.num_steps)
+    prefault(size)  # futures: results arrive in this process
+    if config.data_path == "files":  # the page cache the simulations write into: written once, then emptied
+        scratch = data_dir / "prefault"
+        np.ones(size, dtype=np.uint8).tofile(scratch)
+        scratch.unlink()
     phases: dict[str, list[Future]] = {"simulate": [], "train": []}
     with parsl.load(ParslConfig(executors=[executor], run_dir=str(run_dir.path / "parsl"))), \
             ProgressReporter(futures_status(phases)):
         warm_up_app = python_app(tasks.warm_up)
-        for future in [warm_up_app() for _ in range(4 * (config.sim_workers or cores))]:
-            future.result()  # untimed: workers started, task module and torch imported
+        meter = CpuMeter()
+        for future in [warm_up_app(None, size) for _ in range(4 * (config.sim_workers or cores))]:
+            meter.task_pids.add(future.result())  # untimed: workers started, task module and torch imported
         setup = time.perf_counter() - setup_start
         logger.info(f"Parsl workers warmed up in {setup:.1f} s; {config.num_sims} simulations start")
         simulate_app = python_app(tasks.simulate_arrays if config.data_path == "futures" else tasks.simulate_to_files)
@@ -189,22 +213,56 @@ def run_parsl(config: Config, run_dir: RunDirectory, nodes: int) -> RunReport:
         sims = [f.result() for f in phases["simulate"]]
         sim_run = time.perf_counter() - start
         logger.info(f"Simulations done in {sim_run:.1f} s; {len(kernels)} trainers start")
+        meter.start()
         start = time.perf_counter()
         if config.data_path == "futures":
-            phases["train"] = [train_app(sims, k, config.seed, config.channels) for k in kernels]  # Parsl pickles the arrays to each trainer
+            phases["train"] = [train_app(sims, config.train_settings(k)) for k in kernels]  # Parsl pickles the arrays to each trainer
             sim_io = None
         else:
-            phases["train"] = [train_app([paths for paths, _ in sims], k, config.seed, config.channels) for k in kernels]
+            phases["train"] = [train_app([paths for paths, _ in sims], config.train_settings(k)) for k in kernels]
             sim_io = _mean([io for _, io in sims])
         trained = [_ParslResult(f.result()) for f in phases["train"]]
         train_run = time.perf_counter() - start
+        train_cpu = meter.stop()
         logger.info(f"Training done in {train_run:.1f} s")
-    return _report(config, nodes, setup, sim_run, sim_io, train_run, trained)
+    return _report(config, nodes, setup, sim_run, sim_io, train_run, trained, train_cpu)
+
+
+def run_ray(config: Config) -> RunReport:
+    """The ray path: Ray tasks and object refs on a local Ray instance (one CPU per task)."""
+    import ray
+
+    cores = os.cpu_count() or 1
+    setup_start = time.perf_counter()
+    size = data_bytes(config.num_sims, config.grid_size, config.num_steps)
+    temp_dir = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit in 107 bytes
+    ray.init(num_cpus=config.sim_workers or cores, include_dashboard=False, log_to_driver=False, object_store_memory=2 * size + 256 * 2**20,
+             _temp_dir=temp_dir, runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}})
+    try:
+        remote: Any = ray.remote  # Ray's stubs type each task by its signature; these are called as plain tasks
+        warm_up, simulate_task, train_task = remote(tasks.warm_up), remote(tasks.simulate_to_ray), remote(tasks.train_from_ray)
+        meter = CpuMeter(task_pids=set(ray.get([warm_up.remote(None, size) for _ in range(4 * (config.sim_workers or cores))])))
+        scratch = ray.put(np.ones(size, dtype=np.uint8))  # the object store's memory: written once, then freed
+        del scratch
+        setup = time.perf_counter() - setup_start
+        start = time.perf_counter()
+        sims = ray.get([simulate_task.remote(i, config.grid_size, config.num_steps, config.sim_sleep) for i in range(config.num_sims)])
+        sim_run = time.perf_counter() - start
+        refs = [ref for (ref,), _ in sims]
+        meter.start()
+        start = time.perf_counter()
+        trained = [_ParslResult(r) for r in ray.get([train_task.remote(refs, config.train_settings(k)) for k in config.trainer_kernels])]
+        train_run = time.perf_counter() - start
+        train_cpu = meter.stop()
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    return _report(config, 1, setup, sim_run, _mean([io for _, io in sims]), train_run, trained, train_cpu)
 
 
 @dataclass
 class _ParslResult:
-    """Gives a Parsl app's return value the shape of a task Result for ``_report``."""
+    """Gives a Parsl app's (or Ray task's) return value the shape of a task Result for ``_report``."""
 
     value: Any
     success: bool = True
