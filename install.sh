@@ -24,7 +24,7 @@ step "upgrading pip"
 # torch 2.13.0 is the CPU build on machines without CUDA; a plain "torch" would pull several GB of CUDA wheels.
 step "installing torch ${TORCH_VERSION:-2.13.0} (the largest download)"
 .venv/bin/python -m pip install --quiet "torch==${TORCH_VERSION:-2.13.0}"
-step "installing dragon-campaign and its extras: dragonhpc, RDKit, tblite, Parsl, ProxyStore, mpi4py + MPICH, Colmena, MkDocs, pytest"
+step "installing dragon-campaign and its extras: dragonhpc, RDKit, tblite, Parsl, ProxyStore, mpi4py + MPICH, Colmena, Ray, MkDocs, pytest"
 .venv/bin/python -m pip install --quiet -e ".[all]"
 .venv/bin/python -c "import dragon, dragon_campaign; print('dragon-campaign', dragon_campaign.__version__, 'installed in .venv/')"
 step "done: bash run.sh runs the default campaign, bash run-tests.sh the tests"

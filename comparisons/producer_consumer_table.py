@@ -73,7 +73,7 @@ def write_outputs(rows: list[dict[str, Any]], args: argparse.Namespace, memory_l
         "in a timed region (the first-touch cost above) while another is spared it.",
         "- Training CPU: CPU seconds spent during the training phase by every process under the runtime's launcher, in "
         "three groups: tasks (the workers), services of the data path (DDict orchestrator and managers; Parsl's "
-        "interchange; Ray's raylet and GCS) and runtime (launcher, Dragon's services, the steering process, idle "
+        "interchange and worker-pool manager; Ray's raylet, GCS, dashboard, agents and idle workers) and runtime (launcher, Dragon's services, the steering process, idle "
         "simulation workers). On this 2-core machine every CPU second the services take comes out of the trainers.",
         "- Not timed (set-up, the last column of the CSV): starting workers and importing modules on every path, and "
         "on the Dragon paths creating the store and mapping its buffer pool into every worker (`map_buffers`), "

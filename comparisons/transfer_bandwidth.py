@@ -379,17 +379,22 @@ def write_report(rows: list[dict[str, Any]], args: argparse.Namespace, memory_li
                 f"{ours['read_gbps'] / cell[(best_other, s)]['read_gbps']:.2f}x the fastest other path "
                 f"({best_other}, {cell[(best_other, s)]['read_gbps']:.2f} GB/s)."
             )
-    lines += ["", "## ProxyStore over the DDict against the targets (16 MB and above)", ""]
+    lines += ["", "## ProxyStore over the DDict against the targets (16 MB and above)", "",
+              "Targets: at least 0.5x ddict_store's by-reference read, and ahead of ProxyStore + FileConnector and of "
+              "np.load. A copying read is one memcpy on every path that copies (np.load's is the kernel's, from the page "
+              "cache), so copies can at best tie one another; reading in place (views) is what can be ahead.", ""]
     for s in [s for s in sizes if s >= 16]:
-        ours = cell[("ProxyStore + DDictConnector", s)]["read_gbps"]
         base = cell[("ddict_store, by reference", s)]["read_gbps"]
-        file_ps, np_load = cell[("ProxyStore + FileConnector", s)]["read_gbps"], cell[("np.save / np.load", s)]["read_gbps"]
-        lines.append(
-            f"- {s} MB: ProxyStore + DDictConnector reads {ours:.2f} GB/s, {ours / base:.2f}x ddict_store by reference "
-            f"({'meets' if ours >= 0.5 * base else 'misses'} the 0.5x target), {ours / file_ps:.2f}x ProxyStore + "
-            f"FileConnector and {ours / np_load:.2f}x np.load ({'ahead of both' if ours > max(file_ps, np_load) else 'NOT ahead of both'}); "
-            f"with views {cell[('ProxyStore + DDictConnector, views', s)]['read_gbps']:.2f} GB/s."
-        )
+        others = {p: cell[(p, s)]["read_gbps"] for p in ("ProxyStore + FileConnector", "np.save / np.load")}
+        for path in ("ProxyStore + DDictConnector", "ProxyStore + DDictConnector, views"):
+            ours = cell[(path, s)]["read_gbps"]
+            verdicts = [f"{ours / gbps:.2f}x {name}" for name, gbps in others.items()]
+            ahead = ours > max(others.values())
+            lines.append(
+                f"- {s} MB, {path}: {ours:.2f} GB/s, {ours / base:.2f}x ddict_store by reference "
+                f"({'meets' if ours >= 0.5 * base else 'misses'} the 0.5x target); {', '.join(verdicts)} "
+                f"({'ahead of both' if ahead else f'behind the faster by {(1 - ours / max(others.values())) * 100:.0f}%'})."
+            )
     lines.append("")
     report = output / "transfer_bandwidth.md"
     report.write_text("\n".join(lines))

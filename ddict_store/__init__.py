@@ -26,10 +26,14 @@ Design, from what was measured on a 2-core VM with dragonhpc 0.15 (comparisons/t
   over the managers and read in parallel by a few threads, each with a DDict client of its own
   (:mod:`ddict_store.chunk_readers`): threads sharing one client were slower and could stall.
 * Keys live in namespaces so concurrent runs never collide; ``wait``-style reads poll with backoff.
+* Through ProxyStore (``connector.ddict_proxy_store``), ProxyStore's own serializer would add three copies
+  into fresh memory; :mod:`ddict_store.frames` pickles with out-of-band buffers written straight into the
+  buffer pool and read back with one copy (or as views), so proxies move at the store's speed.
 
 Public API: :class:`DDictStore` (create; ``attach(handle)`` elsewhere, ``attached(handle)`` once per
 process in task functions), :class:`Namespace`, :class:`ValueRef` (what ``put`` returns; ``read(ref)``),
-``publish_model`` / ``latest_model`` / ``model``, the ProxyStore connector ``DDictConnector``, and
+``publish_model`` / ``latest_model`` / ``model``, the ProxyStore connector ``DDictConnector`` (and
+``ddict_proxy_store``), ``live_bytes()``, and
 ``checkpoint`` / ``restore`` for persistence across runtimes.
 """
 

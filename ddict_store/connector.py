@@ -108,8 +108,8 @@ class DDictConnector:
             BufferPools.view(buffer)  # KeyError (StaleBufferError) once the object was evicted
             return frame
         payload = self._objects.read(ref)  # the buffers, from the chunks spread over the DDict's managers
-        _, header, pairs, _ = parse(memoryview(frame))
-        return inline_frame(header, [payload[offset:offset + length] for offset, length in pairs])
+        parsed = parse(memoryview(frame))
+        return inline_frame(parsed.pickle, [payload[offset:offset + length] for offset, length in parsed.buffers])
 
     def get_batch(self, keys: Sequence[DDictKey]) -> list[BytesLike | None]:
         """The objects under ``keys`` (None for those that are gone)."""

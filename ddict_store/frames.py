@@ -33,8 +33,9 @@ import struct
 import sys
 import warnings
 import weakref
-from typing import Any
+from typing import Any, NamedTuple
 
+import cloudpickle
 import numpy as np
 from proxystore.serialize import deserialize as proxystore_deserialize
 
@@ -79,10 +80,18 @@ class _FramePickler(pickle.Pickler):
 
 
 def _pickle(obj: Any) -> tuple[bytes, list[np.ndarray]]:
+    """The pickle and its out-of-band buffers; what pickle refuses (lambdas, local classes) goes through
+    cloudpickle, as ProxyStore's own serializer does.
+    """
     buffers: list[pickle.PickleBuffer] = []
     stream = io.BytesIO()
-    _FramePickler(stream, protocol=5, buffer_callback=buffers.append).dump(obj)
-    return stream.getvalue(), [np.frombuffer(buffer.raw(), dtype=np.uint8) for buffer in buffers]
+    try:
+        _FramePickler(stream, protocol=5, buffer_callback=buffers.append).dump(obj)
+        header = stream.getvalue()
+    except (pickle.PicklingError, AttributeError, TypeError):
+        buffers.clear()
+        header = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    return header, [np.frombuffer(buffer.raw(), dtype=np.uint8) for buffer in buffers]
 
 
 def _offsets(start: int, buffers: list[np.ndarray]) -> tuple[list[int], int]:
@@ -135,17 +144,25 @@ def take_allocation(data: Any) -> Allocation | None:
     return pending[1]
 
 
-def parse(frame: memoryview) -> tuple[bytes, bytes, list[tuple[int, int]], BufferRef | None]:
-    """A frame's form, pickle, (offset, length) of each buffer and, for DCF2, the allocation of the buffers."""
+class Frame(NamedTuple):
+    """A parsed frame: the pickle, where each buffer lies, and (DCF2) the allocation holding the buffers."""
+
+    pickle: bytes
+    buffers: list[tuple[int, int]]  # (offset, length): in the frame (DCF1) or in the allocation (DCF2)
+    allocation: BufferRef | None
+
+
+def parse(frame: memoryview) -> Frame:
+    """Read a frame's head."""
     form, count, length = PREFIX.unpack_from(frame, 0)
     pairs = [PAIR.unpack_from(frame, PREFIX.size + PAIR.size * index) for index in range(count)]
     start = PREFIX.size + PAIR.size * count
     header = bytes(frame[start:start + length])
     if form != EXTERNAL:
-        return form, header, pairs, None
+        return Frame(header, pairs, None)
     node, nbytes, size = ALLOCATION.unpack_from(frame, start + length)
     descriptor_start = start + length + ALLOCATION.size
-    return form, header, pairs, BufferRef(node, bytes(frame[descriptor_start:descriptor_start + size]), nbytes)
+    return Frame(header, pairs, BufferRef(node, bytes(frame[descriptor_start:descriptor_start + size]), nbytes))
 
 
 def is_frame(data: Any) -> bool:
@@ -210,7 +227,7 @@ class FrameDeserializer:
         if not is_frame(data):
             return proxystore_deserialize(data)
         frame = memoryview(data).cast("B")
-        _, header, pairs, ref = parse(frame)
+        header, pairs, ref = parse(frame)
         if ref is None:
             payload = np.frombuffer(frame, dtype=np.uint8)
             if self.views:

@@ -16,6 +16,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,12 +30,14 @@ from ddict_store.values import SEPARATOR, ValueRef, Values
 from ddict_store.workarounds import (
     all_alive,
     call_with_deadline,
+    cap_spinning_threads,
     create_ddict,
     ddict_processes,
     ddict_segment_prefix,
     keep_root_logging,
     lower_orchestrator_priority,
     register_segments,
+    remove_cap,
 )
 
 logger = logging.getLogger(__name__)
@@ -216,8 +219,11 @@ class DDictStore(Namespace):
         self._buffers = BufferPools(config.name, config.buffer_bytes_per_node)
         self.values = Values(config, lambda: self._dict, self._buffers)  # the byte path
         self._service_puids = ddict_processes(ddict) if owner else []  # listed now: a dead one's children are not found later
+        self._spin_cap: Path | None = None
         if owner:
-            lower_orchestrator_priority(ddict)
+            orchestrator = lower_orchestrator_priority(ddict)
+            if orchestrator is not None:
+                self._spin_cap = cap_spinning_threads(orchestrator, config.name)
 
     # -- sharing --------------------------------------------------------------------------------------------
     @property
@@ -273,6 +279,8 @@ class DDictStore(Namespace):
                                       f"check-{self.config.name}")
         if not (answered and alive[0]):  # a dead manager: every operation would wait for it until the deadline
             self._ddict = None
+            if self._spin_cap is not None:
+                remove_cap(self._spin_cap)
             logger.error(f"The store {self.config.name!r} lost a DDict process (or the runtime does not answer); not "
                          "destroying it: the runtime's teardown removes its memory")
             return False
@@ -291,6 +299,8 @@ class DDictStore(Namespace):
             done = call_with_deadline(free_everything, timeout, f"destroy-{self.config.name}")
         finally:
             self._ddict = None
+            if self._spin_cap is not None:
+                remove_cap(self._spin_cap)
         if not done:
             logger.error(f"The store {self.config.name!r} was not destroyed within {timeout:g} s (a DDict manager does not "
                          "answer); giving it up: the runtime's teardown removes its memory")

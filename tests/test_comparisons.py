@@ -27,12 +27,32 @@ def test_transfer_bandwidth_reports_every_path(tmp_path):
     assert paths == {
         "memcpy (one process)", "pickled pipe", "np.save / np.load", "ProxyStore + FileConnector",
         "ProxyStore + RedisConnector", "ddict_store", "ddict_store, by reference", "ddict_store, zero-copy view",
-        "ddict_store, reused out= buffer",
-        "ProxyStore + DDictConnector", "plain DDict",
+        "ddict_store, reused out= buffer", "ProxyStore + DDictConnector", "ProxyStore + DDictConnector, views",
+        "ProxyStore + DDictConnector, ProxyStore's serializer", "plain DDict", "Ray object store (ray.put / ray.get)",
     }
     assert all(float(row["read_gbps"]) > 0 for row in rows)
     report = (tmp_path / "transfer_bandwidth.md").read_text()
-    assert "- Machine:" in report and "- Command: `dragon" in report
+    assert "- Machine:" in report and "- Command: `dragon" in report and "Memory-neutral protocol" in report
+
+
+def test_bounded_memory_follows_live_bytes_to_zero(tmp_path):
+    run_script("bounded_memory.py", "--tasks", "80", "--kept-tasks", "40", "--kilobytes", "256", "--sample-every", "20",
+               "--output", str(tmp_path))
+    rows = list(csv.DictReader(open(tmp_path / "bounded_memory.csv")))
+    live = {(row["mode"], row["phase"]): int(row["buffer_bytes"]) for row in rows}
+    assert live[("evict", "all consumed")] == 0, "consumed results were evicted"
+    assert live[("kept", "all consumed")] == 40 * 256 * 1024, "kept results stay until the store closes"
+    assert live[("evict", "store closed")] == live[("kept", "store closed")] == 0
+    assert (tmp_path / "bounded_memory.png").stat().st_size > 0 and "| proxystore_evict | 80 |" in (tmp_path / "bounded_memory.md").read_text()
+
+
+def test_gpu_check_runs_its_checks_on_cpu_workers():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}  # its own runtime
+    completed = subprocess.run(["bash", str(ROOT / "comparisons" / "gpu_check.sh"), "--allow-cpu", "--tensor-mb", "16"], env=env,
+                               cwd=ROOT, capture_output=True, text=True, timeout=400)
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0 and "gpu_check: all checks passed" in output, output[-4000:]
+    assert output.count("PASS") >= 8 and "FAIL" not in output
 
 
 def test_dispatch_overhead_measures_both_systems(tmp_path):
@@ -57,10 +77,12 @@ def test_steering_policies_compares_every_policy(tmp_path):
 def test_producer_consumer_table_covers_every_path(tmp_path):
     run_script("producer_consumer_table.py", "--steps", "2", "--num_sims", "2", "--grid_size", "64", "--output", str(tmp_path))
     rows = list(csv.DictReader(open(tmp_path / "producer_consumer.csv")))
-    assert [row["implementation"] for row in rows] == ["futures", "files", "ddict", "proxystore"]
+    assert [row["implementation"] for row in rows] == ["futures", "files", "ddict", "proxystore", "ray"]
     assert all(row["all_samples_seen"] == "True" and float(row["setup_s"]) > 0 for row in rows)
+    assert all(float(row["train_cpu_tasks_s"]) > 0 for row in rows)
     report = (tmp_path / "producer_consumer.md").read_text()
-    assert "- Machine:" in report and "| Parsl + file system | 1 |" in report and "DDict simulation I/O" in report
+    assert "- Machine:" in report and "| Parsl + file system | 1 |" in report and "training run time" in report
+    assert "| Ray tasks + object store | 1 |" in report and "Memory-neutral protocol" in report
     assert (tmp_path / "producer_consumer.png").stat().st_size > 0
 
 

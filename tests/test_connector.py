@@ -96,6 +96,8 @@ def test_frames_carry_arrays_and_tensors_out_of_band():
         assert copy["half"].dtype == torch.bfloat16 and torch.equal(copy["half"], value["half"])
         assert copy["array"].flags.writeable is not views
     assert FrameDeserializer()(__import__("proxystore.serialize").serialize.serialize([1, 2])) == [1, 2]
+    square = FrameDeserializer()(FrameSerializer()(lambda x: x * x))  # pickle refuses it: cloudpickle takes over
+    assert square(7) == 49
 
 
 def test_frames_go_into_managed_memory_once_and_leave_with_the_object():

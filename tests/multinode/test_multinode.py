@@ -97,6 +97,40 @@ def test_store_moves_arrays_between_nodes_byte_for_byte(hosts, megabytes):
     assert read == written
 
 
+def proxy_array(handle: str, megabytes: int) -> tuple[str, str, bytes]:
+    """On the first node: proxy an array through ProxyStore over the store (its buffers stay on this node)."""
+    import pickle
+    import socket
+
+    from proxystore.store import get_store
+
+    from ddict_store import attached
+    from ddict_store.connector import ddict_proxy_store
+
+    store = get_store("multinode-proxies") or ddict_proxy_store("multinode-proxies", attached(handle), register=True)
+    array = np.random.default_rng(megabytes).random(megabytes * MB // 8)
+    return socket.gethostname(), hashlib.sha256(array.tobytes()).hexdigest(), pickle.dumps(store.proxy(array))
+
+
+def resolve_proxy(pickled: bytes) -> tuple[str, str]:
+    """On the other node: resolve it (the connector assembles the frame from the chunks) and digest every byte."""
+    import pickle
+    import socket
+
+    array = np.asarray(pickle.loads(pickled))
+    return socket.gethostname(), hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def test_proxies_resolve_on_the_other_node(hosts):
+    from ddict_store import DDictStore
+
+    with DDictStore(buffer_bytes_per_node=64 * MB) as store:
+        writer_host, written, pickled = run_in_process(proxy_array, store.handle, 8, host=hosts[0])
+        reader_host, read = run_in_process(resolve_proxy, pickled, host=hosts[1])
+    assert (writer_host, reader_host) == (hosts[0], hosts[1])
+    assert read == written
+
+
 def test_campaign_gives_the_results_it_gives_on_one_node(tmp_path, hosts):
     """Random search: its molecules are fixed by the seed, so each IP can be computed here in one process."""
     from dragon_campaign import RunDirectory

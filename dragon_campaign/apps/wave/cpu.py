@@ -3,7 +3,7 @@
 Every process under the runtime's launcher (``dragon``, the parent of this process) and under the
 workers' parents is counted, in one of three groups: ``tasks`` (the workers that ran simulations and trainers), ``services`` (what the data
 path runs beside them: the DDict's orchestrator and managers, Parsl's interchange and worker-pool manager,
-Ray's raylet and GCS)
+Ray's raylet, GCS, dashboard and agents, and its idle workers)
 and ``runtime`` (everything else: the launcher and Dragon's services, this steering process, idle pools).
 On a node with cores to spare the services' time is free; on this 2-core machine it is taken from the
 trainers, which is why the table shows it.
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 GROUPS = ("tasks", "services", "runtime")
-SERVICE_COMMANDS = ("raylet", "gcs_server", "interchange.py", "process_worker_pool")
+SERVICE_COMMANDS = ("raylet", "gcs_server", "site-packages/ray/", "ray::", "interchange.py", "process_worker_pool")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
