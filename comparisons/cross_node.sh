@@ -4,7 +4,7 @@
 # Needs root, openssh-server and iproute2, like bash run-multinode-tests.sh. Arguments go to the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export MN_VENV="$PWD/.venv" MN_NODES="1 2"
+export MN_VENV=${MN_VENV:-$PWD/.venv} MN_NODES="1 2"
 export MN_DIR=${MN_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/multinode.XXXXXX")}
 CLUSTER="$PWD/tests/multinode/cluster"
 trap '"$CLUSTER"/mn_down.sh' EXIT

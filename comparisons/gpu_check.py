@@ -40,11 +40,12 @@ def gpu_identity(pause: float) -> dict[str, Any]:
     return {"pid": os.getpid(), "visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "gpus": gpus, "name": name}
 
 
-def tensors_through_store(store_handle: str, proxy_store_name: str, megabytes: int) -> dict[str, Any]:
+def tensors_through_store(store_handle: str, proxy_store_config: Any, megabytes: int) -> dict[str, Any]:
     """Put a tensor made on this worker's GPU into the store and through ProxyStore; read both back there."""
     import torch
     from proxystore.proxy import resolve
-    from proxystore.store import get_store
+    from proxystore.store import get_or_create_store
+    from proxystore.store.utils import get_key
 
     from ddict_store import attached
 
@@ -58,11 +59,15 @@ def tensors_through_store(store_handle: str, proxy_store_name: str, megabytes: i
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    proxy = get_store(proxy_store_name).proxy(tensor)
+    proxy_store = get_or_create_store(proxy_store_config)
+    proxy = proxy_store.proxy(tensor)
     resolve(proxy)
-    return {"pid": os.getpid(), "device": str(back.device), "store_ok": bool(torch.equal(back, tensor)),
-            "proxy_device": str(proxy.device), "proxy_ok": bool(torch.equal(proxy.to(device), tensor)),
-            "read_gbps": tensor.nbytes / seconds / 1e9}
+    checked = {"pid": os.getpid(), "device": str(back.device), "store_ok": bool(torch.equal(back, tensor)),
+               "proxy_device": str(proxy.device), "proxy_ok": bool(torch.equal(proxy.to(device), tensor)),
+               "read_gbps": tensor.nbytes / seconds / 1e9}
+    namespace.delete(key)
+    proxy_store.evict(get_key(proxy))
+    return checked
 
 
 def train_member_here(smiles: list[str], targets: list[float], member: int, store_handle: str, namespace: str) -> dict[str, Any]:
@@ -141,7 +146,7 @@ def main() -> None:
                     "no two workers share a GPU, and each keeps its own")
 
             for _ in range(workers):
-                queues.send_inputs(store.handle, proxy_store.name, args.tensor_mb, method="tensors_through_store", topic="gpu")
+                queues.send_inputs(store.handle, proxy_store.config(), args.tensor_mb, method="tensors_through_store", topic="gpu")
             for _ in range(workers):
                 result = queues.get_result("gpu", timeout=600)
                 value = result.value if result.success else {}
@@ -153,7 +158,8 @@ def main() -> None:
             namespace = "gpu-check/moldesign"
             queues.send_inputs(0, smiles, store.handle, namespace, method="featurize", topic="gpu")
             featurized = queues.get_result("gpu", timeout=600)
-            checks.check(featurized.success, f"featurized {len(smiles)} molecules into the store")
+            checks.check(featurized.success, f"featurized {len(smiles)} molecules into the store"
+                         + ("" if featurized.success else f": {featurized.failure_info}"))
             targets = list(np.random.default_rng(0).normal(8.0, 1.0, 128))
             for member in range(workers):
                 queues.send_inputs(smiles[:128], targets, member, store.handle, namespace, method="train_member_here", topic="gpu")

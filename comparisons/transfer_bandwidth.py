@@ -86,7 +86,10 @@ def consumer(commands: Any, replies: Any) -> None:
             replies.put(command[1])
             continue
         path, token = command
-        reader = readers.get(path, lambda pickled_proxy: np.asarray(pickle.loads(pickled_proxy)))  # ProxyStore paths
+        if path not in readers:  # ProxyStore paths: the proxy arrives as a task argument would, unpickled, then resolves
+            token, reader = pickle.loads(token), np.asarray
+        else:
+            reader = readers[path]
         start = time.perf_counter()
         total = checksum(reader(token))
         replies.put((time.perf_counter() - start, total))
@@ -344,7 +347,8 @@ def write_report(rows: list[dict[str, Any]], args: argparse.Namespace, memory_li
         f"- Versions: dragonhpc {version('dragonhpc')}, proxystore {version('proxystore')}, redis-py {version('redis')}, "
         f"redis-server {subprocess.run(['redis-server', '--version'], capture_output=True, text=True).stdout.split()[2]}, numpy {np.__version__}",
         "- Method: the reader's timed region is obtaining the array plus a uint64 checksum over all of its bytes "
-        "(memcpy: copy into a warm buffer in 8 MB blocks, the fastest copy measured here, plus the same checksum). "
+        "(memcpy: copy into a warm buffer in 8 MB blocks, the fastest copy measured here, plus the same checksum; "
+        "ProxyStore: resolving a proxy that arrived unpickled, as a task's argument does, or a reference for ddict_store). "
         "Median of the repeats after one warm-up; each repeat uses a fresh key or file. Each path runs with only its "
         "own infrastructure alive (an idle DDict orchestrator busy-polls a core with dragonhpc 0.15; both DDict paths "
         "run it at the lowest CPU priority, see ddict_store/workarounds.py). No ProxyStore store caches (cache_size=0).",
@@ -395,10 +399,24 @@ def write_report(rows: list[dict[str, Any]], args: argparse.Namespace, memory_li
                 f"({'meets' if ours >= 0.5 * base else 'misses'} the 0.5x target); {', '.join(verdicts)} "
                 f"({'ahead of both' if ahead else f'behind the faster by {(1 - ours / max(others.values())) * 100:.0f}%'})."
             )
+    lines += across_nodes(output / "cross_node.md")
     lines.append("")
     report = output / "transfer_bandwidth.md"
     report.write_text("\n".join(lines))
     return report
+
+
+def across_nodes(table: Path) -> list[str]:
+    """The cross-node section: the latest table of comparisons/cross_node.py (a runtime of two nodes, so a
+    separate run), quoted with its date and command, or a line saying how to make it.
+    """
+    lines = ["", "## Across nodes", ""]
+    if not table.exists():
+        return [*lines, "Not measured yet: `bash comparisons/cross_node.sh` writes results/cross_node.md."]
+    quoted = [line for line in table.read_text().splitlines() if line.startswith(("- Date", "- Command", "- Runtime", "|"))]
+    mapping = [line for line in table.read_text().splitlines() if line.startswith("How this maps to Polaris")]
+    return [*lines, "Quoted from `results/cross_node.md` (comparisons/cross_node.py, a separate run on a runtime of two nodes):",
+            "", *quoted, "", *mapping]
 
 
 def main() -> None:

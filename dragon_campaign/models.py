@@ -164,7 +164,16 @@ class Result(BaseModel):
 
     def json_line(self) -> str:
         """One line of JSON for results.jsonl; values JSON cannot hold are summarised, never dropped silently."""
-        return self.model_dump_json(fallback=_json_fallback)
+        try:
+            return self.model_dump_json(fallback=_json_fallback)
+        except Exception:  # an input or value whose own serialization raises: the record stays, that part as text
+            pass
+        inputs: tuple[tuple[Any, ...], dict[str, Any]] = ((f"<inputs of {self.method} that JSON cannot hold>",), {})
+        try:
+            return self.model_copy(update={"inputs": inputs}).model_dump_json(fallback=_json_fallback)
+        except Exception:
+            value = f"<{type(self.value).__name__} that JSON cannot hold>"
+            return self.model_copy(update={"inputs": inputs, "value": value}).model_dump_json(fallback=_json_fallback)
 
     def json(self, **kwargs: Any) -> str:
         """Colmena's ``Result.json``: JSON text, with pydantic's options (e.g. ``exclude={'inputs'}``)."""
@@ -173,10 +182,12 @@ class Result(BaseModel):
 
 def _name_proxy(value: Any) -> Any:
     """A ProxyStore proxy becomes a short text naming its key; it is never resolved (type() does not resolve)."""
-    if type(value).__module__.startswith("proxystore."):
+    if type(value).__module__.startswith("proxystore."):  # other ProxyStore objects (a StoreConfig) stay as they are
+        from proxystore.proxy import Proxy
         from proxystore.store.utils import get_key
 
-        return f"<proxy {get_key(value)!r}>"
+        if type(value) is Proxy:
+            return f"<proxy {get_key(value)!r}>"
     return value
 
 
