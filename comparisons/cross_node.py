@@ -127,8 +127,6 @@ def main() -> None:
     args = parser.parse_args()
     require_dragon_runtime("cross_node.py (through bash comparisons/cross_node.sh)")
     use_dragon_processes()
-    from concurrent.futures import ThreadPoolExecutor
-
     from dragon.infrastructure.policy import Policy
     from dragon.native.machine import Node, System
     from dragon.native.process import Process
@@ -141,34 +139,48 @@ def main() -> None:
         sys.exit(f"cross_node.py needs a runtime of two nodes, this one has {hosts} (bash comparisons/cross_node.sh starts one)")
     writer_host, reader_host = hosts[:2]
 
-    def on(host: str, function: Any, *call_args: Any) -> Any:
-        """Run function(*call_args) in a new Dragon process on ``host``; return its value."""
-        replies = Queue()
-        child = Process(target=_reply, args=(function, call_args, replies), env={"PYTHONPATH": os.pathsep.join(sys.path)},
-                        policy=Policy(placement=Policy.Placement.HOST_NAME, host_name=host))
-        child.start()
-        ok, value = replies.get(timeout=600)
-        child.join(timeout=60)
-        if not ok:
-            raise RuntimeError(value)
-        return value
+    class NodeWorker:
+        """A long-lived Dragon process on one node that runs the functions it is sent (starting a process per
+        call on the emulated cluster takes tens of seconds)."""
 
+        def __init__(self, host: str) -> None:
+            self.commands, self.replies = Queue(), Queue()
+            self.process = Process(target=_serve, args=(self.commands, self.replies), env={"PYTHONPATH": os.pathsep.join(sys.path)},
+                                   policy=Policy(placement=Policy.Placement.HOST_NAME, host_name=host))
+            self.process.start()
+
+        def send(self, function: Any, *call_args: Any) -> None:
+            self.commands.put((function, call_args))
+
+        def reply(self) -> Any:
+            ok, value = self.replies.get(timeout=600)
+            if not ok:
+                raise RuntimeError(value)
+            return value
+
+        def call(self, function: Any, *call_args: Any) -> Any:
+            self.send(function, *call_args)
+            return self.reply()
+
+        def stop(self) -> None:
+            self.commands.put(None)
+            self.process.join(timeout=60)
+
+    writer, reader = NodeWorker(writer_host), NodeWorker(reader_host)
     rows = []
     with DDictStore(buffer_bytes_per_node=(4 * max(args.sizes) + 256) * MB) as store:
         for size in args.sizes:
             nbytes = size * MB
             timings: dict[str, list[float]] = {"TCP socket copy (the link)": [], "ddict_store": [], "ProxyStore + DDictConnector": []}
             for rep in range(args.repeats + 1):
-                with ThreadPoolExecutor(2) as pool:  # the receiver listens while the sender connects
-                    received = pool.submit(on, reader_host, receive_socket, nbytes)
-                    sent = pool.submit(on, writer_host, send_socket, reader_host, nbytes, rep)
-                    (_, expected), (where, seconds, total) = sent.result(), received.result()
-                results = {"TCP socket copy (the link)": (where, seconds, total, expected)}
+                reader.send(receive_socket, nbytes)  # it listens while the writer connects
+                _, expected = writer.call(send_socket, reader_host, nbytes, rep)
+                results = {"TCP socket copy (the link)": (*reader.reply(), expected)}
                 key = f"array-{size}-{rep}"
-                _, expected = on(writer_host, write_store, store.handle, key, nbytes, rep)
-                results["ddict_store"] = (*on(reader_host, read_store, store.handle, key), expected)
-                _, expected, pickled = on(writer_host, write_proxy, store.handle, nbytes, rep)
-                results["ProxyStore + DDictConnector"] = (*on(reader_host, read_proxy, pickled), expected)
+                _, expected = writer.call(write_store, store.handle, key, nbytes, rep)
+                results["ddict_store"] = (*reader.call(read_store, store.handle, key), expected)
+                _, expected, pickled = writer.call(write_proxy, store.handle, nbytes, rep)
+                results["ProxyStore + DDictConnector"] = (*reader.call(read_proxy, pickled), expected)
                 for path, (where, seconds, total, expected) in results.items():
                     if total != expected or where != reader_host:
                         raise RuntimeError(f"{path}: read on {where}, checksum {'ok' if total == expected else 'WRONG'}")
@@ -179,6 +191,8 @@ def main() -> None:
             for path, seconds in timings.items():
                 median = statistics.median(seconds)
                 rows.append({"path": path, "size_mb": size, "read_s": median, "read_gbps": nbytes / median / 1e9, "repeats": args.repeats})
+        writer.stop()
+        reader.stop()
     link = {row["size_mb"]: row["read_gbps"] for row in rows if row["path"].startswith("TCP")}
     for row in rows:
         row["ratio_to_link"] = row["read_gbps"] / link[row["size_mb"]]
@@ -208,13 +222,16 @@ def main() -> None:
     print("\n".join(lines))
 
 
-def _reply(function: Any, call_args: tuple, replies: Any) -> None:
-    try:
-        replies.put((True, function(*call_args)))
-    except BaseException as exc:  # noqa: BLE001  (the caller raises it)
-        import traceback
+def _serve(commands: Any, replies: Any) -> None:
+    """A NodeWorker's loop: run each (function, args) it is sent and reply with the value or the error."""
+    import traceback
 
-        replies.put((False, f"{exc!r}\n{traceback.format_exc()}"))
+    while (command := commands.get()) is not None:
+        function, call_args = command
+        try:
+            replies.put((True, function(*call_args)))
+        except Exception as exc:
+            replies.put((False, f"{exc!r}\n{traceback.format_exc()}"))
 
 
 if __name__ == "__main__":

@@ -91,10 +91,11 @@ class Run:
         return [pid for pid in self.runtime_processes() if WORKER_ENV in _environ(pid)]
 
     def ddict_managers(self) -> list[int]:
-        """Dragon processes that are neither workers nor the head: the DDict's orchestrator runs at nice 19
-        (ddict_store lowers it), its managers do not."""
+        """Dragon processes that are neither workers nor the head nor the DDict's orchestrator (whose background
+        threads ddict_store runs under SCHED_IDLE, or at nice 19 where that is refused)."""
         return [pid for pid in self.runtime_processes()
-                if b"_dragon_native_python_process_main" in _cmdline(pid) and WORKER_ENV not in _environ(pid) and _nice(pid) != 19]
+                if b"_dragon_native_python_process_main" in _cmdline(pid) and WORKER_ENV not in _environ(pid)
+                and not _lowered(pid)]
 
     def simulations_logged(self) -> int:
         path = self.run_dir / "results.jsonl"
@@ -391,9 +392,16 @@ def _pgid(pid: int) -> int | None:
     return int(fields[2]) if fields else None
 
 
-def _nice(pid: int) -> int | None:
-    fields = proc_stat(pid)
-    return int(fields[16]) if fields else None
+def _lowered(pid: int) -> bool:
+    """Whether a thread of the process runs under SCHED_IDLE or at nice 19 (what ddict_store does to the orchestrator)."""
+    for thread in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            fields = (thread / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[38]) == os.SCHED_IDLE or int(fields[16]) == 19:
+            return True
+    return False
 
 
 def _start_time(pid: int) -> float | None:

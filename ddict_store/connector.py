@@ -13,6 +13,7 @@ rebuilds the connector with ``from_config`` and uses its process's attachment of
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -25,8 +26,11 @@ from ddict_store.codec import ALLOCATION_KIND
 from ddict_store.frames import FrameDeserializer, FrameSerializer, inline_frame, parse, take_allocation
 from ddict_store.store import DDictStore, attached
 from ddict_store.values import ValueRef
+from ddict_store.workarounds import call_with_deadline
 
 BytesLike = bytes | bytearray | memoryview
+CLEAR_TIMEOUT_S = 30.0
+logger = logging.getLogger(__name__)
 
 
 class DDictKey(NamedTuple):
@@ -60,9 +64,12 @@ class DDictConnector:
         return f"DDictConnector(store={self.store.config.name!r}, namespace={self.namespace_name!r})"
 
     def close(self) -> None:
-        """With ``clear``, delete the namespace's objects; the store itself stays open."""
-        if self.clear:
-            self._objects.clear()
+        """With ``clear``, delete the namespace's objects (giving up after ``CLEAR_TIMEOUT_S``: a DDict manager
+        that died never answers, and a campaign's shutdown must not wait for it); the store itself stays open.
+        """
+        if self.clear and not call_with_deadline(self._objects.clear, CLEAR_TIMEOUT_S, f"clear-{self.namespace_name}"):
+            logger.error(f"Clearing the namespace {self.namespace_name!r} did not finish within {CLEAR_TIMEOUT_S:g} s; "
+                         "its objects go when the store is destroyed")
 
     def config(self) -> dict[str, Any]:
         """What a worker needs to rebuild this connector (ProxyStore's ``Connector.config``)."""

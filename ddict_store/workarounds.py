@@ -3,8 +3,9 @@
 **The orchestrator spins.** With dragonhpc 0.15 the orchestrator process of every DDict polls an exception queue in a loop
 (``ProcessGroup._exq_monitor`` calls ``Queue.poll(timeout=0.1)``, which returns without sleeping), so an
 otherwise idle orchestrator keeps one core at 100% for the DDict's whole life. The data path never goes
-through the orchestrator (clients talk to the managers directly), so its threads run under ``SCHED_IDLE``:
-simulations and trainers win every contended core. That still left it every idle moment of a 2-core node:
+through the orchestrator (clients talk to the managers directly), so its threads other than the main one
+(which answers attaches, statistics and the destroy, and must not starve on a busy node) run under
+``SCHED_IDLE``: simulations and trainers win every contended core. That still left it every idle moment of a 2-core node:
 during the wave workflow's training it took 25 CPU seconds a minute, and the trainers ran 4% slower than
 the file path's. So where this process may write the cgroup v1 ``cpu`` controller (root on a VM, as in
 CI), the spinning thread alone (found by sampling each thread's CPU time) goes into a cgroup capped at
@@ -57,6 +58,7 @@ def _idle_only(thread: int) -> None:
 CPU_CGROUP = Path("/sys/fs/cgroup/cpu")  # the cgroup v1 cpu controller
 SPIN_SAMPLE_S = 0.3  # a thread busy for more than half of this is spinning
 SPIN_CAP = (1_000, 100_000)  # cpu.cfs_quota_us, cpu.cfs_period_us: 1% of a core
+CAP_PREFIX = "dragon-campaign-"  # the caps' cgroup names (.ci/run checks that none is left)
 
 
 def _thread_cpu(pid: int) -> dict[int, float]:
@@ -85,7 +87,8 @@ def cap_spinning_threads(pid: int, name: str) -> Path | None:
     spinners = [t for t, spent in after.items() if spent - before.get(t, spent) > SPIN_SAMPLE_S / 2]
     if not spinners or not os.access(CPU_CGROUP, os.W_OK):
         return None
-    cgroup = CPU_CGROUP / f"dragon-campaign-{name}"
+    remove_stale_caps()
+    cgroup = CPU_CGROUP / f"{CAP_PREFIX}{name}"
     try:
         cgroup.mkdir(exist_ok=True)
         (cgroup / "cpu.cfs_period_us").write_text(str(SPIN_CAP[1]))
@@ -98,6 +101,21 @@ def cap_spinning_threads(pid: int, name: str) -> Path | None:
         return None
     logger.debug(f"Capped the spinning threads {spinners} of DDict orchestrator pid {pid} at 1% of a core ({cgroup})")
     return cgroup
+
+
+def remove_stale_caps() -> list[str]:
+    """Remove the caps whose threads are all gone (a store whose runtime died before it was destroyed); the
+    next store's creation and the campaign launcher's clean-up call this. Returns their names.
+    """
+    removed = []
+    for cgroup in CPU_CGROUP.glob(f"{CAP_PREFIX}*"):
+        try:
+            if not (cgroup / "tasks").read_text().split():
+                cgroup.rmdir()
+                removed.append(cgroup.name)
+        except OSError:
+            pass  # in use again, or gone
+    return removed
 
 
 def remove_cap(cgroup: Path) -> None:
@@ -116,7 +134,9 @@ def remove_cap(cgroup: Path) -> None:
 
 
 def lower_orchestrator_priority(ddict: DDict) -> int | None:
-    """Renice the DDict's orchestrator if it runs on this node; returns its OS pid, or None if not found."""
+    """Lower the priority of the DDict orchestrator's background threads if it runs on this node; returns its
+    OS pid, or None if not found.
+    """
     process = getattr(ddict, "_orc_proc", None)
     if process is None:  # not the creating client, or a Dragon version that starts it differently
         return None
@@ -126,8 +146,9 @@ def lower_orchestrator_priority(ddict: DDict) -> int | None:
             if marker not in environ.read_bytes():
                 continue
             pid = int(environ.parent.name)
-            for thread in (environ.parent / "task").iterdir():  # Linux scheduling is per thread; the spinning one is not the main thread
-                _idle_only(int(thread.name))
+            for thread in (environ.parent / "task").iterdir():  # Linux scheduling is per thread
+                if int(thread.name) != pid:  # the main thread serves requests (attach, stats, destroy): it keeps its priority
+                    _idle_only(int(thread.name))
         except (OSError, ValueError):
             continue
         logger.debug(f"Lowered the priority of DDict orchestrator {process.puid} (pid {pid})")

@@ -257,6 +257,10 @@ def _remove_leftovers(runtime: _Runtime, grace: float = TEARDOWN_GRACE_S) -> Non
             _say(f"removed {path} ({used / 2**20:.0f} MiB in use) left behind by the runtime")
         except OSError:
             continue
+    from ddict_store.workarounds import remove_stale_caps  # here, not at the top: the launcher starts without Dragon
+
+    for name in remove_stale_caps():
+        _say(f"removed the cgroup {name} (a store's cap on a spinning thread) left behind by the runtime")
 
 
 def _say(message: str) -> None:
