@@ -288,8 +288,12 @@ class Values:
         self.free(entry)
 
     def free(self, entry: Entry) -> None:
-        """Release an entry's buffer and chunks (not its DDict key)."""
-        if entry.buffer is not None:
+        """Release an entry's buffer and chunks (not its DDict key).
+
+        Dragon frees managed memory only on its own node: a buffer on another node stays allocated until the
+        store is destroyed (which removes every node's pool), and ``live_bytes`` there still counts it.
+        """
+        if entry.buffer is not None and BufferPools.is_local(entry.buffer):
             try:
                 BufferPools.free(entry.buffer)
             except StaleBufferError:
