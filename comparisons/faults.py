@@ -395,11 +395,8 @@ def _pgid(pid: int) -> int | None:
 def _lowered(pid: int) -> bool:
     """Whether a thread of the process runs under SCHED_IDLE or at nice 19 (what ddict_store does to the orchestrator)."""
     for thread in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            fields = (thread / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[38]) == os.SCHED_IDLE or int(fields[16]) == 19:
+        fields = proc_stat(int(thread.name))  # a thread has a /proc entry of its own
+        if fields is not None and (int(fields[38]) == os.SCHED_IDLE or int(fields[16]) == 19):
             return True
     return False
 

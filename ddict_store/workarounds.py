@@ -31,7 +31,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -133,6 +133,22 @@ def remove_cap(cgroup: Path) -> None:
         logger.warning(f"Could not remove the cgroup {cgroup}: {exc}")
 
 
+def dragon_pids(puids: Iterable[int]) -> set[int]:
+    """OS pids of these Dragon processes on this node (Dragon names each in its DRAGON_MY_PUID variable and
+    exposes no other way).
+    """
+    markers = {f"DRAGON_MY_PUID={puid}\0".encode() for puid in puids}
+    found = set()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            text = environ.read_bytes()
+        except OSError:
+            continue
+        if any(marker in text for marker in markers):
+            found.add(int(environ.parent.name))
+    return found
+
+
 def lower_orchestrator_priority(ddict: DDict) -> int | None:
     """Lower the priority of the DDict orchestrator's background threads if it runs on this node; returns its
     OS pid, or None if not found.
@@ -140,13 +156,9 @@ def lower_orchestrator_priority(ddict: DDict) -> int | None:
     process = getattr(ddict, "_orc_proc", None)
     if process is None:  # not the creating client, or a Dragon version that starts it differently
         return None
-    marker = f"DRAGON_MY_PUID={process.puid}\0".encode()
-    for environ in Path("/proc").glob("[0-9]*/environ"):
+    for pid in dragon_pids([process.puid]):
         try:
-            if marker not in environ.read_bytes():
-                continue
-            pid = int(environ.parent.name)
-            for thread in (environ.parent / "task").iterdir():  # Linux scheduling is per thread
+            for thread in Path(f"/proc/{pid}/task").iterdir():  # Linux scheduling is per thread
                 if int(thread.name) != pid:  # the main thread serves requests (attach, stats, destroy): it keeps its priority
                     _idle_only(int(thread.name))
         except (OSError, ValueError):

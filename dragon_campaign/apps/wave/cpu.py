@@ -12,7 +12,6 @@ trainers, which is why the table shows it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,20 +34,6 @@ def _command(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
-
-
-def dragon_pids(puids: Iterable[int]) -> set[int]:
-    """OS pids of these Dragon processes on this node (Dragon names each in its DRAGON_MY_PUID variable)."""
-    markers = {f"DRAGON_MY_PUID={puid}\0".encode() for puid in puids}
-    found = set()
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            text = environ.read_bytes()
-        except OSError:
-            continue
-        if any(marker in text for marker in markers):
-            found.add(int(environ.parent.name))
-    return found
 
 
 @dataclass

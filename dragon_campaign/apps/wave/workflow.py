@@ -36,10 +36,11 @@ from typing import Any
 import numpy as np
 
 from ddict_store import DDictStore
+from ddict_store.workarounds import dragon_pids
 from dragon_campaign import DragonQueues, DragonTaskServer, MPIMethod, ProgressReporter, RunDirectory, WorkerPool, futures_status
 from dragon_campaign.apps.wave import tasks
 from dragon_campaign.apps.wave.config import Config
-from dragon_campaign.apps.wave.cpu import GROUPS, CpuMeter, dragon_pids
+from dragon_campaign.apps.wave.cpu import GROUPS, CpuMeter
 from dragon_campaign.apps.wave.memory import prefault
 from dragon_campaign.apps.wave.mpi_simulation import simulate_decomposed
 from dragon_campaign.apps.wave.simulation import data_bytes, simulate
