@@ -37,24 +37,33 @@ def test_every_run_directory_gets_a_self_contained_report(run_dir):
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
 def test_the_report_renders_in_a_real_browser_with_data_in_every_plot(run_dir, tmp_path):
     from selenium import webdriver
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.wait import WebDriverWait
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1300,3000"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    count_points = ("return [...document.querySelectorAll('.js-plotly-plot')].map(p => (p.data || []).reduce("
+                    "(n, trace) => n + ((trace.x || []).length || (trace.y || []).length), 0));")
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     try:
+        driver.set_page_load_timeout(120)
         driver.get((run_dir / "report.html").resolve().as_uri())
-        points = driver.execute_script(
-            "return [...document.querySelectorAll('.js-plotly-plot')].map(p => p.data.reduce("
-            "(n, trace) => n + ((trace.x || []).length || (trace.y || []).length), 0));")
+        # a loaded 2-core runner may still be drawing when the load event fires: wait for the five plots
+        try:
+            WebDriverWait(driver, 60, poll_frequency=0.5).until(lambda d: len(d.execute_script(count_points)) >= 5)
+        except TimeoutException:
+            pass  # the assertions below say what was there
+        points = driver.execute_script(count_points)
+        state = driver.execute_script("return [document.readyState, typeof Plotly, document.title];")
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         driver.save_screenshot(str(tmp_path / "report.png"))
     finally:
         driver.quit()
-    assert len(points) == 5, f"expected five plots, found {len(points)}"
+    assert len(points) == 5, f"expected five plots, found {len(points)}; page state {state}, console errors {errors}"
     assert all(count > 0 for count in points), f"a plot without data: {points}"
     assert errors == [], errors
     assert (tmp_path / "report.png").stat().st_size > 10_000
