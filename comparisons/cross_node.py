@@ -10,6 +10,8 @@ discarded; the median is reported. Paths:
 
 * TCP socket copy: a process on the first node sends the array's bytes over one TCP connection to a
   process on the second, which receives them into a reused buffer (the link's limit for one stream);
+* Dragon queue: the array's bytes put on a Dragon ``Queue`` by the first node and taken by the second
+  (Dragon's own transport between nodes, without the DDict: the floor under both store paths);
 * ddict_store: ``put`` on the first node (its buffer there and, on a runtime of several nodes, chunks
   spread over every node's DDict manager), ``get`` on the second (the chunks, read in parallel);
 * ProxyStore + DDictConnector: ``ddict_proxy_store`` on the first node, the proxy resolved on the second.
@@ -66,6 +68,12 @@ def write_proxy(handle: str, nbytes: int, seed: int) -> tuple[str, int, bytes]:
     return socket.gethostname(), checksum(array), pickle.dumps(store.proxy(array, populate_target=False))
 
 
+def send_queue(queue: Any, nbytes: int, seed: int) -> tuple[str, int]:
+    array = make(nbytes, seed)
+    queue.put(array.tobytes())
+    return socket.gethostname(), checksum(array)
+
+
 def send_socket(reader_host: str, nbytes: int, seed: int) -> tuple[str, int]:
     array = make(nbytes, seed)
     deadline = time.monotonic() + 60
@@ -98,6 +106,12 @@ def read_proxy(pickled: bytes) -> tuple[str, float, int]:
     proxy = pickle.loads(pickled)
     start = time.perf_counter()
     total = checksum(proxy)
+    return socket.gethostname(), time.perf_counter() - start, total
+
+
+def read_queue(queue: Any) -> tuple[str, float, int]:
+    start = time.perf_counter()
+    total = checksum(np.frombuffer(queue.get(timeout=600), dtype=np.float64))
     return socket.gethostname(), time.perf_counter() - start, total
 
 
@@ -167,15 +181,19 @@ def main() -> None:
             self.process.join(timeout=60)
 
     writer, reader = NodeWorker(writer_host), NodeWorker(reader_host)
+    transport = Queue(maxsize=2)
     rows = []
     with DDictStore(buffer_bytes_per_node=(4 * max(args.sizes) + 256) * MB) as store:
         for size in args.sizes:
             nbytes = size * MB
-            timings: dict[str, list[float]] = {"TCP socket copy (the link)": [], "ddict_store": [], "ProxyStore + DDictConnector": []}
+            timings: dict[str, list[float]] = {"TCP socket copy (the link)": [], "Dragon queue": [], "ddict_store": [],
+                                               "ProxyStore + DDictConnector": []}
             for rep in range(args.repeats + 1):
                 reader.send(receive_socket, nbytes)  # it listens while the writer connects
                 _, expected = writer.call(send_socket, reader_host, nbytes, rep)
                 results = {"TCP socket copy (the link)": (*reader.reply(), expected)}
+                _, expected = writer.call(send_queue, transport, nbytes, rep)  # waits in the queue for the reader
+                results["Dragon queue"] = (*reader.call(read_queue, transport), expected)
                 key = f"array-{size}-{rep}"
                 _, expected = writer.call(write_store, store.handle, key, nbytes, rep)
                 results["ddict_store"] = (*reader.call(read_store, store.handle, key), expected)
