@@ -24,12 +24,12 @@ def machine_description() -> str:
     return f"{socket.gethostname()}: {model}, {os.cpu_count()} cores, {memory_gb:.0f} GiB, Python {platform.python_version()}"
 
 
-def provenance() -> list[str]:
-    """The markdown lines naming machine, date and command (run under `dragon`)."""
+def provenance(launcher: str = "dragon") -> list[str]:
+    """The markdown lines naming machine, date and command (run under ``launcher``)."""
     return [
         f"- Machine: {machine_description()}",
         f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- Command: `dragon {shlex.join(sys.argv)}`",
+        f"- Command: `{launcher} {shlex.join(sys.argv)}`",
     ]
 
 

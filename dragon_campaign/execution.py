@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any
 
 from dragon_campaign.methods import PythonGeneratorMethod
-from dragon_campaign.models import ResourceRequirements
 from dragon_campaign.mpi import MPIMethod
 from dragon_campaign.queues.proxying import proxy_result, resolve_input_proxies
 from dragon_campaign.wire import PICKLE_PROTOCOL, Failure, Layout, TaskRecord
@@ -54,6 +53,8 @@ def run_task(
                 value, ranks = mpi.run(args, kwargs, ranks_layout)
             else:
                 if _takes_resources(function):
+                    from dragon_campaign.models import ResourceRequirements  # pydantic: only workers that need it import it
+
                     kwargs = {**kwargs, "_resources": ResourceRequirements(**layout._asdict())}
                 if isinstance(function, PythonGeneratorMethod):
                     value = function.run(args, kwargs, None if emit is None else lambda item: emit(_pickled(item, method, proxy_rule)))

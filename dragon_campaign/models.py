@@ -26,6 +26,15 @@ def new_task_id() -> str:
     return f"{_TASK_ID_PREFIX}{next(_task_ids):012x}"
 
 
+def fill(model: BaseModel, **values: Any) -> None:
+    """Set fields of a model as plain assignment would (these models do not validate assignments), without
+    pydantic's per-assignment dispatch: completing a task sets a dozen fields, 15 us of the steering
+    process's time per task that way, 1 us this way.
+    """
+    model.__dict__.update(values)
+    model.__pydantic_fields_set__.update(values)
+
+
 class FailureInformation(BaseModel):
     """Why a task failed: the exception's repr and its formatted traceback."""
 

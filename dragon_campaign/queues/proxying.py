@@ -7,20 +7,31 @@ time it needs it. Proxied objects stay in the store (readers may resolve them mo
 topic's rule says ``evict``: each proxy is then evicted when it is first resolved (ProxyStore's
 ``evict=True``), for values consumed once, so the store holds only what is still in flight. Otherwise clear
 the store's namespace (``ddict_proxy_store`` does on close), or evict by key, when the campaign no longer needs them.
+
+ProxyStore is imported only where a rule needs it: it brings numpy and pandas along (0.6 s), which every
+worker would otherwise pay at start. A value cannot be a proxy before ProxyStore is imported (unpickling
+one imports it), so the checks below look for the class only once the module is there.
 """
 
 from __future__ import annotations
 
 import pickle
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from proxystore.proxy import Proxy, resolve
-from proxystore.store import Store, get_store, register_store
-from proxystore.store.config import StoreConfig
-from proxystore.store.utils import get_key
+if TYPE_CHECKING:
+    from proxystore.proxy import Proxy
+    from proxystore.store import Store
+    from proxystore.store.config import StoreConfig
+
+
+def _is_proxy(value: Any) -> bool:
+    """Whether ``value`` is a ProxyStore proxy, without resolving it (``type()`` does not) or importing ProxyStore."""
+    module = sys.modules.get("proxystore.proxy")
+    return module is not None and type(value) is module.Proxy
 
 
 class WorkerProxyRule(NamedTuple):
@@ -43,6 +54,8 @@ class ProxyRule:
 
     def store(self) -> Store:
         """The ProxyStore store of the rule (looked up by name in this process)."""
+        from proxystore.store import get_store
+
         store = get_store(self.store_name)
         if store is None:
             raise ValueError(f"No ProxyStore store named {self.store_name!r} is registered; create it with register=True")
@@ -55,7 +68,7 @@ class ProxyRule:
 
 def size_of(value: Any) -> int:
     """Bytes a value would occupy on the wire (arrays and tensors by their buffer, others pickled)."""
-    if type(value) is Proxy:
+    if _is_proxy(value):
         return 0
     nbytes = getattr(value, "nbytes", None)
     if isinstance(nbytes, int):
@@ -91,6 +104,8 @@ def proxy_result(value: Any, rule: WorkerProxyRule | None) -> Any:
     """On a worker: proxy a result above the threshold, creating the store from its config once."""
     if rule is None:
         return value
+    from proxystore.store import Store, get_store, register_store
+
     config = rule.config
     store = _worker_stores.get(config.name) or get_store(config.name)
     if store is None:
@@ -107,6 +122,11 @@ def resolve_input_proxies(args: tuple, kwargs: dict[str, Any]) -> dict[str, dict
     task to meet where it touches it.
     """
     timings: dict[str, dict[str, dict]] = {}
+    if "proxystore.proxy" not in sys.modules:
+        return timings
+    from proxystore.proxy import resolve
+    from proxystore.store.utils import get_key
+
     for proxy in _input_proxies(args, kwargs):
         tick = time.perf_counter()
         try:
@@ -119,9 +139,9 @@ def resolve_input_proxies(args: tuple, kwargs: dict[str, Any]) -> dict[str, dict
 
 def _input_proxies(args: tuple, kwargs: dict[str, Any]) -> Iterator[Proxy]:
     for value in (*args, *kwargs.values()):
-        if type(value) is Proxy:
+        if _is_proxy(value):
             yield value
         elif type(value) in (list, tuple):
-            yield from (item for item in value if type(item) is Proxy)
+            yield from (item for item in value if _is_proxy(item))
         elif type(value) is dict:
-            yield from (item for item in value.values() if type(item) is Proxy)
+            yield from (item for item in value.values() if _is_proxy(item))

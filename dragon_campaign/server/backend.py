@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from dragon_campaign.models import FailureInformation, Result, WorkerInformation
+from dragon_campaign.models import FailureInformation, Result, WorkerInformation, fill
 from dragon_campaign.queues.waiting import WaitingTask, WaitingTasks
 from dragon_campaign.wire import Layout, TaskRecord
 
@@ -108,8 +108,8 @@ def failed(task: WaitingTask, failure: FailureInformation) -> Result:
 
 def mark_dispatched(task: WaitingTask) -> None:
     """Record on the task's result that it left the waiting queue now, at its current priority."""
-    task.result.priority = task.priority
-    task.result.timestamp.dispatched = time.time()
+    fill(task.result, priority=task.priority)
+    fill(task.result.timestamp, dispatched=time.time())
 
 
 def layout_of(task: WaitingTask) -> Layout:

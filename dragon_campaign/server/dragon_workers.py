@@ -34,6 +34,7 @@ from dragon_campaign.queues.waiting import WaitingTask, WaitingTasks
 from dragon_campaign.server.backend import Completion, Send, failed, layout_of, mark_dispatched
 from dragon_campaign.server.handles import WorkerHandle, destroy_queues, post, signal_worker
 from dragon_campaign.server.pool import WorkerPool, WorkerSlot, gpu_env_var, place_workers, runtime_nodes
+from dragon_campaign.server.reader import QueueReader
 from dragon_campaign.server.worker import worker_main
 from dragon_campaign.wire import Exited, Partial, Ready, Results, StartFailed, StopReceiver, TaskMessage, WorkerKey, dumps, loads
 
@@ -72,6 +73,9 @@ class DragonWorkers:
         self._gpu_env_var = "CUDA_VISIBLE_DEVICES"
         self._threads: list[threading.Thread] = []
         self._closing = threading.Event()
+        self._cores: dict[str, int] = {}  # hostname -> cores, of every node of the runtime
+        self._primary = ""  # the node of the steering process
+        self._receiver: QueueReader | None = None
 
     def accepts(self, pool: object) -> bool:
         """Whether ``pool`` is a Dragon pool."""
@@ -83,7 +87,10 @@ class DragonWorkers:
         self._serving = serving
         self._methods_blob = cloudpickle.dumps(self._methods)
         self._result_queue = Queue(maxsize=RESULT_QUEUE_SIZE)
+        self._receiver = QueueReader(self._result_queue, crowded=False)
         nodes = runtime_nodes()
+        self._cores = {node.hostname: node.num_cpus for node in nodes}
+        self._primary = nodes[0].hostname
         self._gpu_env_var = gpu_env_var(nodes)
         for name, pool in pools.items():
             slots = place_workers(name, pool, nodes)
@@ -109,9 +116,11 @@ class DragonWorkers:
         pool = self._pools[slot.pool]
         tasks = Queue(maxsize=pool.max_prefetch + 4)
         control = Queue(maxsize=CONTROL_QUEUE_SIZE)
+        with self.server.lock:
+            crowded = self._crowded(slot.hostname, starting=1)
         process = Process(
             target=worker_main,
-            args=(slot, generation, tasks, control, self._result_queue, self._methods_blob),
+            args=(slot, generation, tasks, control, self._result_queue, self._methods_blob, crowded),
             env=slot.environment(pool, self._gpu_env_var),
             policy=slot.policy(),
         )
@@ -119,6 +128,15 @@ class DragonWorkers:
         worker = WorkerHandle(slot, generation, process, tasks, control)
         with self.server.lock:
             self._workers[worker.key] = worker
+            if self._receiver is not None:
+                self._receiver.crowded = self._crowded(self._primary)
+
+    def _crowded(self, hostname: str, starting: int = 0) -> bool:
+        """Whether a node has fewer cores than processes that want one: its workers (and ``starting`` more),
+        and on the primary node the steering process too. There, waiting for a message must not spin.
+        """
+        workers = starting + sum(1 for w in self._workers.values() if w.slot.hostname == hostname)
+        return workers + (hostname == self._primary) > self._cores.get(hostname, 1)
 
     def watch(self, puids: Iterable[int], what: str) -> None:
         """Join these processes too, and stop the campaign if one exits (see ``DragonTaskServer.watch``)."""
@@ -187,16 +205,16 @@ class DragonWorkers:
             status[name] = (sum(1 for w in workers if w.inflight), len(workers))
         return status
 
-    def worker_count(self, pool: str | None = None) -> int:
-        """Live workers, of one pool or of all."""
+    def worker_count(self, pool: str | None = None, ready: bool = False) -> int:
+        """Live workers, of one pool or of all (``ready``: only those that have started and said so)."""
         with self.server.lock:
-            return sum(1 for w in self._workers.values() if pool is None or w.slot.pool == pool)
+            return sum(1 for w in self._workers.values() if (pool is None or w.slot.pool == pool) and (not ready or w.info is not None))
 
     # -- results -------------------------------------------------------------------------------------------
     def _receive_loop(self) -> None:
-        assert self._result_queue is not None
+        assert self._receiver is not None
         while True:
-            message = loads(self._result_queue.get())  # blocking: a timed get of a Dragon queue spins (dragonhpc 0.15)
+            message = loads(self._receiver.get())  # never a timed get: that spins all the time (dragonhpc 0.15)
             received = time.time()
             try:
                 match message:

@@ -16,7 +16,7 @@ from dragon.native.queue import Queue
 
 from dragon_campaign.models import WorkerInformation
 from dragon_campaign.queues.waiting import WaitingTask
-from dragon_campaign.server.pool import WorkerSlot
+from dragon_campaign.server.slot import WorkerSlot
 from dragon_campaign.wire import WorkerKey
 
 logger = logging.getLogger(__name__)

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import logging
-import os
-import sys
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 import pydantic
 
+from dragon_campaign.server.slot import WorkerSlot
+
 if TYPE_CHECKING:  # Dragon is imported where workers are placed, not where a configuration is checked
-    from dragon.infrastructure.policy import Policy
     from dragon.native.machine import Node
 
 logger = logging.getLogger(__name__)
 
-WORKER_ENV = "DRAGON_CAMPAIGN_WORKER"  # pool/index, in every worker's environment
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=pydantic.ConfigDict(extra="forbid"))
@@ -43,35 +41,6 @@ class WorkerPool:
     env: dict[str, str] = field(default_factory=dict)
     prefetch_seconds: pydantic.NonNegativeFloat = 0.002
     max_prefetch: pydantic.NonNegativeInt = 64
-
-
-@dataclass(frozen=True)
-class WorkerSlot:
-    """Where one worker of a pool runs: its node and, for a GPU worker, its GPU."""
-
-    pool: str
-    index: int
-    hostname: str
-    gpu: int | None = None
-
-    def policy(self) -> Policy:
-        """Dragon's placement of this worker: its node and, for a GPU worker, its GPU."""
-        from dragon.infrastructure.policy import Policy
-
-        if self.gpu is None:
-            return Policy(placement=Policy.Placement.HOST_NAME, host_name=self.hostname)
-        return Policy(placement=Policy.Placement.HOST_NAME, host_name=self.hostname, gpu_affinity=[self.gpu])
-
-    def environment(self, pool: WorkerPool, gpu_env_var: str) -> dict[str, str]:
-        """The worker's extra variables: its GPU, its name (``$WORKER_ENV``: for ``ps``, py-spy and fault
-        injection to find it), and the steering process's import path (as spawn would).
-        """
-        env = dict(pool.env)
-        env[gpu_env_var] = "" if self.gpu is None else str(self.gpu)  # CPU workers see no GPU at all
-        env[WORKER_ENV] = f"{self.pool}/{self.index}"
-        paths = [p for p in (env.get("PYTHONPATH", ""), *sys.path) if p and os.path.isdir(p)]
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-        return env
 
 
 def runtime_nodes() -> list[Node]:

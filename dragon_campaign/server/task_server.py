@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from dragon_campaign.bridges.executors import ExecutorPool
-from dragon_campaign.models import FailureInformation, Result, WorkerInformation
+from dragon_campaign.models import FailureInformation, Result, WorkerInformation, fill
 from dragon_campaign.queues.dragon import DragonQueues
 from dragon_campaign.queues.waiting import WaitingTask
 from dragon_campaign.runs import ResultLog, RunDirectory
@@ -168,9 +168,11 @@ class DragonTaskServer:
         """Whether the shutdown began."""
         return self._stopping
 
-    def worker_count(self, pool: str | None = None) -> int:
-        """Live Dragon workers, of one pool or of all."""
-        return self._dragon.worker_count(pool)
+    def worker_count(self, pool: str | None = None, ready: bool = False) -> int:
+        """Live Dragon workers, of one pool or of all (``ready``: only those that have started and can take tasks;
+        a large pool takes a while, about a second of CPU per worker to import the campaign's modules).
+        """
+        return self._dragon.worker_count(pool, ready)
 
     def pool_status(self) -> dict[str, tuple[int, int]]:
         """Per pool: (busy, size) — workers holding a task and live workers, or tasks in flight and ``max_in_flight``."""
@@ -300,31 +302,30 @@ class DragonTaskServer:
     def complete(self, task: WaitingTask, record: TaskRecord, info: WorkerInformation, sent: float, received: float) -> Result:
         """Fill a task's result from the record of the worker (``info``) that ran it."""
         result = task.result
-        result.mpi_ranks = record.mpi_ranks
         previous = self._average_runtime.get(task.method)
         sample = record.running_s + record.deserialize_s + record.serialize_s
         self._average_runtime[task.method] = sample if previous is None else previous + RUNTIME_SMOOTHING * (sample - previous)
-        result.worker_info = info
-        stamps, spans = result.timestamp, result.time
-        stamps.input_received, stamps.compute_started, stamps.compute_ended = record.input_received, record.compute_started, record.compute_ended
-        stamps.result_sent, stamps.result_received = sent, received
-        spans.deserialize_inputs, spans.running, spans.serialize_results = record.deserialize_s, record.running_s, record.serialize_s
-        spans.proxy = record.proxy_times or {}
+        fill(result, mpi_ranks=record.mpi_ranks, worker_info=info)
+        fill(result.timestamp, input_received=record.input_received, compute_started=record.compute_started,
+             compute_ended=record.compute_ended, result_sent=sent, result_received=received)
+        spans = result.time
+        fill(spans, deserialize_inputs=record.deserialize_s, running=record.running_s, serialize_results=record.serialize_s,
+             proxy=record.proxy_times or {})
         success, failure = record.success, record.failure
+        value = None
         if record.value is not None:
             result.message_sizes["value"] = len(record.value)
             tick = time.perf_counter()
             try:
-                result.value = loads(record.value)
+                value = loads(record.value)
             except Exception as exc:
                 success, failure = False, Failure(f"Could not unpickle the value in the steering process: {exc!r}", "")
-            spans.deserialize_results = time.perf_counter() - tick
-        result.success = success
-        if success:
-            result.failure_info = None
-        else:
+            fill(spans, deserialize_results=time.perf_counter() - tick)
+        failure_info = None
+        if not success:
             reason = failure or Failure("The worker reported a failure without a reason", "")
-            result.failure_info = FailureInformation(exception=reason.exception, traceback=reason.traceback or None)
+            failure_info = FailureInformation(exception=reason.exception, traceback=reason.traceback or None)
+        fill(result, value=value, success=success, failure_info=failure_info)
         return result
 
     def may_retry(self, task: WaitingTask) -> bool:

@@ -29,7 +29,8 @@ from typing import Any
 import cloudpickle
 
 from dragon_campaign.execution import run_task
-from dragon_campaign.server.pool import WorkerSlot
+from dragon_campaign.server.reader import QueueReader
+from dragon_campaign.server.slot import WorkerSlot
 from dragon_campaign.wire import Partial, Ready, Results, StartFailed, TaskMessage, TaskRecord, WorkerKey, dumps, loads
 
 FLUSH_AFTER_S = 0.002
@@ -114,19 +115,21 @@ class _Cancellations:
             raise TaskCancelled
 
 
-def worker_main(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results: Any, methods_blob: bytes) -> None:
-    """Entry point of a worker process (``tasks``, ``control`` and ``results`` are Dragon queues)."""
+def worker_main(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results: Any, methods_blob: bytes, crowded: bool = False) -> None:
+    """Entry point of a worker process (``tasks``, ``control`` and ``results`` are Dragon queues; ``crowded``:
+    its node has no core to spare, so it waits for tasks without spinning, see :mod:`.reader`).
+    """
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the campaign process decides what Ctrl-C means
     try:
-        _serve(slot, generation, tasks, control, results, methods_blob)
+        _serve(slot, generation, tasks, control, results, methods_blob, crowded)
     except WorkerStopped:
         pass
     finally:  # exiting anyway: a late SIGTERM must not raise inside Dragon's process epilogue (a traceback)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def _serve(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results: Any, methods_blob: bytes) -> None:
+def _serve(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results: Any, methods_blob: bytes, crowded: bool) -> None:
     key = WorkerKey(slot.pool, slot.index, generation)
     try:
         methods: dict[str, Callable[..., Any]] = cloudpickle.loads(methods_blob)
@@ -137,8 +140,9 @@ def _serve(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results:
     results.put(dumps(Ready(key, info)))
 
     cancellations = _Cancellations(control)
+    reader = QueueReader(tasks, crowded)
     while True:
-        batch: list[TaskMessage] | None = loads(tasks.get())
+        batch: list[TaskMessage] | None = loads(reader.get())
         received = time.time()
         if batch is None:
             cancellations.close()
