@@ -414,7 +414,7 @@ def across_nodes(table: Path) -> list[str]:
     if not table.exists():
         return [*lines, "Not measured yet: `bash comparisons/cross_node.sh` writes results/cross_node.md."]
     quoted = [line for line in table.read_text().splitlines() if line.startswith(("- Date", "- Command", "- Runtime", "|"))]
-    mapping = [line for line in table.read_text().splitlines() if line.startswith("How this maps to Polaris")]
+    mapping = [line for line in table.read_text().splitlines() if line.startswith(("What limits it here", "How this maps to Polaris"))]
     return [*lines, "Quoted from `results/cross_node.md` (comparisons/cross_node.py, a separate run on a runtime of two nodes):",
             "", *quoted, "", *mapping]
 

@@ -117,10 +117,10 @@ class DragonWorkers:
         tasks = Queue(maxsize=pool.max_prefetch + 4)
         control = Queue(maxsize=CONTROL_QUEUE_SIZE)
         with self.server.lock:
-            crowded = self._crowded(slot.hostname, starting=1)
+            crowd = (self._wanting_a_core(slot.hostname, starting=1), self._cores.get(slot.hostname, 1))
         process = Process(
             target=worker_main,
-            args=(slot, generation, tasks, control, self._result_queue, self._methods_blob, crowded),
+            args=(slot, generation, tasks, control, self._result_queue, self._methods_blob, crowd),
             env=slot.environment(pool, self._gpu_env_var),
             policy=slot.policy(),
         )
@@ -129,14 +129,14 @@ class DragonWorkers:
         with self.server.lock:
             self._workers[worker.key] = worker
             if self._receiver is not None:
-                self._receiver.crowded = self._crowded(self._primary)
+                self._receiver.crowded = self._wanting_a_core(self._primary) > self._cores.get(self._primary, 1)
 
-    def _crowded(self, hostname: str, starting: int = 0) -> bool:
-        """Whether a node has fewer cores than processes that want one: its workers (and ``starting`` more),
-        and on the primary node the steering process too. There, waiting for a message must not spin.
+    def _wanting_a_core(self, hostname: str, starting: int = 0) -> int:
+        """Processes that want a core on a node: its workers (and ``starting`` more), and on the primary node the
+        steering process. More than its cores, and waiting for a message must not spin (see :mod:`.reader`).
         """
         workers = starting + sum(1 for w in self._workers.values() if w.slot.hostname == hostname)
-        return workers + (hostname == self._primary) > self._cores.get(hostname, 1)
+        return workers + (hostname == self._primary)
 
     def watch(self, puids: Iterable[int], what: str) -> None:
         """Join these processes too, and stop the campaign if one exits (see ``DragonTaskServer.watch``)."""

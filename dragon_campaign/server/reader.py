@@ -1,38 +1,56 @@
-"""Reading a Dragon queue without spinning a core while messages keep coming.
+"""Reading a Dragon queue without spinning the cores of a crowded node.
 
 dragonhpc 0.15's blocking ``Queue.get`` waits adaptively: it spins on a core for about 55 ms before it
-sleeps (measured here: a blocked get costs 80 ms of CPU in its first 3 s, whatever the wait mode asked of
-the channel). A reader whose messages come more often than that spins all the time: a worker fed a task
-every few milliseconds used 90 % of a core doing nothing, and four such workers on two cores left the
-steering process, whose result receiver spins the same way, less than one core. So while messages keep
-coming, :class:`QueueReader` looks at the channel's message count between sleeps (about 15 us of CPU per
-look), short for ``FAST_FOR_S`` after the last message (a sequential thinker's next task comes within it),
-then doubling up to ``MAX_POLL_S``, and takes a message once one is there; after
-``block_after_s`` without one it falls back to the blocking get (one spin, then the kernel). Looking costs latency (each sleep is at least about 80 us
-here: a no-op round trip went from 0.47 to 0.80 ms), so a reader looks only while its node is *crowded*
-(more workers, with the steering process on its node, than cores: the spin would take a core from a process
-with work to do); on a node with a core to spare it blocks at once. A channel on another node is always
-read with the blocking get: looking at it would be a call through the transport each time.
+sleeps (a blocked get costs 80 ms of CPU in its first 3 s, whatever wait mode the channel is asked for).
+A reader whose messages come more often than that spins all the time: a worker fed a task every few
+milliseconds used 90 % of a core doing nothing; four such workers on two cores left the steering process,
+whose result receiver spins the same way, less than one core; 128 workers on two cores, each spinning
+55 ms whenever it waited, kept the load at 113 and the workers 45 % busy with 1 s tasks.
+
+On a node with a core to spare for every process that wants one, :class:`QueueReader` simply blocks in
+Dragon's get (the spin costs nothing there and answers fastest). On a *crowded* node (more workers, and
+on the primary node the steering process, than cores) it never does: it looks at the channel's message
+count between sleeps and takes a message once one is there. Looks cost CPU (``LOOK_CPU_S``) and latency
+(each sleep is at least about 80 us here: a no-op round trip went from 0.47 to 0.80 ms), so:
+
+* a worker's shortest sleep grows with the crowd, all waiting workers' looks together kept to
+  ``LOOK_SHARE`` of the node's cores (128 workers on 2 cores: a look every 2 ms; 4 workers: 75 us);
+* the sleep stays shortest for ``FAST_FOR_S`` after the wait began (a sequential thinker's next task comes
+  within it), then doubles up to ``MAX_POLL_S`` (or the shortest, if longer), and after ``IDLE_AFTER_S``
+  without a message up to ``IDLE_POLL_S``: a worker idle for long looks ten times a second.
+
+A worker that looks also notices when its parent (Dragon's local services) is gone, and exits instead of
+waiting forever. A channel on another node is always read with the blocking get: looking at it would be
+a call through the transport each time.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
-POLL_S = 20e-6  # the first sleep asked between looks (the kernel makes it about 80 us here)
-FAST_FOR_S = 0.002  # how long the reader keeps looking every POLL_S
-MAX_POLL_S = 0.001  # the longest: a message waits at most this long for a reader that looks
-BLOCK_AFTER_S = 0.05  # this long without a message: block in Dragon's get instead of looking
+POLL_S = 20e-6  # the shortest sleep asked between looks (the kernel makes it about 80 us here)
+LOOK_CPU_S = 15e-6  # CPU time of one look and its sleep call (measured here)
+LOOK_SHARE = 0.5  # the share of a crowded node's cores its waiting workers may spend looking
+FAST_FOR_S = 0.002  # how long a wait keeps the shortest sleep
+MAX_POLL_S = 0.001  # then the sleep doubles up to this (or the shortest, if longer)
+IDLE_AFTER_S = 1.0  # a wait this long: the reader is idle, its sleep doubles up to IDLE_POLL_S
+IDLE_POLL_S = 0.1
+
+
+class Orphaned(SystemExit):
+    """The process that started this worker is gone (the runtime was killed): nothing will come any more."""
 
 
 class QueueReader:
-    """``get()`` from a Dragon queue, looking between short sleeps while the queue is busy and the node crowded."""
+    """``get()`` from a Dragon queue: blocking on a node with cores to spare, looking between sleeps on a crowded one."""
 
-    def __init__(self, queue: Any, crowded: bool = True, block_after_s: float = BLOCK_AFTER_S) -> None:
+    def __init__(self, queue: Any, crowded: bool = False, shortest_s: float = POLL_S, watch_parent: bool = False) -> None:
         self.queue = queue
         self.crowded = crowded  # the owner may change it (a pool joined the node)
-        self.block_after_s = block_after_s
+        self.shortest_s = shortest_s
+        self._parent = os.getppid() if watch_parent else None
         channel = getattr(queue, "_main_channel", None)  # the FLI's main channel (dragon.native.queue, 0.15)
         self._channel = channel if channel is not None and getattr(channel, "is_local", False) else None
 
@@ -40,12 +58,19 @@ class QueueReader:
         """The next message, waiting as long as it takes."""
         channel = self._channel
         if self.crowded and channel is not None and not channel.num_msgs:
-            now = time.monotonic()
-            slow_down, give_up = now + FAST_FOR_S, now + self.block_after_s
-            pause = POLL_S
-            while not channel.num_msgs and now < give_up:
+            started = time.monotonic()
+            pause = self.shortest_s
+            busy_cap = max(MAX_POLL_S, self.shortest_s)
+            while not channel.num_msgs:
                 time.sleep(pause)
-                now = time.monotonic()
-                if now > slow_down:
-                    pause = min(2 * pause, MAX_POLL_S)
+                waited = time.monotonic() - started
+                if waited > FAST_FOR_S:
+                    pause = min(2 * pause, busy_cap if waited < IDLE_AFTER_S else max(IDLE_POLL_S, busy_cap))
+                if self._parent is not None and os.getppid() != self._parent:
+                    raise Orphaned(f"the parent process {self._parent} of this worker is gone")
         return self.queue.get()
+
+
+def shortest_sleep(waiters: int, cores: int) -> float:
+    """A waiting worker's shortest sleep between looks when ``waiters`` processes wait on ``cores`` cores."""
+    return max(POLL_S, LOOK_CPU_S * waiters / (LOOK_SHARE * max(cores, 1)))

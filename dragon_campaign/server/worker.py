@@ -29,7 +29,7 @@ from typing import Any
 import cloudpickle
 
 from dragon_campaign.execution import run_task
-from dragon_campaign.server.reader import QueueReader
+from dragon_campaign.server.reader import QueueReader, shortest_sleep
 from dragon_campaign.server.slot import WorkerSlot
 from dragon_campaign.wire import Partial, Ready, Results, StartFailed, TaskMessage, TaskRecord, WorkerKey, dumps, loads
 
@@ -115,21 +115,22 @@ class _Cancellations:
             raise TaskCancelled
 
 
-def worker_main(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results: Any, methods_blob: bytes, crowded: bool = False) -> None:
-    """Entry point of a worker process (``tasks``, ``control`` and ``results`` are Dragon queues; ``crowded``:
-    its node has no core to spare, so it waits for tasks without spinning, see :mod:`.reader`).
+def worker_main(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results: Any, methods_blob: bytes, crowd: tuple[int, int] = (1, 1)) -> None:
+    """Entry point of a worker process (``tasks``, ``control`` and ``results`` are Dragon queues; ``crowd``: the
+    processes that want a core on its node, and its cores: more of the first, and it waits for tasks without
+    spinning, see :mod:`.reader`).
     """
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the campaign process decides what Ctrl-C means
     try:
-        _serve(slot, generation, tasks, control, results, methods_blob, crowded)
+        _serve(slot, generation, tasks, control, results, methods_blob, crowd)
     except WorkerStopped:
         pass
     finally:  # exiting anyway: a late SIGTERM must not raise inside Dragon's process epilogue (a traceback)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def _serve(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results: Any, methods_blob: bytes, crowded: bool) -> None:
+def _serve(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results: Any, methods_blob: bytes, crowd: tuple[int, int]) -> None:
     key = WorkerKey(slot.pool, slot.index, generation)
     try:
         methods: dict[str, Callable[..., Any]] = cloudpickle.loads(methods_blob)
@@ -140,7 +141,8 @@ def _serve(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results:
     results.put(dumps(Ready(key, info)))
 
     cancellations = _Cancellations(control)
-    reader = QueueReader(tasks, crowded)
+    wanting, cores = crowd
+    reader = QueueReader(tasks, crowded=wanting > cores, shortest_s=shortest_sleep(wanting, cores), watch_parent=True)
     while True:
         batch: list[TaskMessage] | None = loads(reader.get())
         received = time.time()
