@@ -10,7 +10,7 @@ on two cores.
 
 * Utilization: the time workers spent inside tasks (each task's compute_started to compute_ended, as the
   worker stamped them) over W x the campaign's wall time, from the first submission to the last result
-  taken. RADICAL-Pilot with Flux and Dragon reports 99.6 % on Frontier (arXiv:2503.13343).
+  taken. RADICAL-Pilot with Flux and Dragon reports 99.6 % on Frontier.
 * Steering CPU per task: the steering process's user + system CPU time over the same window (every
   thread: the thinker's submissions and gets, the dispatch, the result receiver, results.jsonl), per task.
 

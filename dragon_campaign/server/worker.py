@@ -16,10 +16,12 @@ so a long task's result never waits behind the next one and a burst of tiny task
 
 from __future__ import annotations
 
+import atexit
 import os
 import queue
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -128,6 +130,19 @@ def worker_main(slot: WorkerSlot, generation: int, tasks: Any, control: Any, res
         pass
     finally:  # exiting anyway: a late SIGTERM must not raise inside Dragon's process epilogue (a traceback)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _leave()
+
+
+def _leave() -> None:
+    """Exit at once after the last result was flushed, running the methods' ``atexit`` handlers but not the
+    interpreter's teardown. In that teardown every Dragon queue the worker holds releases its reference with a
+    request to global services, and on a crowded node (128 workers on 2 cores) those requests spun for minutes
+    and outlived the runtime as orphans; the task server destroys the queues itself.
+    """
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 def _serve(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results: Any, methods_blob: bytes, crowd: tuple[int, int]) -> None:
