@@ -10,6 +10,7 @@ import shlex
 import socket
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,25 @@ def memory_touch_line(megabytes: int = 512) -> str:
         del block
     return (f"- Memory: filling {megabytes} MB of newly allocated memory ran at {rates[0]:.2f} GB/s, and at {rates[1]:.2f} GB/s "
             "when allocated again right after freeing it (first-touch cost of this machine, measured at the start of the run).")
+
+
+def write_report(output: Path, name: str, lines: list[str], draw: Callable[[Path], None] | None = None) -> Path:
+    """Write ``<output>/<name>.md`` from the report's lines and, with ``draw``, the plot ``<name>.png``."""
+    report = output / f"{name}.md"
+    report.write_text("\n".join([*lines, ""]))
+    if draw is not None:
+        draw(output / f"{name}.png")
+    return report
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot drawing to files only (compute nodes and CI have no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str] | None = None) -> None:

@@ -35,7 +35,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from common import provenance, write_csv
+from common import provenance, pyplot, write_csv, write_report
 
 PRIORITIES = 100
 POP_BATCH = 1000
@@ -180,7 +180,7 @@ def measure_eqsql(n: int, seed: int) -> dict[str, Any]:
             "drain_per_s": taken / drain_s, "order_exact": exact}
 
 
-def write_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> Path:
+def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> Path:
     output = Path(args.output)
     fields = ["system", "tasks", "submit_per_s", "bytes_per_task", "update_s", "cancel_s", "drain_per_s", "order_exact"]
     write_csv(output / "queue_depth.csv", rows, fields)
@@ -209,18 +209,11 @@ def write_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> Path:
         lines.append(f"EQSQL submits each task in a transaction of its own ({row['submit_per_s']:,.0f} tasks/s here): a million "
                      f"would take {1e6 / row['submit_per_s'] / 60:.0f} minutes, so it runs at {row['tasks']:,} tasks, and "
                      "DragonQueues at that size too.")
-    lines.append("")
-    (output / "queue_depth.md").write_text("\n".join(lines))
-    plot(rows, output / "queue_depth.png")
-    return output / "queue_depth.md"
+    return write_report(output, "queue_depth", lines, lambda path: plot(rows, path))
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     labels = [f"{row['system']}\n{row['tasks']:,}" for row in rows]
     figure, axes = plt.subplots(1, 3, figsize=(13, 4))
     for axis, key, title in zip(axes, ["submit_per_s", "update_s", "cancel_s"],
@@ -250,7 +243,7 @@ def main() -> None:
         print(f"EQSQL + PostgreSQL, {args.eqsql_tasks:,} tasks ...", flush=True)
         rows.append({"system": "EQSQL + PostgreSQL", "tasks": args.eqsql_tasks, **measure_eqsql(args.eqsql_tasks, args.seed)})
         print(json.dumps(rows[-1]), flush=True)
-    print(write_report(rows, args).read_text())
+    print(report(rows, args).read_text())
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from common import Steps, provenance, require_dragon_runtime, use_dragon_processes, write_csv
+from common import Steps, provenance, pyplot, require_dragon_runtime, use_dragon_processes, write_csv, write_report
 
 
 def sleep_task(seconds: float) -> float:
@@ -65,7 +65,7 @@ def measure(queues: Any, workers: int, duration: float, rounds: int) -> dict[str
             "steering_cores": cpu / wall}
 
 
-def write_report(rows: list[dict[str, Any]], args: argparse.Namespace, startup: dict[int, float]) -> Path:
+def report(rows: list[dict[str, Any]], args: argparse.Namespace, startup: dict[int, float]) -> Path:
     output = Path(args.output)
     write_csv(output / "worker_envelope.csv", rows)
     durations = sorted({row["task_s"] for row in rows})
@@ -91,18 +91,11 @@ def write_report(rows: list[dict[str, Any]], args: argparse.Namespace, startup: 
         lines += ["", f"Target: at least 99 % at {target['task_s']:g} s tasks with {target['workers']} workers: "
                   f"{target['utilization'] * 100:.2f} % ({'met' if met else 'missed'}); RADICAL-Pilot + Flux + Dragon "
                   "reports 99.6 % on Frontier."]
-    lines.append("")
-    (output / "worker_envelope.md").write_text("\n".join(lines))
-    plot(rows, output / "worker_envelope.png")
-    return output / "worker_envelope.md"
+    return write_report(output, "worker_envelope", lines, lambda path: plot(rows, path))
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for workers in sorted({row["workers"] for row in rows}):
         mine = sorted((row for row in rows if row["workers"] == workers), key=lambda row: row["task_s"])
@@ -148,7 +141,7 @@ def main() -> None:
                     steps.done(json.dumps(rows[-1]))
             finally:
                 server.stop()
-    print(write_report(rows, args, startup).read_text())
+    print(report(rows, args, startup).read_text())
 
 
 if __name__ == "__main__":
