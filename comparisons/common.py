@@ -6,6 +6,7 @@ import csv
 import multiprocessing
 import os
 import platform
+import resource
 import shlex
 import socket
 import sys
@@ -38,6 +39,21 @@ def require_dragon_runtime(script: str) -> None:
     """Exit with the right command unless this process was started by ``dragon``."""
     if "DRAGON_MY_PUID" not in os.environ:
         sys.exit(f"Run under the Dragon runtime: PATH=$PWD/.venv/bin:$PATH dragon comparisons/{script}")
+
+
+def outside_runtime_env() -> dict[str, str]:
+    """This process's environment without the Dragon runtime's variables (a child started with it is a plain
+    process, or starts a runtime of its own), with this interpreter's bin folder first on PATH.
+    """
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DRAGON_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process, every thread."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def use_dragon_processes() -> None:

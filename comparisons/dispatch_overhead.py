@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any, NamedTuple
 
-from common import provenance, require_dragon_runtime, use_dragon_processes, write_csv
+from common import outside_runtime_env, provenance, require_dragon_runtime, use_dragon_processes, write_csv
 
 WARMUP_TASKS = 50
 
@@ -241,10 +240,8 @@ def main() -> None:
 
 def run_child(name: str) -> dict[str, Any]:
     """Measure a peer in a plain-Python child process (no Dragon start method, its own workers)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("DRAGON_")}
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"  # Parsl's interchange and Ray's binaries
-    child = [sys.executable, __file__, "--child", name, *sys.argv[1:]]
-    completed = subprocess.run(child, capture_output=True, text=True, env=env, timeout=1800)
+    child = [sys.executable, __file__, "--child", name, *sys.argv[1:]]  # PATH: Parsl's interchange, Ray's binaries
+    completed = subprocess.run(child, capture_output=True, text=True, env=outside_runtime_env(), timeout=1800)
     if completed.returncode != 0:
         sys.exit(f"The {name} measurement failed:\n{completed.stderr[-4000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])

@@ -34,7 +34,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from common import provenance, write_csv
+from common import outside_runtime_env, provenance, write_csv
 
 STEPS = ["runtime start", "importing Dragon", "importing dragon_campaign", "first worker: Dragon starts a process",
          "first worker: the rest", "first task", "teardown"]
@@ -85,10 +85,8 @@ def probe(stamps_path: str) -> None:
 def measure_once() -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         stamps_path = Path(folder) / "stamps.json"
-        env = {key: value for key, value in os.environ.items() if not key.startswith("DRAGON_")}
-        env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
         launched = time.time()
-        completed = subprocess.run(["dragon", sys.executable, __file__, "--probe", str(stamps_path)], env=env,
+        completed = subprocess.run(["dragon", sys.executable, __file__, "--probe", str(stamps_path)], env=outside_runtime_env(),
                                    capture_output=True, text=True, timeout=300)
         ended = time.time()
         if completed.returncode != 0 or not stamps_path.exists():

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from common import provenance, require_dragon_runtime, use_dragon_processes, write_csv
+from common import cpu_seconds, provenance, require_dragon_runtime, use_dragon_processes, write_csv
 
 # (step, what a frame's text contains); the first step with a frame in a sample's stack, innermost out
 STEPS = [
@@ -53,11 +52,6 @@ def classify(stack: list[str]) -> str:
             if any(needle in frame for needle in needles):
                 return step
     return OTHER
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:

@@ -22,24 +22,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import time
 from importlib.metadata import version
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from common import Steps, provenance, pyplot, require_dragon_runtime, use_dragon_processes, write_csv, write_report
+from common import Steps, cpu_seconds, provenance, pyplot, require_dragon_runtime, use_dragon_processes, write_csv, write_report
 
 
 def sleep_task(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def measure(queues: Any, workers: int, duration: float, rounds: int) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -74,6 +74,7 @@ class DragonWorkers:
         self._threads: list[threading.Thread] = []
         self._closing = threading.Event()
         self._cores: dict[str, int] = {}  # hostname -> cores, of every node of the runtime
+        self._placed: Counter[str] = Counter()  # hostname -> workers placed there
         self._primary = ""  # the node of the steering process
         self._receiver: QueueReader | None = None
 
@@ -92,8 +93,10 @@ class DragonWorkers:
         self._cores = {node.hostname: node.num_cpus for node in nodes}
         self._primary = nodes[0].hostname
         self._gpu_env_var = gpu_env_var(nodes)
+        placed = {name: place_workers(name, pool, nodes) for name, pool in pools.items()}
+        self._place([slot for slots in placed.values() for slot in slots])
         for name, pool in pools.items():
-            slots = place_workers(name, pool, nodes)
+            slots = placed[name]
             logger.info(f"Pool {name!r}: {len(slots)} worker(s) on {sorted({s.hostname for s in slots})}, methods {serving[name]}")
             self._pools[name] = pool
             for slot in slots:
@@ -108,6 +111,7 @@ class DragonWorkers:
         slots = place_workers(name, pool, runtime_nodes())
         with self.server.lock:
             self._pools[name] = pool
+            self._place(slots)
         for slot in slots:
             self._start_worker(slot, generation=0)
         return len(slots)
@@ -116,11 +120,9 @@ class DragonWorkers:
         pool = self._pools[slot.pool]
         tasks = Queue(maxsize=pool.max_prefetch + 4)
         control = Queue(maxsize=CONTROL_QUEUE_SIZE)
-        with self.server.lock:
-            crowd = (self._wanting_a_core(slot.hostname, starting=1), self._cores.get(slot.hostname, 1))
         process = Process(
             target=worker_main,
-            args=(slot, generation, tasks, control, self._result_queue, self._methods_blob, crowd),
+            args=(slot, generation, tasks, control, self._result_queue, self._methods_blob, self._crowd(slot.hostname)),
             env=slot.environment(pool, self._gpu_env_var),
             policy=slot.policy(),
         )
@@ -128,15 +130,19 @@ class DragonWorkers:
         worker = WorkerHandle(slot, generation, process, tasks, control)
         with self.server.lock:
             self._workers[worker.key] = worker
-            if self._receiver is not None:
-                self._receiver.crowded = self._wanting_a_core(self._primary) > self._cores.get(self._primary, 1)
 
-    def _wanting_a_core(self, hostname: str, starting: int = 0) -> int:
-        """Processes that want a core on a node: its workers (and ``starting`` more), and on the primary node the
-        steering process. More than its cores, and waiting for a message must not spin (see :mod:`.reader`).
+    def _place(self, slots: list[WorkerSlot]) -> None:
+        """Count the workers these slots put on each node, before any of them starts: every worker of a crowded
+        node, the first ones too, then waits without spinning, and so does the receiver (see :mod:`.reader`).
         """
-        workers = starting + sum(1 for w in self._workers.values() if w.slot.hostname == hostname)
-        return workers + (hostname == self._primary)
+        self._placed.update(slot.hostname for slot in slots)
+        if self._receiver is not None:
+            wanting, cores = self._crowd(self._primary)
+            self._receiver.crowded = wanting > cores
+
+    def _crowd(self, hostname: str) -> tuple[int, int]:
+        """Processes that want a core on a node (its workers and, on the primary node, the steering process), and its cores."""
+        return self._placed[hostname] + (hostname == self._primary), self._cores.get(hostname, 1)
 
     def watch(self, puids: Iterable[int], what: str) -> None:
         """Join these processes too, and stop the campaign if one exits (see ``DragonTaskServer.watch``)."""

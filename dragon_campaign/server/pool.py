@@ -16,7 +16,6 @@ if TYPE_CHECKING:  # Dragon is imported where workers are placed, not where a co
 logger = logging.getLogger(__name__)
 
 
-
 @pydantic.dataclasses.dataclass(frozen=True, config=pydantic.ConfigDict(extra="forbid"))
 class WorkerPool:
     """A named group of long-lived worker processes that serve the methods bound to it.
