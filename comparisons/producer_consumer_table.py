@@ -114,7 +114,16 @@ def against_files(ours: dict[str, Any], files: dict[str, Any], column: str, name
     ours_s, files_s = float(ours[column]), float(files[column])
     verdict = (f"{files_s / max(ours_s, 1e-9):.2f}x faster" if ours_s < files_s
                else f"{ours_s / max(files_s, 1e-9):.2f}x SLOWER, misses by {ours_s - files_s:.3f} s")
+    if column == "train_run_s" and ours_s >= files_s:
+        verdict += "; " + extra_cpu(ours, files)
     return f"{name} {fmt(ours_s)} s vs {fmt(files_s)} s ({verdict})"
+
+
+def extra_cpu(ours: dict[str, Any], files: dict[str, Any]) -> str:
+    """The training CPU a path spent beyond the file path's, by group: what a slower training run paid for."""
+    groups = {group: float(ours[f"train_cpu_{group}_s"]) - float(files[f"train_cpu_{group}_s"]) for group in ("tasks", "services", "runtime")}
+    return (f"training CPU against the file path's: {sum(groups.values()):+.2f} s (" +
+            ", ".join(f"{group} {extra:+.2f}" for group, extra in groups.items()) + ")")
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:

@@ -13,6 +13,10 @@ on two cores.
   taken. RADICAL-Pilot with Flux and Dragon reports 99.6 % on Frontier.
 * Steering CPU per task: the steering process's user + system CPU time over the same window (every
   thread: the thinker's submissions and gets, the dispatch, the result receiver, results.jsonl), per task.
+* Where a worker's wait between two tasks goes: the mean of each step from the end of a task to the start
+  of the next one, from the timestamps every result carries (worker and steering process share this node's
+  clock): the result's way to the steering process, the thinker taking it and submitting the next task, that
+  task's dispatch, its way to a worker, and the worker unpacking it.
 
 Writes <output>/worker_envelope.md, .csv and .png.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -36,6 +41,11 @@ def sleep_task(seconds: float) -> float:
     return seconds
 
 
+# The steps from the end of one task to the start of the task submitted for its result (see the docstring).
+STEPS = ("worker sends", "to the steering process", "thinker takes it", "next submitted", "dispatched",
+         "to a worker", "worker unpacks")
+
+
 def measure(queues: Any, workers: int, duration: float, rounds: int) -> dict[str, Any]:
     """Keep every worker busy for ``rounds`` tasks of ``duration`` seconds each; utilization and steering CPU."""
     total = workers * rounds
@@ -43,20 +53,31 @@ def measure(queues: Any, workers: int, duration: float, rounds: int) -> dict[str
     for _ in range(workers):
         queues.send_inputs(duration, method="sleep_task")
     submitted, busy, failed = workers, 0.0, 0
+    steps: dict[str, list[float]] = {step: [] for step in STEPS}
+    handed: dict[str, tuple[Any, float]] = {}  # task id -> the timestamps of the result it was submitted for, and when taken
     for _ in range(total):
         result = queues.get_result(timeout=600)
+        taken = time.time()
         if submitted < total:
-            queues.send_inputs(duration, method="sleep_task")
+            next_id = queues.send_inputs(duration, method="sleep_task")
             submitted += 1
+            handed[next_id] = (result.timestamp, taken)
         if result.success:
             busy += result.timestamp.compute_ended - result.timestamp.compute_started
         else:
             failed += 1
+        if result.task_id in handed:  # the task submitted for a result: the steps from that result's end to this start
+            before, took = handed.pop(result.task_id)
+            now = result.timestamp
+            for step, seconds in zip(STEPS, (before.result_sent - before.compute_ended, before.result_received - before.result_sent,
+                                             took - before.result_received, now.created - took, now.dispatched - now.created,
+                                             now.input_received - now.dispatched, now.compute_started - now.input_received), strict=True):
+                steps[step].append(seconds)
     wall = time.perf_counter() - start
     cpu = cpu_seconds() - cpu
     return {"workers": workers, "task_s": duration, "tasks": total, "failed": failed, "wall_s": wall,
             "utilization": busy / (workers * wall), "steering_cpu_us_per_task": cpu / total * 1e6,
-            "steering_cores": cpu / wall}
+            "steering_cores": cpu / wall, **{f"{step}_ms": statistics.fmean(values) * 1e3 for step, values in steps.items() if values}}
 
 
 def report(rows: list[dict[str, Any]], args: argparse.Namespace, startup: dict[int, float]) -> Path:
@@ -79,6 +100,12 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, startup: dict[i
             cells.append("" if row is None else f"{row['utilization'] * 100:.2f} %, {row['steering_cpu_us_per_task']:,.0f} us"
                          + (f" ({row['failed']} failed)" if row["failed"] else ""))
         lines.append(f"| {workers} | " + " | ".join(cells) + f" | {startup[workers]:.1f} |")
+    lines += ["", "Where a worker's wait between two tasks goes (mean ms of each step, from the results' timestamps):", "",
+              "| Workers | Task (s) | " + " | ".join(STEPS) + " | sum |", "|---|---|" + "---|" * (len(STEPS) + 1)]
+    for row in rows:
+        if all(f"{step}_ms" in row for step in STEPS):
+            means = [row[f"{step}_ms"] for step in STEPS]
+            lines.append(f"| {row['workers']} | {row['task_s']:g} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {sum(means):.3f} |")
     target = cell.get((max(startup), max(durations)))
     if target is not None:
         met = target["utilization"] >= 0.99

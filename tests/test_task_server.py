@@ -196,3 +196,61 @@ def test_pool_added_mid_run_takes_tasks_from_the_same_queue(serve):
     assert queues.worker_count("extra") == 1 and queues.worker_count() == server.worker_count() == 2
     with pytest.raises(ValueError, match="already exists"):
         queues.add_pool("extra", WorkerPool(workers=1), methods=["sleep_then"])
+
+
+def test_order_cancellation_and_exactly_once_at_full_speed(run_dir):
+    """20,000 no-op tasks drained as fast as four workers take them, while another thread cancels and reprioritizes
+    tasks at full speed: every task is delivered once or cancelled, never both; no cancelled task reaches
+    results.jsonl; tasks nobody touched after the start leave the waiting queue in exact priority order.
+    """
+    import threading
+
+    from dragon_campaign import DragonQueues, DragonTaskServer
+
+    rng = random.Random(19)
+    queues = DragonQueues()
+    ids = [queues.send_inputs(i, method="noop", priority=rng.choice([0.0, 1.0, 2.5, 7.0])) for i in range(20_000)]
+    index = {task_id: i for i, task_id in enumerate(ids)}
+    cancelled = set(queues.cancel(rng.sample(ids, 1_000)))
+    assert len(cancelled) == 1_000, "every task still waits before the server starts"
+    raised = rng.sample(sorted(set(ids) - cancelled, key=index.get), 1_000)
+    assert len(queues.update_priority(raised, [rng.uniform(0, 10) for _ in raised])) == 1_000
+    touched: set[str] = set()  # tasks cancelled or reprioritized while the queue drains
+
+    def meddle() -> None:
+        candidates = sorted(set(ids) - cancelled, key=index.get)
+        for _ in range(20):
+            chunk = rng.sample(candidates, 100)
+            touched.update(chunk)
+            cancelled.update(queues.cancel(chunk[:50]))
+            queues.update_priority(chunk[50:], [rng.uniform(0, 10) for _ in range(50)])
+            time.sleep(0.01)
+
+    server = DragonTaskServer([tasks.noop], queues, pools={"cpu": WorkerPool(workers=4)}, run_dir=run_dir).start()
+    try:
+        delivered = [queues.get_result(timeout=60)]  # the workers have started: the queue drains while the meddler works
+        meddler = threading.Thread(target=meddle)
+        meddler.start()
+        while True:
+            meddling = meddler.is_alive()
+            if not meddling and len(delivered) + len(cancelled) >= len(ids):
+                break
+            try:
+                delivered.append(queues.get_result(timeout=0.5 if meddling else 60))
+            except TimeoutException:
+                assert meddling, f"{len(ids) - len(delivered) - len(cancelled)} task(s) neither delivered nor cancelled"
+        with pytest.raises(TimeoutException):
+            queues.get_result(timeout=0.5)
+    finally:
+        assert server.stop(timeout=60)
+
+    got = [r.task_id for r in delivered]
+    assert len(got) == len(set(got)), "a result was delivered twice"
+    assert not set(got) & cancelled, "a cancelled task was delivered"
+    assert set(got) | cancelled == set(ids)
+    assert all(r.success and r.value == index[r.task_id] for r in delivered)
+    logged = [r.task_id for r in read_results(run_dir / "results.jsonl")]
+    assert sorted(logged) == sorted(got)
+    untouched = sorted((r for r in delivered if r.task_id not in touched), key=lambda r: (-r.priority, index[r.task_id]))
+    left = [r.timestamp.dispatched for r in untouched]
+    assert len(untouched) > 15_000 and left == sorted(left), "tasks left the waiting queue out of priority order"

@@ -16,7 +16,9 @@ order and tiny ones travel in batches.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import threading
 import time
 from collections import Counter, defaultdict
@@ -32,15 +34,17 @@ from dragon_campaign.exceptions import WorkerLost
 from dragon_campaign.models import FailureInformation, Result, WorkerInformation
 from dragon_campaign.queues.waiting import WaitingTask, WaitingTasks
 from dragon_campaign.server.backend import Completion, Send, failed, layout_of, mark_dispatched
+from dragon_campaign.server.crowded import Crowding, Doorbell, Ringer, new_bell, new_turns
 from dragon_campaign.server.handles import WorkerHandle, destroy_queues, post, signal_worker
 from dragon_campaign.server.pool import WorkerPool, WorkerSlot, gpu_env_var, place_workers, runtime_nodes
-from dragon_campaign.server.reader import QueueReader
+from dragon_campaign.server.reader import IDLE_POLL_S, MAX_POLL_S, QueueReader
 from dragon_campaign.server.worker import worker_main
 from dragon_campaign.wire import Exited, Partial, Ready, Results, StartFailed, StopReceiver, TaskMessage, WorkerKey, dumps, loads
 
 logger = logging.getLogger(__name__)
 
 RESULT_QUEUE_SIZE = 1024
+RECEIVE_BATCH = 256  # the most messages the receiver takes before it completes them
 CONTROL_QUEUE_SIZE = 64  # cancellation messages waiting for a worker (each names every task it cancels)
 STARTUP_FAILURES_BEFORE_GIVING_UP = 3
 # How long the monitor waits on the workers before picking up new ones. A worker's exit ends the wait at
@@ -77,6 +81,9 @@ class DragonWorkers:
         self._placed: Counter[str] = Counter()  # hostname -> workers placed there
         self._primary = ""  # the node of the steering process
         self._receiver: QueueReader | None = None
+        self._ringer = Ringer()  # rings the doorbells of crowded workers on this node (see crowded.py)
+        self._turns_fd, self._turns = new_turns()  # their lock on the result queue
+        self._receiver_bell = new_bell()  # which they ring after each put
 
     def accepts(self, pool: object) -> bool:
         """Whether ``pool`` is a Dragon pool."""
@@ -88,7 +95,7 @@ class DragonWorkers:
         self._serving = serving
         self._methods_blob = cloudpickle.dumps(self._methods)
         self._result_queue = Queue(maxsize=RESULT_QUEUE_SIZE)
-        self._receiver = QueueReader(self._result_queue, crowded=False)
+        self._receiver = QueueReader(self._result_queue, crowded=False, bell=Doorbell(self._receiver_bell), bell_timeout_s=MAX_POLL_S)
         nodes = runtime_nodes()
         self._cores = {node.hostname: node.num_cpus for node in nodes}
         self._primary = nodes[0].hostname
@@ -120,16 +127,20 @@ class DragonWorkers:
         pool = self._pools[slot.pool]
         tasks = Queue(maxsize=pool.max_prefetch + 4)
         control = Queue(maxsize=CONTROL_QUEUE_SIZE)
+        crowding = self._crowding(slot.hostname)
         process = Process(
             target=worker_main,
-            args=(slot, generation, tasks, control, self._result_queue, self._methods_blob, self._crowd(slot.hostname)),
+            args=(slot, generation, tasks, control, self._result_queue, self._methods_blob, crowding),
             env=slot.environment(pool, self._gpu_env_var),
             policy=slot.policy(),
         )
         process.start()
-        worker = WorkerHandle(slot, generation, process, tasks, control)
+        worker = WorkerHandle(slot, generation, process, tasks, control, crowding.bell)
         with self.server.lock:
             self._workers[worker.key] = worker
+            if self._receiver is not None:  # the receiver sleeps long only if every worker rings it
+                everyone_rings = all(w.bell is not None for w in self._workers.values())
+                self._receiver.bell_timeout_s = IDLE_POLL_S if everyone_rings else MAX_POLL_S
 
     def _place(self, slots: list[WorkerSlot]) -> None:
         """Count the workers these slots put on each node, before any of them starts: every worker of a crowded
@@ -137,12 +148,16 @@ class DragonWorkers:
         """
         self._placed.update(slot.hostname for slot in slots)
         if self._receiver is not None:
-            wanting, cores = self._crowd(self._primary)
-            self._receiver.crowded = wanting > cores
+            self._receiver.crowded = self._crowding(self._primary).crowded
 
-    def _crowd(self, hostname: str) -> tuple[int, int]:
-        """Processes that want a core on a node (its workers and, on the primary node, the steering process), and its cores."""
-        return self._placed[hostname] + (hostname == self._primary), self._cores.get(hostname, 1)
+    def _crowding(self, hostname: str) -> Crowding:
+        """What a worker on this node is told: the processes that want a core there (its workers and, on the primary
+        node, the steering process), its cores, and on a crowded primary node a doorbell and the result queue's lock.
+        """
+        crowding = Crowding(self._placed[hostname] + (hostname == self._primary), self._cores.get(hostname, 1))
+        if crowding.crowded and hostname == self._primary:
+            return crowding._replace(bell=new_bell(), turns=self._turns, receiver=self._receiver_bell)
+        return crowding
 
     def watch(self, puids: Iterable[int], what: str) -> None:
         """Join these processes too, and stop the campaign if one exits (see ``DragonTaskServer.watch``)."""
@@ -171,8 +186,10 @@ class DragonWorkers:
                         sends[worker.key].append(task)
                         assigned = True
         for key, tasks in sends.items():
-            self._workers[key].tasks.put(dumps([TaskMessage(t.task_id, t.method, t.inputs, self.server.result_rule(t), layout_of(t))
-                                                for t in tasks]))
+            worker = self._workers[key]
+            worker.tasks.put(dumps([TaskMessage(t.task_id, t.method, t.inputs, self.server.result_rule(t), layout_of(t)) for t in tasks]))
+            if worker.bell is not None:
+                self._ringer.ring(worker.bell)
         return None
 
     def _has_room(self, worker: WorkerHandle, task: WaitingTask) -> bool:
@@ -218,28 +235,40 @@ class DragonWorkers:
 
     # -- results -------------------------------------------------------------------------------------------
     def _receive_loop(self) -> None:
+        """Take every message already in the result queue at once, so that a burst of results (workers whose tasks
+        end together) is completed as one batch: one results.jsonl write, one delivery, one dispatch.
+        """
         assert self._receiver is not None
         while True:
-            message = loads(self._receiver.get())  # never a timed get: that spins all the time (dragonhpc 0.15)
+            messages = [self._receiver.get(), *self._receiver.take_ready(RECEIVE_BATCH)]  # never a timed get: that spins (dragonhpc 0.15)
             received = time.time()
-            try:
-                match message:
-                    case StopReceiver():
-                        return
-                    case Results():
-                        self._on_results(message, received)
-                    case Partial():
-                        self._on_partial(message, received)
-                    case Ready(key, info):
-                        self._on_ready(key, info)
-                    case Exited(key, exit_code):
-                        self._on_worker_exit(key, exit_code)
-                    case StartFailed(key, trace):
-                        logger.error(f"Worker {key} of pool {key.pool!r} could not start:\n{trace}")
-                        with self.server.lock:
-                            self._start_failures.setdefault(key.pool, trace.strip().splitlines()[-1])
-            except Exception:
-                logger.exception(f"Could not process a {type(message).__name__} message from a worker")
+            results: list[Results] = []
+            for message in map(loads, messages):
+                if isinstance(message, Results):
+                    results.append(message)
+                    continue
+                self._on_results(results, received)  # in order: a worker's results come before the notice of its exit
+                results = []
+                if isinstance(message, StopReceiver):
+                    return
+                self._on_message(message, received)
+            self._on_results(results, received)
+
+    def _on_message(self, message: object, received: float) -> None:
+        try:
+            match message:
+                case Partial():
+                    self._on_partial(message, received)
+                case Ready(key, info):
+                    self._on_ready(key, info)
+                case Exited(key, exit_code):
+                    self._on_worker_exit(key, exit_code)
+                case StartFailed(key, trace):
+                    logger.error(f"Worker {key} of pool {key.pool!r} could not start:\n{trace}")
+                    with self.server.lock:
+                        self._start_failures.setdefault(key.pool, trace.strip().splitlines()[-1])
+        except Exception:
+            logger.exception(f"Could not process a {type(message).__name__} message from a worker")
 
     def _on_ready(self, key: WorkerKey, info: dict[str, Any]) -> None:
         with self.server.lock:
@@ -249,24 +278,35 @@ class DragonWorkers:
                 self._startup_failures[key.pool] = 0
         logger.debug(f"Worker {key} ready on {info['hostname']}")
 
-    def _on_results(self, message: Results, received: float) -> None:
+    def _on_results(self, messages: list[Results], received: float) -> None:
+        if not messages:
+            return
+        try:
+            self._complete(messages, received)
+        except Exception:
+            logger.exception(f"Could not complete the results of {len(messages)} message(s) from workers")
+
+    def _complete(self, messages: list[Results], received: float) -> None:
         completed: list[Result] = []
         retries: list[WaitingTask] = []
-        with self.server.lock:
-            worker = self._workers.get(message.key)
-            for record in message.records:
-                if worker is None or self._owner.get(record.task_id) != message.key:
-                    continue  # the task was cancelled, or given up for lost and re-run elsewhere
-                del self._owner[record.task_id]
-                task = worker.release(record.task_id)
-                result = self.server.complete(task, record, worker.information(), message.sent, received)
-                if result.success or not self.server.may_retry(task):
-                    completed.append(result)
-                else:
-                    retries.append(task)
-        self.server.finish(completed)
-        for task in retries:
-            self.server.queues.requeue(task)
+        try:
+            with self.server.lock:
+                for message in messages:
+                    worker = self._workers.get(message.key)
+                    for record in message.records:
+                        if worker is None or self._owner.get(record.task_id) != message.key:
+                            continue  # the task was cancelled, or given up for lost and re-run elsewhere
+                        del self._owner[record.task_id]
+                        task = worker.release(record.task_id)
+                        result = self.server.complete(task, record, worker.information(), message.sent, received)
+                        if result.success or not self.server.may_retry(task):
+                            completed.append(result)
+                        else:
+                            retries.append(task)
+        finally:  # what was completed is delivered, whatever went wrong after it
+            self.server.finish(completed)
+            for task in retries:
+                self.server.queues.requeue(task)
         self.server.dispatch()
 
     def _on_partial(self, message: Partial, received: float) -> None:
@@ -293,7 +333,6 @@ class DragonWorkers:
     # -- worker processes ----------------------------------------------------------------------------------
     def _monitor_loop(self) -> None:
         """Report worker exits through the result queue, behind every result the worker sent before dying."""
-        assert self._result_queue is not None
         reported: set[int] = set()
         while not self._closing.is_set():
             with self.server.lock:
@@ -311,7 +350,7 @@ class DragonWorkers:
             for puid, exit_code in exited or []:
                 reported.add(puid)
                 if puid in by_puid:
-                    self._result_queue.put(dumps(Exited(by_puid[puid], exit_code)))
+                    self._post_result(Exited(by_puid[puid], exit_code))
                 elif puid in watched and not self.server.stopping:
                     self.server.stop_campaign(f"{watched[puid]}: process {puid} exited with code {exit_code}")
 
@@ -371,12 +410,12 @@ class DragonWorkers:
         ``TERMINATE_S``, SIGKILL; a worker whose exit the runtime has not reported ``KILL_REPORT_S`` later is
         given up for lost.
         """
-        assert self._result_queue is not None
         with self.server.lock:
             workers = list(self._workers.values())
         stop_message = dumps(None)
         for worker in workers:
-            post(worker.tasks, stop_message, worker.key, timeout=1)
+            ring = None if worker.bell is None else functools.partial(self._ringer.ring, worker.bell)
+            post(worker.tasks, stop_message, worker.key, timeout=1, then=ring)
         self._wait_for_workers(grace_ends, until=hurry)
         for signal_name, ask, wait_s in (("SIGTERM", Process.terminate, TERMINATE_S), ("SIGKILL", Process.kill, KILL_REPORT_S)):
             with self.server.lock:
@@ -389,13 +428,12 @@ class DragonWorkers:
             unreported = [w.key for w in self._workers.values()]
         for key in unreported:
             logger.error(f"The runtime never reported the exit of killed worker {key}; giving it up")
-            self._result_queue.put(dumps(Exited(key, None)))
+            self._post_result(Exited(key, None))
         self._wait_for_workers(time.monotonic() + RECEIVER_S)  # the receiver takes them out
 
     def close(self) -> None:
         """Stop the receiver and the monitor, then destroy every Dragon queue, each by a deadline."""
-        assert self._result_queue is not None
-        self._result_queue.put(dumps(StopReceiver()))
+        self._post_result(StopReceiver())
         for thread in self._threads:
             if thread.name.endswith("receive_loop"):
                 thread.join(RECEIVER_S)
@@ -407,6 +445,14 @@ class DragonWorkers:
             self._dead_queues.clear()
             self._owner.clear()
         destroy_queues(channels)
+        self._ringer.close()
+        os.close(self._turns_fd)
+
+    def _post_result(self, message: Exited | StopReceiver) -> None:
+        """Put a message of the steering process's own on the result queue, and wake the receiver."""
+        assert self._result_queue is not None
+        self._result_queue.put(dumps(message))
+        self._ringer.ring(self._receiver_bell)
 
     def _wait_for_workers(self, deadline: float, until: threading.Event | None = None) -> None:
         while self.worker_count() and time.monotonic() < deadline and not (until is not None and until.is_set()):

@@ -33,6 +33,7 @@ class WorkerHandle:
     process: Process
     tasks: Queue
     control: Queue  # cancellations, read by the worker while a task runs long
+    bell: str | None = None  # its doorbell's address, rung after each put (a crowded node's worker, see crowded.py)
     inflight: dict[str, tuple[WaitingTask, float]] = field(default_factory=dict)
     queued_work: float = 0.0
     info: WorkerInformation | None = None
@@ -53,15 +54,19 @@ class WorkerHandle:
         return self.info or WorkerInformation(hostname=self.slot.hostname, pool=self.slot.pool, worker=self.slot.index, gpu=self.slot.gpu)
 
 
-def post(into: Queue, message: bytes, key: WorkerKey, timeout: float | None = None) -> None:
-    """Put a control message (stop, cancel) into a worker's queue from a thread of its own: a put into the
-    full queue of a worker that is stuck never returns, timeout or not (dragonhpc 0.15).
+def post(into: Queue, message: bytes, key: WorkerKey, timeout: float | None = None, then: Callable[[], None] | None = None) -> None:
+    """Put a control message (stop, cancel) into a worker's queue from a thread of its own, and call ``then``
+    once it is there: a put into the full queue of a worker that is stuck never returns, timeout or not
+    (dragonhpc 0.15).
     """
     def put() -> None:
         try:
             into.put(message, timeout=timeout)
         except Exception:
             logger.debug(f"Could not send a control message to worker {key}", exc_info=True)
+            return
+        if then is not None:
+            then()
     threading.Thread(target=put, name=f"post-{key}", daemon=True).start()
 
 

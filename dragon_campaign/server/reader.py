@@ -9,9 +9,12 @@ whose result receiver spins the same way, less than one core; 128 workers on two
 
 On a node with a core to spare for every process that wants one, :class:`QueueReader` simply blocks in
 Dragon's get (the spin costs nothing there and answers fastest). On a *crowded* node (more workers, and
-on the primary node the steering process, than cores) it never does: it looks at the channel's message
-count between sleeps and takes a message once one is there. Looks cost CPU (``LOOK_CPU_S``) and latency
-(each sleep is at least about 80 us here: a no-op round trip went from 0.47 to 0.80 ms), so:
+on the primary node the steering process, than cores) it never does. On the steering process's node, the
+workers and the result receiver sleep on doorbells that the senders ring after each put (see
+:mod:`.crowded`), and look at their queue after each wake-up. Elsewhere (workers of other nodes) the
+reader looks at the channel's message count between sleeps and takes a message once one is there. Looks
+cost CPU (``LOOK_CPU_S``) and latency (each sleep is at least about 80 us here: a no-op round trip went
+from 0.47 to 0.80 ms), so:
 
 * a worker's shortest sleep grows with the crowd, all waiting workers' looks together kept to
   ``LOOK_SHARE`` of the node's cores (128 workers on 2 cores: a look every 2 ms; 4 workers: 75 us);
@@ -30,6 +33,8 @@ import os
 import time
 from typing import Any
 
+from dragon_campaign.server.crowded import Doorbell
+
 POLL_S = 20e-6  # the shortest sleep asked between looks (the kernel makes it about 80 us here)
 LOOK_CPU_S = 15e-6  # CPU time of one look and its sleep call (measured here)
 LOOK_SHARE = 0.5  # the share of a crowded node's cores its waiting workers may spend looking
@@ -46,10 +51,13 @@ class Orphaned(SystemExit):
 class QueueReader:
     """``get()`` from a Dragon queue: blocking on a node with cores to spare, looking between sleeps on a crowded one."""
 
-    def __init__(self, queue: Any, crowded: bool = False, shortest_s: float = POLL_S, watch_parent: bool = False) -> None:
+    def __init__(self, queue: Any, crowded: bool = False, shortest_s: float = POLL_S, watch_parent: bool = False,
+                 bell: Doorbell | None = None, bell_timeout_s: float = IDLE_POLL_S) -> None:
         self.queue = queue
         self.crowded = crowded  # the owner may change it (a pool joined the node)
         self.shortest_s = shortest_s
+        self.bell = bell
+        self.bell_timeout_s = bell_timeout_s  # the longest sleep on the bell between looks (shorter where some senders never ring)
         self._parent = os.getppid() if watch_parent else None
         channel = getattr(queue, "_main_channel", None)  # the FLI's main channel (dragon.native.queue, 0.15)
         self._channel = channel if channel is not None and getattr(channel, "is_local", False) else None
@@ -57,7 +65,11 @@ class QueueReader:
     def get(self) -> Any:
         """The next message, waiting as long as it takes."""
         channel = self._channel
-        if self.crowded and channel is not None and not channel.num_msgs:
+        if self.crowded and channel is not None and self.bell is not None:
+            while not channel.num_msgs:
+                self.bell.wait(self.bell_timeout_s)
+                self._check_parent()
+        elif self.crowded and channel is not None and not channel.num_msgs:
             started = time.monotonic()
             pause = self.shortest_s
             busy_cap = max(MAX_POLL_S, self.shortest_s)
@@ -66,9 +78,20 @@ class QueueReader:
                 waited = time.monotonic() - started
                 if waited > FAST_FOR_S:
                     pause = min(2 * pause, busy_cap if waited < IDLE_AFTER_S else max(IDLE_POLL_S, busy_cap))
-                if self._parent is not None and os.getppid() != self._parent:
-                    raise Orphaned(f"the parent process {self._parent} of this worker is gone")
+                self._check_parent()
         return self.queue.get()
+
+    def take_ready(self, limit: int) -> list[Any]:
+        """Up to ``limit`` messages already in the queue, without waiting (none from a queue of another node)."""
+        taken: list[Any] = []
+        channel = self._channel
+        while channel is not None and len(taken) < limit and channel.num_msgs:
+            taken.append(self.queue.get())
+        return taken
+
+    def _check_parent(self) -> None:
+        if self._parent is not None and os.getppid() != self._parent:
+            raise Orphaned(f"the parent process {self._parent} of this worker is gone")
 
 
 def shortest_sleep(waiters: int, cores: int) -> float:

@@ -31,6 +31,7 @@ from typing import Any
 import cloudpickle
 
 from dragon_campaign.execution import run_task
+from dragon_campaign.server.crowded import Crowding, Doorbell, Ringer, Turns
 from dragon_campaign.server.reader import QueueReader, shortest_sleep
 from dragon_campaign.server.slot import WorkerSlot
 from dragon_campaign.wire import Partial, Ready, Results, StartFailed, TaskMessage, TaskRecord, WorkerKey, dumps, loads
@@ -117,15 +118,37 @@ class _Cancellations:
             raise TaskCancelled
 
 
-def worker_main(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results: Any, methods_blob: bytes, crowd: tuple[int, int] = (1, 1)) -> None:
-    """Entry point of a worker process (``tasks``, ``control`` and ``results`` are Dragon queues; ``crowd``: the
-    processes that want a core on its node, and its cores: more of the first, and it waits for tasks without
-    spinning, see :mod:`.reader`).
+class _ResultQueue:
+    """The queue every worker sends to; on a crowded node of the steering process, taken in turns and followed by
+    a ring of the receiver's doorbell (see :mod:`.crowded`).
+    """
+
+    def __init__(self, queue: Any, crowding: Crowding) -> None:
+        self._queue = queue
+        self._turns = None if crowding.turns is None else Turns(crowding.turns)
+        self._receiver = crowding.receiver
+        self._ringer = None if self._receiver is None else Ringer()
+
+    def put(self, message: bytes) -> None:
+        """Put a message, flushed: it is in the queue when this returns."""
+        if self._turns is None:
+            self._queue.put(message, flush=True)
+        else:
+            with self._turns.turn():
+                self._queue.put(message, flush=True)
+        if self._ringer is not None and self._receiver is not None:
+            self._ringer.ring(self._receiver)
+
+
+def worker_main(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results: Any, methods_blob: bytes,
+                crowding: Crowding) -> None:
+    """Entry point of a worker process (``tasks``, ``control`` and ``results`` are Dragon queues; ``crowding``: on a
+    crowded node it waits for tasks and sends results without spinning, see :mod:`.crowded` and :mod:`.reader`).
     """
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the campaign process decides what Ctrl-C means
     try:
-        _serve(slot, generation, tasks, control, results, methods_blob, crowd)
+        _serve(slot, generation, tasks, control, _ResultQueue(results, crowding), methods_blob, crowding)
     except WorkerStopped:
         pass
     finally:  # exiting anyway: a late SIGTERM must not raise inside Dragon's process epilogue (a traceback)
@@ -145,7 +168,8 @@ def _leave() -> None:
     os._exit(0)
 
 
-def _serve(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results: Any, methods_blob: bytes, crowd: tuple[int, int]) -> None:
+def _serve(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results: _ResultQueue, methods_blob: bytes,
+           crowding: Crowding) -> None:
     key = WorkerKey(slot.pool, slot.index, generation)
     try:
         methods: dict[str, Callable[..., Any]] = cloudpickle.loads(methods_blob)
@@ -156,8 +180,8 @@ def _serve(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results:
     results.put(dumps(Ready(key, info)))
 
     cancellations = _Cancellations(control)
-    wanting, cores = crowd
-    reader = QueueReader(tasks, crowded=wanting > cores, shortest_s=shortest_sleep(wanting, cores), watch_parent=True)
+    reader = QueueReader(tasks, crowded=crowding.crowded, shortest_s=shortest_sleep(crowding.wanting, crowding.cores), watch_parent=True,
+                         bell=None if crowding.bell is None else Doorbell(crowding.bell))
     while True:
         batch: list[TaskMessage] | None = loads(reader.get())
         received = time.time()
@@ -177,15 +201,15 @@ def _serve(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results:
             if outbox and (last or len(outbox) >= MAX_RESULTS_PER_MESSAGE or time.perf_counter() - oldest > FLUSH_AFTER_S):
                 # flush: the result must be in the queue before this process can exit, so that the steering
                 # process reads it ahead of the notice of this worker's exit
-                results.put(dumps(Results(key, time.time(), outbox)), flush=True)
+                results.put(dumps(Results(key, time.time(), outbox)))
                 outbox = []
 
 
-def _run(cancellations: _Cancellations, methods: dict[str, Callable[..., Any]], key: WorkerKey, results: Any, task: TaskMessage,
+def _run(cancellations: _Cancellations, methods: dict[str, Callable[..., Any]], key: WorkerKey, results: _ResultQueue, task: TaskMessage,
          received: float) -> TaskRecord | None:
     """One task's record, or None if it was cancelled while it ran."""
     def emit(item: bytes) -> None:
-        results.put(dumps(Partial(key, time.time(), task.task_id, item)), flush=True)
+        results.put(dumps(Partial(key, time.time(), task.task_id, item)))
 
     try:
         try:
