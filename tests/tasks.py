@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -144,15 +145,18 @@ class Square(ExecutableMethod):
 
 
 class RankReport(MPIExecutableMethod):
-    """An MPI program (mpi4py, started by mpiexec over the task's ranks): every rank prints rank and size."""
+    """An MPI program (mpi4py, started by mpiexec over the task's ranks): rank 0 gathers every rank's rank and size
+    and prints them (one writer: mpiexec may interleave the lines of several ranks mid-line).
+    """
 
-    PROGRAM = "from mpi4py import MPI; c = MPI.COMM_WORLD; print(c.Get_rank(), c.Get_size(), flush=True)"
+    PROGRAM = ("from mpi4py import MPI; c = MPI.COMM_WORLD; ranks = c.gather([c.Get_rank(), c.Get_size()])\n"
+               "if c.Get_rank() == 0: print(ranks, flush=True)")
 
     def __init__(self) -> None:
         super().__init__([sys.executable, "-c", self.PROGRAM], name="rank_report")
 
     def postprocess(self, run_dir: Path) -> list[tuple[int, int]]:
-        return sorted(tuple(map(int, line.split())) for line in (run_dir / "colmena.stdout").read_text().splitlines())
+        return sorted(tuple(pair) for pair in json.loads((run_dir / "colmena.stdout").read_text()))
 
 
 def shell_program(name: str, script: str, timeout: float | None = None) -> ExecutableMethod:
