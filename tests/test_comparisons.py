@@ -11,10 +11,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_script(script: str, *args: str, timeout: int = 400) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}  # its own runtime
+def outside_runtime_env() -> dict[str, str]:
+    """The environment of a child that starts a runtime of its own, with this interpreter's bin folder first on PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    completed = subprocess.run(["dragon", str(ROOT / "comparisons" / script), *args], env=env, cwd=ROOT,
+    return env
+
+
+def run_script(script: str, *args: str, timeout: int = 400) -> subprocess.CompletedProcess:
+    completed = subprocess.run(["dragon", str(ROOT / "comparisons" / script), *args], env=outside_runtime_env(), cwd=ROOT,
                                capture_output=True, text=True, timeout=timeout)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return completed
@@ -84,10 +89,8 @@ def test_worker_envelope_reports_utilization(tmp_path):
 
 
 def test_startup_splits_launch_to_first_result(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}  # it starts its own runtimes
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     completed = subprocess.run([sys.executable, str(ROOT / "comparisons" / "startup.py"), "--repeats", "1", "--output", str(tmp_path)],
-                               env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+                               env=outside_runtime_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     rows = {row["step"]: float(row["median_s"]) for row in csv.DictReader(open(tmp_path / "startup.csv"))}
     assert rows["runtime start"] > 0 and rows["importing dragon_campaign"] > 0 and rows["first worker: Dragon starts a process"] > 0

@@ -82,7 +82,8 @@ class DragonWorkers:
         self._primary = ""  # the node of the steering process
         self._receiver: QueueReader | None = None
         self._ringer = Ringer()  # rings the doorbells of crowded workers on this node (see crowded.py)
-        self._turns_fd, self._turns = new_turns()  # their lock on the result queue
+        self._turns_fd: int | None = None  # their lock on the result queue (made at start, closed at close)
+        self._turns: str | None = None
         self._receiver_bell = new_bell()  # which they ring after each put
 
     def accepts(self, pool: object) -> bool:
@@ -95,6 +96,7 @@ class DragonWorkers:
         self._serving = serving
         self._methods_blob = cloudpickle.dumps(self._methods)
         self._result_queue = Queue(maxsize=RESULT_QUEUE_SIZE)
+        self._turns_fd, self._turns = new_turns()
         self._receiver = QueueReader(self._result_queue, crowded=False, bell=Doorbell(self._receiver_bell), bell_timeout_s=MAX_POLL_S)
         nodes = runtime_nodes()
         self._cores = {node.hostname: node.num_cpus for node in nodes}
@@ -446,7 +448,8 @@ class DragonWorkers:
             self._owner.clear()
         destroy_queues(channels)
         self._ringer.close()
-        os.close(self._turns_fd)
+        if self._turns_fd is not None:
+            os.close(self._turns_fd)
 
     def _post_result(self, message: Exited | StopReceiver) -> None:
         """Put a message of the steering process's own on the result queue, and wake the receiver."""

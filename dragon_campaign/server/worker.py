@@ -17,6 +17,7 @@ so a long task's result never waits behind the next one and a burst of tiny task
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import queue
 import signal
@@ -126,8 +127,7 @@ class _ResultQueue:
     def __init__(self, queue: Any, crowding: Crowding) -> None:
         self._queue = queue
         self._turns = None if crowding.turns is None else Turns(crowding.turns)
-        self._receiver = crowding.receiver
-        self._ringer = None if self._receiver is None else Ringer()
+        self._ring = None if crowding.receiver is None else functools.partial(Ringer().ring, crowding.receiver)
 
     def put(self, message: bytes) -> None:
         """Put a message, flushed: it is in the queue when this returns."""
@@ -136,8 +136,8 @@ class _ResultQueue:
         else:
             with self._turns.turn():
                 self._queue.put(message, flush=True)
-        if self._ringer is not None and self._receiver is not None:
-            self._ringer.ring(self._receiver)
+        if self._ring is not None:
+            self._ring()
 
 
 def worker_main(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results: Any, methods_blob: bytes,
