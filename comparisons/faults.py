@@ -121,9 +121,9 @@ def start(command: list[str], run_dir: Path, log: Path) -> Run:
     return run
 
 
-def campaign_command(config: Path, run_dir: Path) -> list[str]:
+def campaign_command(config: Path, run_dir: Path, workers: int = WORKERS) -> list[str]:
     return ["bash", str(ROOT / "run.sh"), "--config", str(config), "--run-dir", str(run_dir),
-            "--workers", str(WORKERS), "--progress-interval", "0"]
+            "--workers", str(workers), "--progress-interval", "0"]
 
 
 # -- faults -------------------------------------------------------------------------------------------------

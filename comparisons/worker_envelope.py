@@ -49,12 +49,14 @@ STEPS = ("worker sends", "to the steering process", "thinker takes it", "next su
 def measure(queues: Any, workers: int, duration: float, rounds: int) -> dict[str, Any]:
     """Keep every worker busy for ``rounds`` tasks of ``duration`` seconds each; utilization and steering CPU."""
     total = workers * rounds
-    cpu, start = cpu_seconds(), time.perf_counter()
+    cpu, start, began = cpu_seconds(), time.perf_counter(), time.time()
     for _ in range(workers):
         queues.send_inputs(duration, method="sleep_task")
     submitted, busy, failed = workers, 0.0, 0
     steps: dict[str, list[float]] = {step: [] for step in STEPS}
     handed: dict[str, tuple[Any, float]] = {}  # task id -> the timestamps of the result it was submitted for, and when taken
+    first: dict[Any, float] = {}  # worker -> when its first task started
+    last: dict[Any, float] = {}  # worker -> when its last task ended
     for _ in range(total):
         result = queues.get_result(timeout=600)
         taken = time.time()
@@ -64,6 +66,9 @@ def measure(queues: Any, workers: int, duration: float, rounds: int) -> dict[str
             handed[next_id] = (result.timestamp, taken)
         if result.success:
             busy += result.timestamp.compute_ended - result.timestamp.compute_started
+            worker = (result.worker_info.worker, result.worker_info.pid)
+            first[worker] = min(first.get(worker, math.inf), result.timestamp.compute_started)
+            last[worker] = max(last.get(worker, 0.0), result.timestamp.compute_ended)
         else:
             failed += 1
         if result.task_id in handed:  # the task submitted for a result: the steps from that result's end to this start
@@ -73,11 +78,15 @@ def measure(queues: Any, workers: int, duration: float, rounds: int) -> dict[str
                                              took - before.result_received, now.created - took, now.dispatched - now.created,
                                              now.input_received - now.dispatched, now.compute_started - now.input_received), strict=True):
                 steps[step].append(seconds)
-    wall = time.perf_counter() - start
+    wall, ended = time.perf_counter() - start, time.time()
     cpu = cpu_seconds() - cpu
+    idle = workers * wall - busy  # worker time outside tasks: before the first, between tasks, after the last
+    before = sum(started - began for started in first.values()) + (workers - len(first)) * wall
+    after = sum(ended - end for end in last.values())
     return {"workers": workers, "task_s": duration, "tasks": total, "failed": failed, "wall_s": wall,
             "utilization": busy / (workers * wall), "steering_cpu_us_per_task": cpu / total * 1e6,
-            "steering_cores": cpu / wall, **{f"{step}_ms": statistics.fmean(values) * 1e3 for step, values in steps.items() if values}}
+            "steering_cores": cpu / wall, "idle_before_first_pct": before / (workers * wall) * 100,
+            "idle_between_pct": (idle - before - after) / (workers * wall) * 100, "idle_after_last_pct": after / (workers * wall) * 100, **{f"{step}_ms": statistics.fmean(values) * 1e3 for step, values in steps.items() if values}}
 
 
 def report(rows: list[dict[str, Any]], args: argparse.Namespace, startup: dict[int, float]) -> Path:
@@ -106,6 +115,11 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, startup: dict[i
         if all(f"{step}_ms" in row for step in STEPS):
             means = [row[f"{step}_ms"] for step in STEPS]
             lines.append(f"| {row['workers']} | {row['task_s']:g} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {sum(means):.3f} |")
+    lines += ["", "Where the workers' idle time goes (% of worker time: waiting for the first task, between tasks, and after "
+              "the last one until the thinker took the last result):", "",
+              "| Workers | Task (s) | Before the first | Between tasks | After the last | Utilization |", "|---|---|---|---|---|---|"]
+    lines += [f"| {row['workers']} | {row['task_s']:g} | {row['idle_before_first_pct']:.2f} % | {row['idle_between_pct']:.2f} % | "
+              f"{row['idle_after_last_pct']:.2f} % | {row['utilization'] * 100:.2f} % |" for row in rows]
     target = cell.get((max(startup), max(durations)))
     if target is not None:
         met = target["utilization"] >= 0.99

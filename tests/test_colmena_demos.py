@@ -5,12 +5,11 @@ executable for its evaluations, run to completion at small sizes, each as its us
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import outside_runtime_env
 
 from dragon_campaign import read_results
 
@@ -22,8 +21,7 @@ EXTRA = {"batch": [], "streaming": ["--opt-delay", "0"], "interleaved": ["--runt
 
 @pytest.mark.parametrize("demo", list(EXTRA))
 def test_ported_optimizer_demo_runs_to_completion(demo, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}  # its own runtime
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env = outside_runtime_env()
     command = ["dragon", str(ROOT / "examples" / "colmena_optimizers" / f"{demo}.py"), *SMALL, *EXTRA[demo], "--out-dir", str(tmp_path)]
     completed = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400,
                                stdin=subprocess.DEVNULL)

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from conftest import outside_runtime_env
+
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def outside_runtime_env() -> dict[str, str]:
-    """The environment of a child that starts a runtime of its own, with this interpreter's bin folder first on PATH."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
 
 
 def run_script(script: str, *args: str, timeout: int = 400) -> subprocess.CompletedProcess:
@@ -52,7 +48,7 @@ def test_bounded_memory_follows_live_bytes_to_zero(tmp_path):
 
 
 def test_gpu_check_runs_its_checks_on_cpu_workers():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}  # its own runtime
+    env = outside_runtime_env()
     completed = subprocess.run(["bash", str(ROOT / "comparisons" / "gpu_check.sh"), "--allow-cpu", "--tensor-mb", "16"], env=env,
                                cwd=ROOT, capture_output=True, text=True, timeout=400)
     output = completed.stdout + completed.stderr
@@ -86,6 +82,11 @@ def test_worker_envelope_reports_utilization(tmp_path):
     assert [(row["workers"], row["task_s"]) for row in rows] == [("2", "0.05"), ("2", "0.2"), ("4", "0.05"), ("4", "0.2")]
     assert all(0.5 < float(row["utilization"]) <= 1.0 and int(row["failed"]) == 0 for row in rows)
     assert all(float(row["steering_cpu_us_per_task"]) > 0 for row in rows)
+    for row in rows:  # the idle time, split before the first task, between tasks and after the last, adds up
+        idle = [float(row[f"idle_{part}_pct"]) for part in ("before_first", "between", "after_last")]
+        assert idle[0] > 0 and idle[2] >= 0
+        assert sum(idle) == pytest.approx(100 - 100 * float(row["utilization"]), abs=1e-6)
+    assert "Before the first" in (tmp_path / "worker_envelope.md").read_text()
 
 
 def test_startup_splits_launch_to_first_result(tmp_path):

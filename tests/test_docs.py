@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
+
+from conftest import outside_runtime_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,8 +17,7 @@ def test_the_readme_example_runs(tmp_path):
     [example] = re.findall(r"```python\n(.*?)```", readme, re.S)
     script = tmp_path / "squares.py"
     script.write_text(example)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}  # a runtime of its own
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    env = outside_runtime_env()
     output = tmp_path / "output.txt"
     with open(output, "w") as out:
         done = subprocess.run(["dragon", str(script)], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=240)

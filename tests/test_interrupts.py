@@ -14,10 +14,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "comparisons"))
 
 import faults  # noqa: E402
+from conftest import outside_runtime_env
 from terminal import CTRL_C  # noqa: E402
 
 from dragon_campaign import launch  # noqa: E402
@@ -35,9 +38,9 @@ def assert_clean(run: faults.Run) -> None:
     assert faults.results_intact(run.run_dir, details), details
 
 
-def campaign_with_results(tmp_path: Path, run_dir: Path, simulations: int) -> faults.Run:
+def campaign_with_results(tmp_path: Path, run_dir: Path, simulations: int, workers: int = faults.WORKERS) -> faults.Run:
     """The small campaign, started in a terminal, once it has logged ``simulations`` results."""
-    run = faults.start(faults.campaign_command(small_config(tmp_path), run_dir), run_dir, tmp_path / "run.log")
+    run = faults.start(faults.campaign_command(small_config(tmp_path), run_dir, workers), run_dir, tmp_path / "run.log")
     deadline = time.monotonic() + 200
     while run.simulations_logged() < simulations and time.monotonic() < deadline and run.terminal.process.poll() is None:
         run.watch()
@@ -66,6 +69,20 @@ def test_ctrl_c_in_a_terminal_checkpoints_then_resume_runs_each_task_once(tmp_pa
     details: list[str] = []
     assert faults.each_simulation_once(run_dir, details), details
     assert json.loads((run_dir / "summary.json").read_text())["simulations"] == faults.BUDGET
+
+
+def test_ctrl_c_in_a_terminal_with_a_crowded_node_checkpoints_and_leaves_nothing(tmp_path):
+    """32 workers on a node of fewer cores sleep on doorbells and take turns at the result queue: Ctrl-C still
+    checkpoints, and every one of them is gone afterwards."""
+    if (os.cpu_count() or 1) >= 32:
+        pytest.skip("32 workers do not crowd this node")
+    run_dir = tmp_path / "run"
+    run = campaign_with_results(tmp_path, run_dir, simulations=2, workers=32)
+    run.terminal.type(CTRL_C)
+    assert run.wait(180) == 3, run.terminal.output()[-3000:]
+    assert "checkpointed to" in run.terminal.output()
+    assert_clean(run)
+    assert json.loads((run_dir / "checkpoint" / "checkpoint.json").read_text())["reason"] == "SIGINT"
 
 
 def test_a_killed_launcher_leaves_nothing_behind(tmp_path):
@@ -103,7 +120,7 @@ def test_ctrl_c_during_set_up_stops_cleanly(tmp_path):
 
 def test_setsid_run_sh_help_returns():
     """Detached with setsid (no terminal, a new session) the launcher answers and exits."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}
+    env = outside_runtime_env()
     completed = subprocess.run(["setsid", "bash", str(ROOT / "run.sh"), "--help"], env=env, capture_output=True, text=True,
                                timeout=60, stdin=subprocess.DEVNULL)
     assert completed.returncode == 0 and "--resume RUN_DIR" in completed.stdout
@@ -111,7 +128,7 @@ def test_setsid_run_sh_help_returns():
 
 def test_setsid_run_sh_runs_a_campaign(tmp_path):
     """The runtime comes up under setsid too (with exec dragon its local services could not set their group)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}
+    env = outside_runtime_env()
     run_dir = tmp_path / "run"
     config = tmp_path / "tiny.yaml"
     config.write_text("app:\n  budget: 2\n  policy: random\n  space_limit: 50\n  chunk_size: 50\n")

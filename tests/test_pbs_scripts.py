@@ -8,10 +8,10 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import outside_runtime_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = sorted((ROOT / "pbs-scripts").glob("*.pbs"))
@@ -51,9 +51,9 @@ def test_many_nodes_asks_for_several():
 def job_environment(tmp_path: Path, **variables: str) -> dict[str, str]:
     nodefile = tmp_path / "nodes"
     nodefile.write_text("x3001c0s1b0n0\nx3001c0s1b1n0\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}
+    env = outside_runtime_env()
     env.update(CHECK_ONLY="1", REPO=str(ROOT), PBS_O_WORKDIR=str(ROOT), PBS_JOBID="123456.polaris-pbs-01",
-               PBS_NODEFILE=str(nodefile), WORKERS_PER_NODE="32", PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
+               PBS_NODEFILE=str(nodefile), WORKERS_PER_NODE="32")
     env.update(variables)
     return env
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import outside_runtime_env
 from digest import digest
 
 from ddict_store import DDictStore, checkpoint, publish_model, restore
@@ -37,7 +38,7 @@ def test_checkpoint_restores_in_a_new_runtime(tmp_path):
         where = checkpoint(store, tmp_path / "ckpt", namespaces=["campaign/run1"])
     assert (where / "manifest.json").exists() and not (tmp_path / "ckpt.partial").exists()
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}  # a separate runtime
+    env = outside_runtime_env()
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
     completed = subprocess.run(
         ["dragon", str(HERE / "restore_checkpoint.py"), str(where)], env=env, capture_output=True, text=True, timeout=240

@@ -30,9 +30,12 @@ import itertools
 import os
 import select
 import socket
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
+
+T = TypeVar("T")
 
 _names = itertools.count()
 
@@ -88,14 +91,15 @@ class Ringer:
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._socket.setblocking(False)
 
-    def ring(self, address: str) -> None:
-        """Wake the worker waiting at ``address``. A full bell (it was rung already) or one not yet, or no longer,
-        there (a worker that has not started or has exited) needs no ring.
+    def ring(self, *addresses: str) -> None:
+        """Wake the workers waiting at these addresses. A full bell (it was rung already) or one not yet, or no
+        longer, there (a worker that has not started or has exited) needs no ring.
         """
-        try:
-            self._socket.sendto(b"\0", "\0" + address)
-        except (BlockingIOError, ConnectionRefusedError, FileNotFoundError):
-            pass
+        for address in addresses:
+            try:
+                self._socket.sendto(b"\0", "\0" + address)
+            except (BlockingIOError, ConnectionRefusedError, FileNotFoundError):
+                pass
 
     def close(self) -> None:
         """Close the socket (the task server's shutdown)."""
@@ -116,3 +120,18 @@ class Turns:
             yield
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+def open_or_none(kind: Callable[[str], T], address: str | None) -> T | None:
+    """A worker's doorbell or turns at ``address``, or None where the kernel refuses it (no ``/proc`` of the
+    steering process in a hardened container, an abstract name already taken): the worker then looks at its
+    queue between sleeps, or puts without turns, instead of failing to start.
+    """
+    if address is None:
+        return None
+    try:
+        return kind(address)
+    except OSError as exc:
+        print(f"dragon_campaign worker {os.getpid()}: no {kind.__name__.lower()} at {address!r} ({exc}); going on without",
+              file=sys.stderr, flush=True)
+        return None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import socket
 import threading
 import time
 from collections import Counter, defaultdict
@@ -35,6 +36,7 @@ from dragon_campaign.models import FailureInformation, Result, WorkerInformation
 from dragon_campaign.queues.waiting import WaitingTask, WaitingTasks
 from dragon_campaign.server.backend import Completion, Send, failed, layout_of, mark_dispatched
 from dragon_campaign.server.crowded import Crowding, Doorbell, Ringer, new_bell, new_turns
+from dragon_campaign.server.exits import LocalExits
 from dragon_campaign.server.handles import WorkerHandle, destroy_queues, post, signal_worker
 from dragon_campaign.server.pool import WorkerPool, WorkerSlot, gpu_env_var, place_workers, runtime_nodes
 from dragon_campaign.server.reader import IDLE_POLL_S, MAX_POLL_S, QueueReader
@@ -174,7 +176,9 @@ class DragonWorkers:
         sends: dict[WorkerKey, list[WaitingTask]] = defaultdict(list)
         for pool_name in self._pools:
             methods = self._serving[pool_name]
-            workers = [w for w in self._workers.values() if w.slot.pool == pool_name and (not idle_only or not w.inflight)]
+            candidates = (w for w in self._workers.values() if w.slot.pool == pool_name and (not idle_only or not w.inflight))
+            # Idle workers get one task each, in one pass that ends with the waiting tasks: no list of every worker.
+            workers: Iterable[WorkerHandle] = candidates if idle_only else list(candidates)
             assigned = True
             while assigned:  # round-robin, one task per worker per pass
                 assigned = False
@@ -187,12 +191,15 @@ class DragonWorkers:
                         self._assign(worker, task)
                         sends[worker.key].append(task)
                         assigned = True
+        bells: list[str] = []
         for key, tasks in sends.items():
             worker = self._workers[key]
             worker.tasks.put(dumps([TaskMessage(t.task_id, t.method, t.inputs, self.server.result_rule(t), layout_of(t)) for t in tasks]))
             if worker.bell is not None:
-                self._ringer.ring(worker.bell)
-        return None
+                bells.append(worker.bell)
+        # Rung once the locks are released: a ring is a wake-up, which costs the ringing thread up to about 0.2 ms
+        # on a crowded node of this VM (py-spy, 128 workers of 1 s tasks), and the result receiver waits for these locks.
+        return functools.partial(self._ringer.ring, *bells) if bells else None
 
     def _has_room(self, worker: WorkerHandle, task: WaitingTask) -> bool:
         if not worker.inflight:
@@ -334,27 +341,43 @@ class DragonWorkers:
 
     # -- worker processes ----------------------------------------------------------------------------------
     def _monitor_loop(self) -> None:
-        """Report worker exits through the result queue, behind every result the worker sent before dying."""
+        """Report worker exits through the result queue, behind every result the worker sent before dying.
+
+        Ready workers of this node are watched through pidfds (see :mod:`.exits`); the rest, and the processes
+        the campaign watches, through Dragon's ``multi_join``, which also gives every exit code.
+        """
         reported: set[int] = set()
-        while not self._closing.is_set():
-            with self.server.lock:
-                by_puid = {w.process.puid: w.key for w in self._workers.values() if w.process.puid not in reported}
-                watched = {puid: what for puid, what in self._watched.items() if puid not in reported}
-            if not by_puid and not watched:
-                time.sleep(0.05)
-                continue
-            try:
-                exited, _ = multi_join([*by_puid, *watched], timeout=MONITOR_PERIOD_S)
-            except Exception:
-                logger.exception("Could not poll the worker processes")
-                time.sleep(0.5)
-                continue
-            for puid, exit_code in exited or []:
-                reported.add(puid)
-                if puid in by_puid:
-                    self._post_result(Exited(by_puid[puid], exit_code))
-                elif puid in watched and not self.server.stopping:
-                    self.server.stop_campaign(f"{watched[puid]}: process {puid} exited with code {exit_code}")
+        here = socket.gethostname()
+        local = LocalExits()
+        try:
+            while not self._closing.is_set():
+                with self.server.lock:
+                    by_puid = {w.process.puid: w.key for w in self._workers.values() if w.process.puid not in reported}
+                    watched = {puid: what for puid, what in self._watched.items() if puid not in reported}
+                    pids = {w.process.puid: w.info.pid for w in self._workers.values()
+                            if w.info is not None and w.info.pid and w.info.hostname == here and w.process.puid in by_puid}
+                if not by_puid and not watched:
+                    time.sleep(0.05)
+                    continue
+                local.watch(pids)
+                joined = [puid for puid in (*by_puid, *watched) if puid not in local]
+                ended = local.wait(0.0 if joined else MONITOR_PERIOD_S)
+                if not joined and not ended:
+                    continue
+                try:
+                    exited, _ = multi_join([*joined, *ended], timeout=MONITOR_PERIOD_S)
+                except Exception:
+                    logger.exception("Could not poll the worker processes")
+                    time.sleep(0.5)
+                    continue
+                for puid, exit_code in exited or []:
+                    reported.add(puid)
+                    if puid in by_puid:
+                        self._post_result(Exited(by_puid[puid], exit_code))
+                    elif puid in watched and not self.server.stopping:
+                        self.server.stop_campaign(f"{watched[puid]}: process {puid} exited with code {exit_code}")
+        finally:
+            local.close()
 
     def _on_worker_exit(self, key: WorkerKey, exit_code: int | None) -> None:
         lost_results: list[Result] = []

@@ -32,7 +32,7 @@ from typing import Any
 import cloudpickle
 
 from dragon_campaign.execution import run_task
-from dragon_campaign.server.crowded import Crowding, Doorbell, Ringer, Turns
+from dragon_campaign.server.crowded import Crowding, Doorbell, Ringer, Turns, open_or_none
 from dragon_campaign.server.reader import QueueReader, shortest_sleep
 from dragon_campaign.server.slot import WorkerSlot
 from dragon_campaign.wire import Partial, Ready, Results, StartFailed, TaskMessage, TaskRecord, WorkerKey, dumps, loads
@@ -126,7 +126,7 @@ class _ResultQueue:
 
     def __init__(self, queue: Any, crowding: Crowding) -> None:
         self._queue = queue
-        self._turns = None if crowding.turns is None else Turns(crowding.turns)
+        self._turns = open_or_none(Turns, crowding.turns)
         self._ring = None if crowding.receiver is None else functools.partial(Ringer().ring, crowding.receiver)
 
     def put(self, message: bytes) -> None:
@@ -181,7 +181,7 @@ def _serve(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results:
 
     cancellations = _Cancellations(control)
     reader = QueueReader(tasks, crowded=crowding.crowded, shortest_s=shortest_sleep(crowding.wanting, crowding.cores), watch_parent=True,
-                         bell=None if crowding.bell is None else Doorbell(crowding.bell))
+                         bell=open_or_none(Doorbell, crowding.bell))
     while True:
         batch: list[TaskMessage] | None = loads(reader.get())
         received = time.time()

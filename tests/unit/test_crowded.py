@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 
-from dragon_campaign.server.crowded import Crowding, Doorbell, Ringer, new_bell, new_turns
+from dragon_campaign.server.crowded import Crowding, Doorbell, Ringer, Turns, new_bell, new_turns, open_or_none
 
 
 def test_a_ring_wakes_a_waiting_worker_at_once_and_a_ring_before_the_wait_is_not_lost():
@@ -62,3 +62,20 @@ def test_workers_take_turns_at_the_result_queue():
 
 def test_a_node_is_crowded_when_more_processes_want_a_core_than_it_has():
     assert Crowding(3, 2).crowded and not Crowding(2, 2).crowded and not Crowding().crowded
+
+
+def test_a_worker_goes_on_without_a_bell_or_turns_the_kernel_refuses(capfd):
+    address = new_bell()
+    taken = Doorbell(address)  # a second bind of the same abstract name fails
+    assert taken is not None and open_or_none(Doorbell, address) is None
+    assert open_or_none(Turns, "/proc/999999999/fd/3") is None  # no such process: its lock cannot be opened
+    assert open_or_none(Turns, None) is None and open_or_none(Doorbell, None) is None
+    assert capfd.readouterr().err.count("going on without") == 2
+    fd, path = new_turns()
+    try:
+        turns = open_or_none(Turns, path)
+        assert isinstance(turns, Turns)
+        with turns.turn():
+            pass
+    finally:
+        os.close(fd)
