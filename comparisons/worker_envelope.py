@@ -4,15 +4,20 @@
 
 One steering process (DragonQueues + DragonTaskServer, one CPU pool) on this node keeps W workers busy with
 sleep tasks of d seconds: it submits W tasks, then one more for every result it takes, until W x rounds
-tasks have run (rounds: enough for about ``--seconds`` of work, at least 5). The tasks sleep, so the
-workers need no core while they run and the figure is the runtime's overhead alone, even with 128 workers
-on two cores.
+tasks have run (rounds: enough for about ``--seconds`` of work, default 30, at least 5). The tasks sleep,
+so the workers need no core while they run and the figure is the runtime's overhead alone, even with 128
+workers on two cores. The W first tasks start together, so for the first rounds their results arrive
+together and wait for each other; a cell of 10 rounds mostly measures that start (the idle-time table
+shows it), hence 30 s.
 
 * Utilization: the time workers spent inside tasks (each task's compute_started to compute_ended, as the
   worker stamped them) over W x the campaign's wall time, from the first submission to the last result
   taken. RADICAL-Pilot with Flux and Dragon reports 99.6 % on Frontier.
 * Steering CPU per task: the steering process's user + system CPU time over the same window (every
   thread: the thinker's submissions and gets, the dispatch, the result receiver, results.jsonl), per task.
+* Where the workers' idle time goes: before their first task (the W first dispatches), between tasks, and
+  after their last one until the thinker took the last result (the workers' ends drift apart by each one's
+  waits, so the last round ends over a spread of some 0.1-0.5 s).
 * Where a worker's wait between two tasks goes: the mean of each step from the end of a task to the start
   of the next one, from the timestamps every result carries (worker and steering process share this node's
   clock): the result's way to the steering process, the thinker taking it and submitting the next task, that
@@ -150,7 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, nargs="+", default=[8, 32, 128], help="pool sizes (default 8 32 128)")
     parser.add_argument("--durations", type=float, nargs="+", default=[0.05, 0.2, 1.0], help="task durations in s")
-    parser.add_argument("--seconds", type=float, default=10.0, help="work per cell, in task-seconds per worker (default 10)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="work per cell, in task-seconds per worker (default 30)")
     parser.add_argument("--output", default="results", help="folder for the .md, .csv and .png (default results/)")
     args = parser.parse_args()
     require_dragon_runtime("worker_envelope.py")
