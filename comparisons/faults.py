@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from common import outside_runtime_env  # noqa: E402
 from terminal import CTRL_C, Terminal  # noqa: E402
 
 from dragon_campaign.launch import proc_stat  # noqa: E402
@@ -113,8 +114,7 @@ class Run:
 
 
 def start(command: list[str], run_dir: Path, log: Path) -> Run:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}  # a runtime of its own
-    env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env = outside_runtime_env()  # a runtime of its own
     shm_before = set(os.listdir(SHM))
     run = Run(Terminal(command, log, env=env, cwd=ROOT), run_dir, time.monotonic(), shm_before)
     run.watch()

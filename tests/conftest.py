@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,15 +15,6 @@ import pytest
 from dragon_campaign import DragonQueues, DragonTaskServer, WorkerPool
 
 IN_RUNTIME = "DRAGON_MY_PUID" in os.environ
-
-
-def outside_runtime_env() -> dict[str, str]:
-    """The environment of a child that starts a Dragon runtime of its own (none of this runtime's ``DRAGON_*``
-    variables), with this interpreter's bin folder first on PATH.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
 
 
 def runtime_nodes() -> int:

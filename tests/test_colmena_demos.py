@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import outside_runtime_env
+from common import outside_runtime_env
 
 from dragon_campaign import read_results
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import outside_runtime_env
+from common import outside_runtime_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,6 +87,15 @@ def test_worker_envelope_reports_utilization(tmp_path):
         assert idle[0] > 0 and idle[2] >= 0
         assert sum(idle) == pytest.approx(100 - 100 * float(row["utilization"]), abs=1e-6)
     assert "Before the first" in (tmp_path / "worker_envelope.md").read_text()
+
+
+def test_wakeup_cost_measures_every_kind_of_wake_up(tmp_path):
+    completed = subprocess.run([sys.executable, str(ROOT / "comparisons" / "wakeup_cost.py"), "--count", "20", "--output", str(tmp_path)],
+                               env=outside_runtime_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    rows = {row["what"]: float(row["median_us"]) for row in csv.DictReader(open(tmp_path / "wakeup_cost.csv"))}
+    assert len(rows) == 4 and all(value > 0 for value in rows.values())
+    assert "| ring a sleeping worker" in (tmp_path / "wakeup_cost.md").read_text()
 
 
 def test_startup_splits_launch_to_first_result(tmp_path):

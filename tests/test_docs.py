@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from conftest import outside_runtime_env
+from common import outside_runtime_env
 
 ROOT = Path(__file__).resolve().parent.parent
 

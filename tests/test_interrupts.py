@@ -10,20 +10,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+import faults
 import pytest
+from common import outside_runtime_env
+from terminal import CTRL_C
+
+from dragon_campaign import launch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "comparisons"))
-
-import faults  # noqa: E402
-from conftest import outside_runtime_env
-from terminal import CTRL_C  # noqa: E402
-
-from dragon_campaign import launch  # noqa: E402
 
 
 def small_config(tmp_path: Path, extra: str = "") -> Path:

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import outside_runtime_env
+from common import outside_runtime_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = sorted((ROOT / "pbs-scripts").glob("*.pbs"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import outside_runtime_env
+from common import outside_runtime_env
 from digest import digest
 
 from ddict_store import DDictStore, checkpoint, publish_model, restore

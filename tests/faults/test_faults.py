@@ -4,14 +4,8 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "comparisons"))
-
-from faults import FAULTS, try_fault  # noqa: E402
+from faults import FAULTS, try_fault
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))

@@ -4,13 +4,13 @@ plan. (That a run's own config.yaml reproduces it is in tests/test_cli.py, under
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from common import outside_runtime_env
 
 from dragon_campaign.apps import APPLICATIONS
 from dragon_campaign.cli.plan import resolve
@@ -34,7 +34,7 @@ sys.exit(code)
 
 def launch(script: str, *args: str) -> subprocess.CompletedProcess[str]:
     """The launcher outside any runtime (the DRAGON_* variables of this suite's runtime removed)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGON_")}
+    env = outside_runtime_env()
     return subprocess.run([sys.executable, "-c", PROBE, str(ROOT / "launchers" / script), *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
 
