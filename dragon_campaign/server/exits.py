@@ -3,9 +3,10 @@
 The monitor learns of worker exits from Dragon's global services (``multi_join``), whose timed wait spins in
 the steering process for part of the wait (dragonhpc 0.15). A worker on this node says its pid when it is
 ready; the monitor then holds a *pidfd* for it (Linux 5.3), which becomes readable when the process exits,
-and sleeps in one ``poll`` on all of them. A process whose pidfd fired goes back to ``multi_join``, which returns at once
-with its exit code; so does one whose pidfd cannot be opened. (128 workers of 1 s tasks on two cores: the
-steering process's CPU per task went from 1,422 to 1,079 us, and the monitor thread now uses 0.1 % of a core.)
+and sleeps in one ``poll`` on all of them. A process whose pidfd fired goes back to ``multi_join``, which
+returns at once with its exit code; so does one whose pidfd cannot be opened. (128 workers of 1 s tasks on
+two cores: the steering process's CPU per task went from 1,422 to 1,079 us, and the monitor thread now uses
+0.1 % of a core.)
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ class LocalExits:
         return puid in self._fds
 
     def watch(self, pids: dict[int, int]) -> None:
-        """Hold a pidfd for each process (puid -> pid) not held yet; one that has gone already is not held."""
+        """Hold a pidfd for each process (puid -> pid) not held yet; one that has gone already is not held.
+        ``pids`` is every process still to watch: a fired one it no longer names (reported) is forgotten.
+        """
+        self._fired.intersection_update(pids)
         for puid, pid in pids.items():
             if puid in self._fds or puid in self._fired:
                 continue
