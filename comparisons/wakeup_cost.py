@@ -14,7 +14,7 @@ doorbells and a ``threading.Condition``, against the same call when nobody sleep
   woken thread runs.
 
 Writes <output>/wakeup_cost.md and .csv. Inside a virtual machine a wake-up of an idle virtual CPU goes
-through the hypervisor; on bare metal it costs a few microseconds.
+through the hypervisor: run it on the nodes a campaign will use.
 """
 
 from __future__ import annotations

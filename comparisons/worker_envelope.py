@@ -85,13 +85,14 @@ def measure(queues: Any, workers: int, duration: float, rounds: int) -> dict[str
                 steps[step].append(seconds)
     wall, ended = time.perf_counter() - start, time.time()
     cpu = cpu_seconds() - cpu
-    idle = workers * wall - busy  # worker time outside tasks: before the first, between tasks, after the last
+    worker_time = workers * wall
+    idle = worker_time - busy  # worker time outside tasks: before the first, between tasks, after the last
     before = sum(started - began for started in first.values()) + (workers - len(first)) * wall
     after = sum(ended - end for end in last.values())
     return {"workers": workers, "task_s": duration, "tasks": total, "failed": failed, "wall_s": wall,
-            "utilization": busy / (workers * wall), "steering_cpu_us_per_task": cpu / total * 1e6,
-            "steering_cores": cpu / wall, "idle_before_first_pct": before / (workers * wall) * 100,
-            "idle_between_pct": (idle - before - after) / (workers * wall) * 100, "idle_after_last_pct": after / (workers * wall) * 100, **{f"{step}_ms": statistics.fmean(values) * 1e3 for step, values in steps.items() if values}}
+            "utilization": busy / worker_time, "steering_cpu_us_per_task": cpu / total * 1e6,
+            "steering_cores": cpu / wall, "idle_before_first_pct": before / worker_time * 100,
+            "idle_between_pct": (idle - before - after) / worker_time * 100, "idle_after_last_pct": after / worker_time * 100, **{f"{step}_ms": statistics.fmean(values) * 1e3 for step, values in steps.items() if values}}
 
 
 def report(rows: list[dict[str, Any]], args: argparse.Namespace, startup: dict[int, float]) -> Path:

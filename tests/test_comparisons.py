@@ -13,9 +13,9 @@ from common import outside_runtime_env
 ROOT = Path(__file__).resolve().parent.parent
 
 
-
-def run_script(script: str, *args: str, timeout: int = 400) -> subprocess.CompletedProcess:
-    completed = subprocess.run(["dragon", str(ROOT / "comparisons" / script), *args], env=outside_runtime_env(), cwd=ROOT,
+def run_script(script: str, *args: str, timeout: int = 400, launcher: str = "dragon") -> subprocess.CompletedProcess:
+    """A comparison script, under a runtime of its own (``launcher``: a plain interpreter for those that start none)."""
+    completed = subprocess.run([launcher, str(ROOT / "comparisons" / script), *args], env=outside_runtime_env(), cwd=ROOT,
                                capture_output=True, text=True, timeout=timeout)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return completed
@@ -90,18 +90,14 @@ def test_worker_envelope_reports_utilization(tmp_path):
 
 
 def test_wakeup_cost_measures_every_kind_of_wake_up(tmp_path):
-    completed = subprocess.run([sys.executable, str(ROOT / "comparisons" / "wakeup_cost.py"), "--count", "20", "--output", str(tmp_path)],
-                               env=outside_runtime_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    run_script("wakeup_cost.py", "--count", "20", "--output", str(tmp_path), timeout=120, launcher=sys.executable)
     rows = {row["what"]: float(row["median_us"]) for row in csv.DictReader(open(tmp_path / "wakeup_cost.csv"))}
     assert len(rows) == 4 and all(value > 0 for value in rows.values())
     assert "| ring a sleeping worker" in (tmp_path / "wakeup_cost.md").read_text()
 
 
 def test_startup_splits_launch_to_first_result(tmp_path):
-    completed = subprocess.run([sys.executable, str(ROOT / "comparisons" / "startup.py"), "--repeats", "1", "--output", str(tmp_path)],
-                               env=outside_runtime_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    run_script("startup.py", "--repeats", "1", "--output", str(tmp_path), timeout=300, launcher=sys.executable)
     rows = {row["step"]: float(row["median_s"]) for row in csv.DictReader(open(tmp_path / "startup.csv"))}
     assert rows["runtime start"] > 0 and rows["importing dragon_campaign"] > 0 and rows["first worker: Dragon starts a process"] > 0
     assert "Launch to first result" in (tmp_path / "startup.md").read_text()
