@@ -79,9 +79,10 @@ def test_queue_depth_checks_dispatch_order_against_eqsql(tmp_path):
 def test_worker_envelope_reports_utilization(tmp_path):
     run_script("worker_envelope.py", "--workers", "2", "4", "--durations", "0.05", "0.2", "--seconds", "0.5", "--output", str(tmp_path))
     rows = list(csv.DictReader(open(tmp_path / "worker_envelope.csv")))
-    assert [(row["workers"], row["task_s"]) for row in rows] == [("2", "0.05"), ("2", "0.2"), ("4", "0.05"), ("4", "0.2")]
+    assert [(row["workers"], row["mode"], row["task_s"]) for row in rows] == [
+        (workers, mode, task_s) for workers in ("2", "4") for mode in ("steered", "bag") for task_s in ("0.05", "0.2")]
     assert all(0.5 < float(row["utilization"]) <= 1.0 and int(row["failed"]) == 0 for row in rows)
-    assert all(float(row["steering_cpu_us_per_task"]) > 0 for row in rows)
+    assert all(float(row["steering_cpu_us_per_task"]) > 0 and float(row["workers_cpu_us_per_task"]) >= 0 for row in rows)  # clock ticks: 0 in a short cell
     for row in rows:  # the idle time, split before the first task, between tasks and after the last, adds up
         idle = [float(row[f"idle_{part}_pct"]) for part in ("before_first", "between", "after_last")]
         assert idle[0] > 0 and idle[2] >= 0

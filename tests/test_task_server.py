@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import socket
 import time
@@ -115,6 +116,30 @@ def test_cancelled_tasks_never_run(serve, run_dir):
     assert queues.active_count == 0
     server.stop(timeout=30)
     assert not set(cancelled) & {r.task_id for r in read_results(run_dir / "results.jsonl")}
+
+
+def test_workers_of_a_crowded_node_hear_cancellations_at_once_and_go_on(serve, run_dir):
+    """More workers than cores: each sleeps on a doorbell for cancellations instead of looking at its control queue;
+    cancelling the tasks they all run stops every one of them, and the same workers take the next tasks.
+    """
+    workers = (os.cpu_count() or 1) + 1  # with the steering process, more processes want a core than there are
+    queues, server = serve([tasks.sleep_then], pool=WorkerPool(workers=workers))
+    running = [queues.send_inputs(i, 300.0, method="sleep_then") for i in range(workers)]
+    deadline = time.monotonic() + 120
+    while (server.worker_count(ready=True) < workers or queues.topic_status()["default"].running < workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # handed out: give the workers time to start them
+    assert sorted(queues.cancel(running)) == sorted(running)
+    started = time.monotonic()
+    for i in range(workers):
+        queues.send_inputs(i, 1.0, method="sleep_then")
+    results = [queues.get_result(timeout=60) for _ in range(workers)]
+    assert all(r.success for r in results)
+    assert {r.worker_info.worker for r in results} == set(range(workers)), "a worker still ran its cancelled task"
+    assert time.monotonic() - started < 30
+    assert server.worker_count() == workers  # stopped tasks, not replaced workers
+    server.stop(timeout=30)
+    assert not set(running) & {r.task_id for r in read_results(run_dir / "results.jsonl")}
 
 
 def test_dead_worker_is_replaced_and_its_task_reported(serve, tmp_path):

@@ -13,7 +13,10 @@ need, and the steering process, one runnable process among a hundred, gets a sli
   looks at its queue after every wake-up, so a put after its last look is followed by a byte that ends its
   next wait. A ring never sent (a put by someone else) costs at most the wait's timeout. (Looking at the
   queue every 2 ms instead, 128 workers on two cores kept both cores busy and the steering process got 3 %
-  of one.)
+  of one.) Each of those workers has a second doorbell, for cancellations: the thread that stops a
+  cancelled task sleeps on it, and the steering process rings it after posting a cancellation (looking at
+  the control queue 20 times a second while a task ran cost a worker 2 ms of CPU per 1 s task, a third of
+  a core for 128 workers).
 * **Turns.** Those workers put results on the one result queue one at a time, waiting for their turn in
   the kernel (an exclusive ``flock``): Dragon's put allocates from the node's memory pool under a lock
   that spins, and 128 workers putting at once spent their time there (128 workers of 0.05 s tasks ran
@@ -46,6 +49,7 @@ class Crowding(NamedTuple):
     wanting: int = 1  # processes that want a core there
     cores: int = 1
     bell: str | None = None  # its doorbell's address (a crowded node of the steering process)
+    cancel_bell: str | None = None  # its cancellations' doorbell (same)
     turns: str | None = None  # the path of the result queue's lock (same)
     receiver: str | None = None  # the result receiver's doorbell address (same)
 
@@ -70,12 +74,13 @@ class Doorbell:
     """The worker's side: wait until rung (or a timeout)."""
 
     def __init__(self, address: str) -> None:
+        self.address = address
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._socket.bind("\0" + address)
         self._socket.setblocking(False)
 
-    def wait(self, timeout: float) -> None:
-        """Return once rung (at once if a ring came since the last wait) or after ``timeout`` seconds."""
+    def wait(self, timeout: float | None) -> None:
+        """Return once rung (at once if a ring came since the last wait) or after ``timeout`` seconds (None: no limit)."""
         if select.select([self._socket], [], [], timeout)[0]:
             try:
                 while True:

@@ -139,7 +139,7 @@ class DragonWorkers:
             policy=slot.policy(),
         )
         process.start()
-        worker = WorkerHandle(slot, generation, process, tasks, control, crowding.bell)
+        worker = WorkerHandle(slot, generation, process, tasks, control, crowding.bell, crowding.cancel_bell)
         with self.server.lock:
             self._workers[worker.key] = worker
             if self._receiver is not None:  # the receiver sleeps long only if every worker rings it
@@ -160,7 +160,7 @@ class DragonWorkers:
         """
         crowding = Crowding(self._placed[hostname] + (hostname == self._primary), self._cores.get(hostname, 1))
         if crowding.crowded and hostname == self._primary:
-            return crowding._replace(bell=new_bell(), turns=self._turns, receiver=self._receiver_bell)
+            return crowding._replace(bell=new_bell(), cancel_bell=new_bell(), turns=self._turns, receiver=self._receiver_bell)
         return crowding
 
     def watch(self, puids: Iterable[int], what: str) -> None:
@@ -206,7 +206,9 @@ class DragonWorkers:
             return True
         pool = self._pools[worker.slot.pool]
         estimate = self.server.estimate(task.method)
-        return len(worker.inflight) <= pool.max_prefetch and worker.queued_work + (estimate if estimate is not None else float("inf")) <= pool.prefetch_seconds
+        current = next(iter(worker.inflight.values()))[1]  # the task it runs now (tasks run in the order sent)
+        beyond = worker.queued_work - current + (estimate if estimate is not None else float("inf"))
+        return len(worker.inflight) <= pool.max_prefetch and beyond <= pool.prefetch_seconds
 
     def _assign(self, worker: WorkerHandle, task: WaitingTask) -> None:
         mark_dispatched(task)
@@ -225,7 +227,8 @@ class DragonWorkers:
                 stopped.append(self._workers[key].release(task_id))
                 notices[key].append(task_id)
         for key, ids in notices.items():
-            post(self._workers[key].control, dumps(ids), key)
+            worker = self._workers[key]
+            post(worker.control, dumps(ids), key, then=None if worker.cancel_bell is None else functools.partial(self._ringer.ring, worker.cancel_bell))
         return stopped
 
     # -- state ---------------------------------------------------------------------------------------------

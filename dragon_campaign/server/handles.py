@@ -32,8 +32,9 @@ class WorkerHandle:
     generation: int
     process: Process
     tasks: Queue
-    control: Queue  # cancellations, read by the worker while a task runs long
+    control: Queue  # cancellations, read by the worker while a task runs long (or when rung)
     bell: str | None = None  # its doorbell's address, rung after each put (a crowded node's worker, see crowded.py)
+    cancel_bell: str | None = None  # its cancellations' doorbell, rung after each cancellation posted (same)
     inflight: dict[str, tuple[WaitingTask, float]] = field(default_factory=dict)
     queued_work: float = 0.0
     info: WorkerInformation | None = None

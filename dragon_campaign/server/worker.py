@@ -72,17 +72,22 @@ class _Cancellations:
     ``SIGALRM`` per task was tried instead: the kernel may deliver it to any thread, and then a task asleep
     in a system call never noticed.) A cancelled task that has not started is skipped if the worker has
     heard of it; one that runs is stopped by SIGUSR1, sent to the main thread itself.
+
+    A worker with a cancellation doorbell (a crowded node of the steering process, see :mod:`.crowded`) has
+    no need to look: its watcher sleeps on the bell and reads the control queue each time the steering
+    process rings it, so a cancellation is heard at once, whether its task runs or waits.
     """
 
-    def __init__(self, control: Any) -> None:
+    def __init__(self, control: Any, bell: Doorbell | None = None) -> None:
         self.cancelled: set[str] = set()
         self.running: str | None = None  # the task the main thread runs now
         self._started: float | None = None  # when it started (monotonic)
         self._closed = threading.Event()  # set at exit: the watcher's wait ends at once
         self._control = control
+        self._bell = bell
         self._main = threading.get_ident()  # made by the main thread, which runs the tasks
         signal.signal(signal.SIGUSR1, self._on_cancel_signal)
-        self._watcher = threading.Thread(target=self._watch, name="worker-cancellations", daemon=True)
+        self._watcher = threading.Thread(target=self._watch if bell is None else self._listen, name="worker-cancellations", daemon=True)
         self._watcher.start()
 
     def begin(self, task_id: str) -> None:
@@ -93,7 +98,18 @@ class _Cancellations:
 
     def close(self) -> None:
         self._closed.set()
+        if self._bell is not None:
+            Ringer().ring(self._bell.address)  # ends the listener's wait
         self._watcher.join(2 * IDLE_TICK_S)
+
+    def _listen(self) -> None:
+        assert self._bell is not None
+        self._drain()  # cancellations posted before the bell was bound were never rung
+        while True:
+            self._bell.wait(None)
+            if self._closed.is_set():
+                return
+            self._drain()
 
     def _watch(self) -> None:
         draining = False
@@ -179,7 +195,7 @@ def _serve(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results:
     info = {"hostname": socket.gethostname(), "pool": slot.pool, "worker": slot.index, "pid": os.getpid(), "gpu": slot.gpu}
     results.put(dumps(Ready(key, info)))
 
-    cancellations = _Cancellations(control)
+    cancellations = _Cancellations(control, open_or_none(Doorbell, crowding.cancel_bell))
     reader = QueueReader(tasks, crowded=crowding.crowded, shortest_s=shortest_sleep(crowding.wanting, crowding.cores), watch_parent=True,
                          bell=open_or_none(Doorbell, crowding.bell))
     while True:
