@@ -170,27 +170,32 @@ class DragonWorkers:
 
     # -- dispatch ------------------------------------------------------------------------------------------
     def take(self, waiting: WaitingTasks, idle_only: bool) -> Send | None:
-        """Fill idle workers first, then workers with room; the batches are sent here, under the locks, so
-        that a worker receives its tasks in the order they left the waiting queue.
+        """Hand waiting tasks, highest priority first, to workers with room (``idle_only``: to idle workers, one
+        each); the batches are sent here, under the locks, so that a worker receives its tasks in the order they
+        left the waiting queue.
         """
         sends: dict[WorkerKey, list[WaitingTask]] = defaultdict(list)
-        for pool_name in self._pools:
+        for pool_name, pool in self._pools.items():
             methods = self._serving[pool_name]
-            candidates = (w for w in self._workers.values() if w.slot.pool == pool_name and (not idle_only or not w.inflight))
-            # Idle workers get one task each, in one pass that ends with the waiting tasks: no list of every worker.
-            workers: Iterable[WorkerHandle] = candidates if idle_only else list(candidates)
-            assigned = True
-            while assigned:  # round-robin, one task per worker per pass
-                assigned = False
+            # Round-robin, one task per worker per pass. Only workers that took a task stay for the next pass (an idle
+            # worker is done with one), so a pass costs the workers that may still take tasks, not the whole pool: the
+            # receiver dispatches after every result, and scanning 128 workers each time took a fifth of its time.
+            workers: Iterable[WorkerHandle] = (w for w in self._workers.values() if w.slot.pool == pool_name
+                                               and (not w.inflight if idle_only else len(w.inflight) <= pool.max_prefetch))
+            while True:
+                took: list[WorkerHandle] = []
                 for worker in workers:
                     task = waiting.peek(methods)
                     if task is None:
                         break
-                    if (not idle_only or not worker.inflight) and self._has_room(worker, task):
+                    if self._has_room(worker, task):
                         waiting.pop(task.task_id)
                         self._assign(worker, task)
                         sends[worker.key].append(task)
-                        assigned = True
+                        took.append(worker)
+                if idle_only or not took:
+                    break
+                workers = took
         bells: list[str] = []
         for key, tasks in sends.items():
             worker = self._workers[key]
