@@ -118,6 +118,19 @@ def test_cancelled_tasks_never_run(serve, run_dir):
     assert not set(cancelled) & {r.task_id for r in read_results(run_dir / "results.jsonl")}
 
 
+def test_prefetch_seconds_is_the_work_a_busy_worker_holds_beyond_its_running_task(serve):
+    """With 1 s tasks and prefetch_seconds=1.5 a worker holds the task it runs and one more, not two more."""
+    queues, _ = serve([tasks.sleep_then], pool=WorkerPool(workers=1, prefetch_seconds=1.5))
+    queues.send_inputs("warm-up", 1.0, method="sleep_then")
+    queues.get_result(timeout=60)  # the method's running average is now about 1 s
+    for name in "abcd":
+        queues.send_inputs(name, 1.0, method="sleep_then")
+    a, b, c, d = (queues.get_result(timeout=60) for _ in range(4))
+    assert [r.value for r in (a, b, c, d)] == list("abcd")
+    assert c.timestamp.dispatched < b.timestamp.compute_started, "c was not sent to wait behind b"
+    assert d.timestamp.dispatched > b.timestamp.compute_ended, "d was sent while b and c were still ahead of it"
+
+
 def test_workers_of_a_crowded_node_hear_cancellations_at_once_and_go_on(serve, run_dir):
     """More workers than cores: each sleeps on a doorbell for cancellations instead of looking at its control queue;
     cancelling the tasks they all run stops every one of them, and the same workers take the next tasks.
