@@ -64,15 +64,12 @@ BAG_PREFETCH_S = 60.0  # a bag's worker holds one task (of up to a minute) behin
 
 def processes_cpu() -> dict[int, float]:
     """User + system CPU seconds of every process on this node, by pid."""
+    from dragon_campaign.launch import proc_stat
+
     tick = os.sysconf("SC_CLK_TCK")
     cpu = {}
     for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat") as fp:
-                    fields = fp.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # gone meanwhile
+        if entry.name.isdigit() and (fields := proc_stat(int(entry.name))) is not None:  # None: gone meanwhile
             cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
     return cpu
 

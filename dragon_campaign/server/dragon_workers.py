@@ -233,7 +233,7 @@ class DragonWorkers:
                 notices[key].append(task_id)
         for key, ids in notices.items():
             worker = self._workers[key]
-            post(worker.control, dumps(ids), key, then=None if worker.cancel_bell is None else functools.partial(self._ringer.ring, worker.cancel_bell))
+            post(worker.control, dumps(ids), key, then=self._ring_later(worker.cancel_bell))
         return stopped
 
     # -- state ---------------------------------------------------------------------------------------------
@@ -447,8 +447,7 @@ class DragonWorkers:
             workers = list(self._workers.values())
         stop_message = dumps(None)
         for worker in workers:
-            ring = None if worker.bell is None else functools.partial(self._ringer.ring, worker.bell)
-            post(worker.tasks, stop_message, worker.key, timeout=1, then=ring)
+            post(worker.tasks, stop_message, worker.key, timeout=1, then=self._ring_later(worker.bell))
         self._wait_for_workers(grace_ends, until=hurry)
         for signal_name, ask, wait_s in (("SIGTERM", Process.terminate, TERMINATE_S), ("SIGKILL", Process.kill, KILL_REPORT_S)):
             with self.server.lock:
@@ -487,6 +486,10 @@ class DragonWorkers:
         assert self._result_queue is not None
         self._result_queue.put(dumps(message))
         self._ringer.ring(self._receiver_bell)
+
+    def _ring_later(self, bell: str | None) -> Callable[[], None] | None:
+        """What rings a worker's doorbell once a message is posted (None for a worker without one)."""
+        return None if bell is None else functools.partial(self._ringer.ring, bell)
 
     def _wait_for_workers(self, deadline: float, until: threading.Event | None = None) -> None:
         while self.worker_count() and time.monotonic() < deadline and not (until is not None and until.is_set()):
