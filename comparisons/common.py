@@ -64,6 +64,20 @@ def use_dragon_processes() -> None:
     multiprocessing.set_start_method("dragon", force=True)
 
 
+def two_node_hosts(script: str) -> list[str]:
+    """The hostnames of this runtime's nodes, sorted; exits unless it was started over two or more nodes (by
+    ``bash comparisons/two_nodes.sh comparisons/SCRIPT``). Starts processes through Dragon from then on.
+    """
+    require_dragon_runtime(f"{script} (through bash comparisons/two_nodes.sh comparisons/{script})")
+    use_dragon_processes()
+    from dragon.native.machine import Node, System
+
+    hosts = sorted(Node(uid).hostname for uid in System().nodes)
+    if len(hosts) < 2:
+        sys.exit(f"{script} needs a runtime of two nodes, this one has {hosts} (bash comparisons/two_nodes.sh comparisons/{script} starts one)")
+    return hosts
+
+
 def memory_touch_line(megabytes: int = 512) -> str:
     """A markdown line on what first-touching memory costs here, measured now.
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import provenance, require_dragon_runtime, use_dragon_processes, write_csv
+from common import provenance, two_node_hosts, write_csv
 
 MB = 2**20
 PORT = 47_001
@@ -139,18 +139,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", default="results", help="folder for the .md and .csv (default results/)")
     args = parser.parse_args()
-    require_dragon_runtime("cross_node.py (through bash comparisons/cross_node.sh)")
-    use_dragon_processes()
+    hosts = two_node_hosts("cross_node.py")
     from dragon.infrastructure.policy import Policy
-    from dragon.native.machine import Node, System
     from dragon.native.process import Process
     from dragon.native.queue import Queue
 
     from ddict_store import DDictStore
 
-    hosts = sorted(Node(uid).hostname for uid in System().nodes)
-    if len(hosts) < 2:
-        sys.exit(f"cross_node.py needs a runtime of two nodes, this one has {hosts} (bash comparisons/cross_node.sh starts one)")
     writer_host, reader_host = hosts[:2]
 
     class NodeWorker:

@@ -1,13 +1,4 @@
 #!/usr/bin/env bash
-# Cross-node reads (comparisons/cross_node.py) on the multi-node tier's emulated two-node cluster:
-# starts the cluster, runs the script under a Dragon runtime over both nodes, tears the cluster down.
-# Needs root, openssh-server and iproute2, like bash run-multinode-tests.sh. Arguments go to the script.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export MN_VENV=${MN_VENV:-$PWD/.venv} MN_NODES="1 2"
-export MN_DIR=${MN_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/multinode.XXXXXX")}
-CLUSTER="$PWD/tests/multinode/cluster"
-trap '"$CLUSTER"/mn_down.sh' EXIT
-"$CLUSTER"/mn_up.sh
-timeout --kill-after=30 900 "$CLUSTER"/mn_exec.sh fe "$CLUSTER"/run_fe.sh \
-    dragon -w ssh -t hsta --hostlist n1,n2 "$MN_VENV/bin/python" comparisons/cross_node.py "$@"
+# Cross-node reads (comparisons/cross_node.py) on the emulated two-node cluster (see two_nodes.sh).
+# Arguments go to the script.
+exec bash "$(dirname "$0")/two_nodes.sh" comparisons/cross_node.py "$@"

@@ -6,6 +6,13 @@ bytes as they are). Nothing here imports Dragon: executors at other sites run ta
     steering --[list[TaskMessage]]--> worker task queue      (None: exit)
     steering --[list[str]]----------> worker control queue   (task ids to cancel)
     worker ----[Ready | StartFailed | Results | Partial]---> shared result queue <--[Exited | StopReceiver]-- monitor
+
+A relayed worker (``WorkerPool(relayed=True)``, on a node other than the steering process's) is reached through
+its node's relay (see :mod:`dragon_campaign.server.relay`):
+
+    steering --[Attach | list[Handoff]]--> relay inbox --> each worker's task queue       (None: the relay stops)
+    worker ----[...]--> relay's result queue <--[Exited | StopReceiver]-- monitor
+    relay -----[Relayed]--> shared result queue
 """
 
 from __future__ import annotations
@@ -108,7 +115,28 @@ class StopReceiver(NamedTuple):
     """The shutdown's last message: the result receiver returns."""
 
 
-WorkerMessage = Ready | StartFailed | Results | Partial | Exited | StopReceiver
+class Attach(NamedTuple):
+    """A relay's new worker: its task queue, which later hand-offs to ``key`` go to."""
+
+    key: WorkerKey
+    tasks: Any  # the worker's Dragon task queue
+    bell: str | None  # its doorbell's address, rung after each put (a crowded node, see dragon_campaign.server.crowded)
+
+
+class Handoff(NamedTuple):
+    """What a relay puts on one worker's task queue: a pickled ``list[TaskMessage]`` (or ``None``), as it is."""
+
+    key: WorkerKey
+    payload: bytes
+
+
+class Relayed(NamedTuple):
+    """The messages of a node's workers (pickled, in the order the relay took them), forwarded as one."""
+
+    messages: list[bytes]
+
+
+WorkerMessage = Ready | StartFailed | Results | Partial | Exited | StopReceiver | Relayed
 
 
 def dumps(message: Any) -> bytes:

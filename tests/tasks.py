@@ -52,6 +52,15 @@ def die(code: int) -> None:
     os._exit(code)
 
 
+def die_on(hostname: str) -> str:
+    """Kill the worker process if it runs on this node; elsewhere return the node's name."""
+    import socket
+
+    if socket.gethostname() == hostname:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return socket.gethostname()
+
+
 def die_once(marker: str) -> str:
     """Kill the worker the first time (no marker file yet), succeed when re-run."""
     path = Path(marker)

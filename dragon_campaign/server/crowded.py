@@ -23,7 +23,9 @@ need, and the steering process, one runnable process among a hundred, gets a sli
   93 tasks/s). The lock is a ``memfd`` of the steering process, opened through ``/proc``: there is no file
   to remove either.
 
-Workers of other nodes keep looking at their queue between sleeps (see :mod:`.reader`).
+A relayed pool's workers on another crowded node get a doorbell too, which their node's relay rings, and ring
+the relay's (see :mod:`.relay`). Other workers of other nodes keep looking at their queue between sleeps (see
+:mod:`.reader`).
 """
 
 from __future__ import annotations
@@ -48,10 +50,10 @@ class Crowding(NamedTuple):
 
     wanting: int = 1  # processes that want a core there
     cores: int = 1
-    bell: str | None = None  # its doorbell's address (a crowded node of the steering process)
-    cancel_bell: str | None = None  # its cancellations' doorbell (same)
+    bell: str | None = None  # its doorbell's address (a crowded node of the steering process, or a relayed worker's)
+    cancel_bell: str | None = None  # its cancellations' doorbell (a crowded node of the steering process)
     turns: str | None = None  # the path of the result queue's lock (same)
-    receiver: str | None = None  # the result receiver's doorbell address (same)
+    receiver: str | None = None  # the doorbell to ring after each put: the result receiver's, or the node's relay's
 
     @property
     def crowded(self) -> bool:

@@ -9,6 +9,9 @@ Two threads of the steering process serve every Dragon pool:
   retried or reported failed with :class:`~dragon_campaign.exceptions.WorkerLost`. It joins the
   processes the campaign cannot go on without (``watch``) too, and stops the campaign if one dies.
 
+Workers of a relayed pool on other nodes than the steering process's are reached through their node's relay
+(:mod:`.relay`): a dispatch puts one message per node on its inbox, and the node's results come back in batches.
+
 A worker takes a batch of tasks when it has room (``WorkerPool.prefetch_seconds`` of estimated work beyond
 its current task, from the method's running average), so long tasks leave the waiting queue in priority
 order and tiny ones travel in batches.
@@ -37,11 +40,27 @@ from dragon_campaign.queues.waiting import WaitingTask, WaitingTasks
 from dragon_campaign.server.backend import Completion, Send, failed, layout_of, mark_dispatched
 from dragon_campaign.server.crowded import Crowding, Doorbell, Ringer, new_bell, new_turns
 from dragon_campaign.server.exits import LocalExits
-from dragon_campaign.server.handles import WorkerHandle, destroy_queues, post, signal_worker
+from dragon_campaign.server.handles import RelayHandle, WorkerHandle, destroy_queues, post, signal_worker
 from dragon_campaign.server.pool import WorkerPool, WorkerSlot, gpu_env_var, place_workers, runtime_nodes
 from dragon_campaign.server.reader import IDLE_POLL_S, MAX_POLL_S, QueueReader
+from dragon_campaign.server.relay import INBOX_SIZE, relay_main
+from dragon_campaign.server.slot import import_path, on_node
 from dragon_campaign.server.worker import worker_main
-from dragon_campaign.wire import Exited, Partial, Ready, Results, StartFailed, StopReceiver, TaskMessage, WorkerKey, dumps, loads
+from dragon_campaign.wire import (
+    Attach,
+    Exited,
+    Handoff,
+    Partial,
+    Ready,
+    Relayed,
+    Results,
+    StartFailed,
+    StopReceiver,
+    TaskMessage,
+    WorkerKey,
+    dumps,
+    loads,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +76,7 @@ MONITOR_PERIOD_S = 1.0
 # (seen on a 2-core machine emulating two nodes, with a dead worker left as a zombie) must not hang it.
 KILL_REPORT_S = 30.0
 TERMINATE_S = 3.0  # how long a worker gets to leave its Dragon call and exit after SIGTERM, before SIGKILL
-RECEIVER_S = 10.0  # how long the result receiver gets to take the last messages in and stop
+RECEIVER_S = 10.0  # how long the result receiver gets to take the last messages in and stop (and a relay, to forward them)
 
 
 class DragonWorkers:
@@ -87,6 +106,8 @@ class DragonWorkers:
         self._turns_fd: int | None = None  # their lock on the result queue (made at start, closed at close)
         self._turns: str | None = None
         self._receiver_bell = new_bell()  # which they ring after each put
+        self._relays: dict[str, RelayHandle] = {}  # hostname -> its relay, started with its first relayed worker
+        self._relay_hosts: set[str] = set()  # the nodes that have, or will have, a relay
 
     def accepts(self, pool: object) -> bool:
         """Whether ``pool`` is a Dragon pool."""
@@ -104,12 +125,11 @@ class DragonWorkers:
         self._cores = {node.hostname: node.num_cpus for node in nodes}
         self._primary = nodes[0].hostname
         self._gpu_env_var = gpu_env_var(nodes)
+        self._pools.update(pools)
         placed = {name: place_workers(name, pool, nodes) for name, pool in pools.items()}
         self._place([slot for slots in placed.values() for slot in slots])
-        for name, pool in pools.items():
-            slots = placed[name]
+        for name, slots in placed.items():
             logger.info(f"Pool {name!r}: {len(slots)} worker(s) on {sorted({s.hostname for s in slots})}, methods {serving[name]}")
-            self._pools[name] = pool
             for slot in slots:
                 self._start_worker(slot, generation=0)
         for target in (self._receive_loop, self._monitor_loop):
@@ -129,38 +149,74 @@ class DragonWorkers:
 
     def _start_worker(self, slot: WorkerSlot, generation: int) -> None:
         pool = self._pools[slot.pool]
-        tasks = Queue(maxsize=pool.max_prefetch + 4)
-        control = Queue(maxsize=CONTROL_QUEUE_SIZE)
-        crowding = self._crowding(slot.hostname)
+        relay = self._relay(slot.hostname) if self._relayed(slot) else None
+        here = None if relay is None else on_node(slot.hostname)  # a relay's workers' queues are on their node
+        tasks = Queue(maxsize=pool.max_prefetch + 4, policy=here)
+        control = Queue(maxsize=CONTROL_QUEUE_SIZE, policy=here)
+        crowding = self._crowding(slot.hostname, relay)
         process = Process(
             target=worker_main,
-            args=(slot, generation, tasks, control, self._result_queue, self._methods_blob, crowding),
+            args=(slot, generation, tasks, control, self._result_queue if relay is None else relay.results, self._methods_blob, crowding),
             env=slot.environment(pool, self._gpu_env_var),
             policy=slot.policy(),
         )
         process.start()
-        worker = WorkerHandle(slot, generation, process, tasks, control, crowding.bell, crowding.cancel_bell)
+        if relay is None:
+            worker = WorkerHandle(slot, generation, process, tasks, control, crowding.bell, crowding.cancel_bell)
+        else:  # its relay rings its doorbell; before it is known to dispatch, so that the relay knows its queue first
+            worker = WorkerHandle(slot, generation, process, tasks, control, relay=relay)
+            relay.inbox.put(dumps(Attach(worker.key, tasks, crowding.bell)))
         with self.server.lock:
             self._workers[worker.key] = worker
             if self._receiver is not None:  # the receiver sleeps long only if every worker rings it
                 everyone_rings = all(w.bell is not None for w in self._workers.values())
                 self._receiver.bell_timeout_s = IDLE_POLL_S if everyone_rings else MAX_POLL_S
 
+    def _relayed(self, slot: WorkerSlot) -> bool:
+        return self._pools[slot.pool].relayed and slot.hostname != self._primary
+
+    def _relay(self, hostname: str) -> RelayHandle:
+        """The node's relay, started now if it is the node's first relayed worker (under the server's lock: pools
+        start workers from several threads).
+        """
+        with self.server.lock:
+            relay = self._relays.get(hostname)
+            if relay is None:
+                here = on_node(hostname)
+                inbox, results = Queue(maxsize=INBOX_SIZE, policy=here), Queue(maxsize=RESULT_QUEUE_SIZE, policy=here)
+                crowding = self._crowding(hostname)
+                if crowding.crowded:  # its node's workers ring it after each put, and it rings theirs
+                    crowding = crowding._replace(receiver=new_bell())
+                process = Process(target=relay_main, args=(inbox, results, self._result_queue, crowding),
+                                  env={"PYTHONPATH": import_path()}, policy=here)
+                process.start()
+                relay = self._relays[hostname] = RelayHandle(hostname, process, inbox, results, crowding.receiver)
+                self._watched[process.puid] = f"the relay of node {hostname}"
+                logger.info(f"Relay of node {hostname} started (process {process.puid})")
+            return relay
+
     def _place(self, slots: list[WorkerSlot]) -> None:
-        """Count the workers these slots put on each node, before any of them starts: every worker of a crowded
-        node, the first ones too, then waits without spinning, and so does the receiver (see :mod:`.reader`).
+        """Count the workers (and relays) these slots put on each node, before any of them starts: every worker of a
+        crowded node, the first ones too, then waits without spinning, and so does the receiver (see :mod:`.reader`).
         """
         self._placed.update(slot.hostname for slot in slots)
+        for slot in slots:
+            if self._relayed(slot) and slot.hostname not in self._relay_hosts:
+                self._relay_hosts.add(slot.hostname)
+                self._placed[slot.hostname] += 1
         if self._receiver is not None:
             self._receiver.crowded = self._crowding(self._primary).crowded
 
-    def _crowding(self, hostname: str) -> Crowding:
-        """What a worker on this node is told: the processes that want a core there (its workers and, on the primary
-        node, the steering process), its cores, and on a crowded primary node a doorbell and the result queue's lock.
+    def _crowding(self, hostname: str, relay: RelayHandle | None = None) -> Crowding:
+        """What a worker on this node is told: the processes that want a core there (its workers, a relay and, on the
+        primary node, the steering process), its cores, and on a crowded node a doorbell: on the primary node with the
+        result queue's lock and the receiver's doorbell, for a relayed worker with its relay's.
         """
         crowding = Crowding(self._placed[hostname] + (hostname == self._primary), self._cores.get(hostname, 1))
         if crowding.crowded and hostname == self._primary:
             return crowding._replace(bell=new_bell(), cancel_bell=new_bell(), turns=self._turns, receiver=self._receiver_bell)
+        if crowding.crowded and relay is not None and relay.bell is not None:
+            return crowding._replace(bell=new_bell(), receiver=relay.bell)
         return crowding
 
     def watch(self, puids: Iterable[int], what: str) -> None:
@@ -197,11 +253,18 @@ class DragonWorkers:
                     break
                 workers = took
         bells: list[str] = []
+        handoffs: dict[str, list[Handoff]] = defaultdict(list)  # relay's node -> what it hands its workers
         for key, tasks in sends.items():
             worker = self._workers[key]
-            worker.tasks.put(dumps([TaskMessage(t.task_id, t.method, t.inputs, self.server.result_rule(t), layout_of(t)) for t in tasks]))
+            payload = dumps([TaskMessage(t.task_id, t.method, t.inputs, self.server.result_rule(t), layout_of(t)) for t in tasks])
+            if worker.relay is not None:
+                handoffs[worker.relay.hostname].append(Handoff(key, payload))
+                continue
+            worker.tasks.put(payload)
             if worker.bell is not None:
                 bells.append(worker.bell)
+        for hostname, batch in handoffs.items():
+            self._relays[hostname].inbox.put(dumps(batch))
         # Rung once the locks are released: waking a sleeping worker costs the ringing thread 74 us on this VM
         # (results/wakeup_cost.md), and the result receiver waits for these locks.
         return functools.partial(self._ringer.ring, *bells) if bells else None
@@ -260,7 +323,7 @@ class DragonWorkers:
             messages = [self._receiver.get(), *self._receiver.take_ready(RECEIVE_BATCH)]  # never a timed get: that spins (dragonhpc 0.15)
             received = time.time()
             results: list[Results] = []
-            for message in map(loads, messages):
+            for message in _unpacked(messages):
                 if isinstance(message, Results):
                     results.append(message)
                     continue
@@ -360,7 +423,7 @@ class DragonWorkers:
         try:
             while not self._closing.is_set():
                 with self.server.lock:
-                    by_puid = {w.process.puid: w.key for w in self._workers.values() if w.process.puid not in reported}
+                    by_puid = {w.process.puid: w for w in self._workers.values() if w.process.puid not in reported}
                     watched = {puid: what for puid, what in self._watched.items() if puid not in reported}
                     pids = {w.process.puid: w.info.pid for w in self._workers.values()
                             if w.info is not None and w.info.pid and w.info.hostname == here and w.process.puid in by_puid}
@@ -381,7 +444,7 @@ class DragonWorkers:
                 for puid, exit_code in exited or []:
                     reported.add(puid)
                     if puid in by_puid:
-                        self._post_result(Exited(by_puid[puid], exit_code))
+                        self._post_exit(by_puid[puid], exit_code)
                     elif puid in watched and not self.server.stopping:
                         self.server.stop_campaign(f"{watched[puid]}: process {puid} exited with code {exit_code}")
         finally:
@@ -446,8 +509,14 @@ class DragonWorkers:
         with self.server.lock:
             workers = list(self._workers.values())
         stop_message = dumps(None)
+        relayed: dict[str, list[Handoff]] = defaultdict(list)  # through the relay, behind the tasks it still carries
         for worker in workers:
-            post(worker.tasks, stop_message, worker.key, timeout=1, then=self._ring_later(worker.bell))
+            if worker.relay is not None:
+                relayed[worker.relay.hostname].append(Handoff(worker.key, stop_message))
+            else:
+                post(worker.tasks, stop_message, worker.key, timeout=1, then=self._ring_later(worker.bell))
+        for hostname, handoffs in relayed.items():
+            post(self._relays[hostname].inbox, dumps(handoffs), WorkerKey(f"relay of {hostname}", 0, 0), timeout=1)
         self._wait_for_workers(grace_ends, until=hurry)
         for signal_name, ask, wait_s in (("SIGTERM", Process.terminate, TERMINATE_S), ("SIGKILL", Process.kill, KILL_REPORT_S)):
             with self.server.lock:
@@ -464,7 +533,8 @@ class DragonWorkers:
         self._wait_for_workers(time.monotonic() + RECEIVER_S)  # the receiver takes them out
 
     def close(self) -> None:
-        """Stop the receiver and the monitor, then destroy every Dragon queue, each by a deadline."""
+        """Stop the relays, the receiver and the monitor, then destroy every Dragon queue, each by a deadline."""
+        self._stop_relays()
         self._post_result(StopReceiver())
         for thread in self._threads:
             if thread.name.endswith("receive_loop"):
@@ -473,13 +543,41 @@ class DragonWorkers:
                     logger.error(f"The result receiver did not stop within {RECEIVER_S:g} s; abandoning it")
         self._closing.set()
         with self.server.lock:
-            channels = [*self._dead_queues, *(q for w in self._workers.values() for q in (w.tasks, w.control)), self._result_queue]
+            channels = [*self._dead_queues, *(q for w in self._workers.values() for q in (w.tasks, w.control)),
+                        *(q for r in self._relays.values() for q in (r.inbox, r.results)), self._result_queue]
             self._dead_queues.clear()
             self._owner.clear()
         destroy_queues(channels)
         self._ringer.close()
         if self._turns_fd is not None:
             os.close(self._turns_fd)
+
+    def _stop_relays(self) -> None:
+        """After the workers: each relay forwards what its node's workers sent and exits (killed if it has not within
+        ``RECEIVER_S``).
+        """
+        relays = list(self._relays.values())
+        for relay in relays:
+            key = WorkerKey(f"relay of {relay.hostname}", 0, 0)
+            post(relay.inbox, dumps(None), key, timeout=1)
+            post(relay.results, dumps(StopReceiver()), key, timeout=1)
+        deadline = time.monotonic() + RECEIVER_S
+        for relay in relays:
+            try:
+                exit_code = relay.process.join(max(0.0, deadline - time.monotonic()))
+            except Exception:
+                logger.debug(f"Could not join the relay of {relay.hostname}", exc_info=True)
+                exit_code = None
+            if exit_code is None:
+                logger.error(f"The relay of node {relay.hostname} did not stop within {RECEIVER_S:g} s; killing it")
+                threading.Thread(target=_kill, args=(relay.process,), daemon=True).start()
+
+    def _post_exit(self, worker: WorkerHandle, exit_code: int | None) -> None:
+        """Tell the receiver a worker exited, behind every message it sent (through its relay, if it has one)."""
+        if worker.relay is None:
+            self._post_result(Exited(worker.key, exit_code))
+        else:  # from a thread of its own: a relay that died leaves its queue full
+            post(worker.relay.results, dumps(Exited(worker.key, exit_code)), worker.key)
 
     def _post_result(self, message: Exited | StopReceiver) -> None:
         """Put a message of the steering process's own on the result queue, and wake the receiver."""
@@ -494,3 +592,20 @@ class DragonWorkers:
     def _wait_for_workers(self, deadline: float, until: threading.Event | None = None) -> None:
         while self.worker_count() and time.monotonic() < deadline and not (until is not None and until.is_set()):
             time.sleep(0.05)
+
+
+def _unpacked(messages: list[bytes]) -> Iterable[Any]:
+    """The messages of the result queue, each relay's batch in its place."""
+    for data in messages:
+        message = loads(data)
+        if isinstance(message, Relayed):
+            yield from map(loads, message.messages)
+        else:
+            yield message
+
+
+def _kill(process: Process) -> None:
+    try:
+        process.kill()
+    except Exception:
+        logger.debug("A relay was already gone", exc_info=True)

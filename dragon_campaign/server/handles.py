@@ -33,8 +33,9 @@ class WorkerHandle:
     process: Process
     tasks: Queue
     control: Queue  # cancellations, read by the worker while a task runs long (or when rung)
-    bell: str | None = None  # its doorbell's address, rung after each put (a crowded node's worker, see crowded.py)
+    bell: str | None = None  # its doorbell, rung after each put (a worker of a crowded primary node, see crowded.py)
     cancel_bell: str | None = None  # its cancellations' doorbell, rung after each cancellation posted (same)
+    relay: RelayHandle | None = None  # its node's relay (a relayed pool's worker off the steering process's node), which rings it
     inflight: dict[str, tuple[WaitingTask, float]] = field(default_factory=dict)
     queued_work: float = 0.0
     info: WorkerInformation | None = None
@@ -53,6 +54,17 @@ class WorkerHandle:
     def information(self) -> WorkerInformation:
         """Where the worker runs (what it said when ready, else what its slot says)."""
         return self.info or WorkerInformation(hostname=self.slot.hostname, pool=self.slot.pool, worker=self.slot.index, gpu=self.slot.gpu)
+
+
+@dataclass
+class RelayHandle:
+    """The steering process's view of one node's relay (see :mod:`.relay`)."""
+
+    hostname: str
+    process: Process
+    inbox: Queue  # attachments and hand-offs, on the relay's node
+    results: Queue  # the node's workers' messages and the monitor's notices of their exits, on the relay's node
+    bell: str | None = None  # its doorbell, which the node's workers ring after each put (a crowded node, see crowded.py)
 
 
 def post(into: Queue, message: bytes, key: WorkerKey, timeout: float | None = None, then: Callable[[], None] | None = None) -> None:

@@ -32,6 +32,11 @@ class WorkerPool:
             workers, so long tasks always leave the waiting queue in priority order; tiny tasks travel in
             batches, which is what makes thousands of tasks per second possible.
         max_prefetch: Upper bound on the tasks a worker holds beyond its current one.
+        relayed: Reach this pool's workers on nodes other than the steering process's through one relay process
+            per node (:mod:`dragon_campaign.server.relay`): each dispatch sends one message per node instead of
+            one per worker, and each node's results come back in batches. Scheduling stays in the steering
+            process, so priorities and cancellation are as exact as without. For campaigns of many nodes and
+            short tasks; see docs/scaling.md for what it saves.
     """
 
     workers: pydantic.PositiveInt | None = None
@@ -40,6 +45,7 @@ class WorkerPool:
     env: dict[str, str] = field(default_factory=dict)
     prefetch_seconds: pydantic.NonNegativeFloat = 0.002
     max_prefetch: pydantic.NonNegativeInt = 64
+    relayed: bool = False
 
 
 def runtime_nodes() -> list[Node]:

@@ -28,11 +28,7 @@ class WorkerSlot:
 
     def policy(self) -> Policy:
         """Dragon's placement of this worker: its node and, for a GPU worker, its GPU."""
-        from dragon.infrastructure.policy import Policy
-
-        if self.gpu is None:
-            return Policy(placement=Policy.Placement.HOST_NAME, host_name=self.hostname)
-        return Policy(placement=Policy.Placement.HOST_NAME, host_name=self.hostname, gpu_affinity=[self.gpu])
+        return on_node(self.hostname, self.gpu)
 
     def environment(self, pool: WorkerPool, gpu_env_var: str) -> dict[str, str]:
         """The worker's extra variables: its GPU, its name (``$WORKER_ENV``: for ``ps``, py-spy and fault
@@ -41,6 +37,20 @@ class WorkerSlot:
         env = dict(pool.env)
         env[gpu_env_var] = "" if self.gpu is None else str(self.gpu)  # CPU workers see no GPU at all
         env[WORKER_ENV] = f"{self.pool}/{self.index}"
-        paths = [p for p in (env.get("PYTHONPATH", ""), *sys.path) if p and os.path.isdir(p)]
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        env["PYTHONPATH"] = import_path(env.get("PYTHONPATH", ""))
         return env
+
+
+def on_node(hostname: str, gpu: int | None = None) -> Policy:
+    """Dragon's placement of a process or a queue on this node (and a process on this GPU)."""
+    from dragon.infrastructure.policy import Policy
+
+    if gpu is None:
+        return Policy(placement=Policy.Placement.HOST_NAME, host_name=hostname)
+    return Policy(placement=Policy.Placement.HOST_NAME, host_name=hostname, gpu_affinity=[gpu])
+
+
+def import_path(extra: str = "") -> str:
+    """``PYTHONPATH`` for a process the steering process starts: ``extra``, then this process's import path."""
+    paths = [p for p in (extra, *sys.path) if p and os.path.isdir(p)]
+    return os.pathsep.join(dict.fromkeys(paths))

@@ -169,10 +169,10 @@ def worker_main(slot: WorkerSlot, generation: int, tasks: Any, control: Any, res
         pass
     finally:  # exiting anyway: a late SIGTERM must not raise inside Dragon's process epilogue (a traceback)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _leave()
+    leave()
 
 
-def _leave() -> None:
+def leave() -> None:
     """Exit at once after the last result was flushed, running the methods' ``atexit`` handlers but not the
     interpreter's teardown. In that teardown every Dragon queue the worker holds releases its reference with a
     request to global services, and on a crowded node (128 workers on 2 cores) those requests spun for minutes

@@ -1,12 +1,17 @@
 """Under one Dragon runtime over two nodes (bash run-multinode-tests.sh: an emulated cluster, see
-tests/multinode/cluster/): pools spread over the nodes, GPU pools fall back on each, the store has
-managers on both and moves arrays between them byte for byte, and a campaign gives the results it gives
-on one node."""
+tests/multinode/cluster/): pools spread over the nodes, GPU pools fall back on each, a relayed pool reaches
+the other node's workers through its relay with priorities, cancellation, exactly-once delivery and worker
+loss as without one, the store has managers on both and moves arrays between them byte for byte, and a
+campaign gives the results it gives on one node."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import random
+import socket
+import time
 
 import numpy as np
 import pytest
@@ -47,6 +52,80 @@ def test_gpu_pool_falls_back_to_a_cpu_worker_on_each_node(serve, hosts):
     results = [queues.get_result(timeout=120) for _ in range(8)]
     assert {r.worker_info.hostname for r in results} == set(hosts)
     assert all(r.worker_info.gpu is None for r in results)
+
+
+@pytest.mark.parametrize("workers", [2, 6], ids=["a-worker-per-node", "crowded-nodes"])
+def test_a_relayed_pool_keeps_priorities_and_delivers_each_task_once(serve, hosts, run_dir, caplog, workers):
+    """Workers on both nodes; the other node's are reached through its relay (on crowded nodes, 3 workers and the relay
+    on 2 cores, the relay and its workers ring each other's doorbells). Tasks of unknown duration go to idle workers
+    only, so each worker starts its tasks highest priority first; 2,000 no-op tasks in batches each come back once,
+    from both nodes.
+    """
+    caplog.set_level(logging.INFO, logger="dragon_campaign.server")
+    queues, server = serve([tasks.noop, tasks.sleep_then], cpu=WorkerPool(workers=workers, relayed=True, prefetch_seconds=0))
+    other = next(host for host in hosts if host != socket.gethostname())  # the steering process runs here
+    assert [m.split(" (")[0] for m in caplog.messages if m.startswith("Relay of node")] == [f"Relay of node {other} started"]
+    deadline = time.monotonic() + 120
+    while server.worker_count(ready=True) < workers and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for i in range(workers):
+        queues.send_inputs(i, 2.0, method="sleep_then")
+    rng = random.Random(7)
+    priority = {queues.send_inputs(i, 0.1, method="sleep_then", priority=rng.uniform(0, 10)): None for i in range(20 * workers)}
+    results = [queues.get_result(timeout=120) for _ in range(21 * workers)]
+    assert all(r.success for r in results)
+    assert {r.worker_info.hostname for r in results if r.task_id in priority} == set(hosts)
+    for worker in range(workers):
+        mine = sorted((r for r in results if r.worker_info.worker == worker and r.task_id in priority), key=lambda r: r.timestamp.compute_started)
+        assert [r.priority for r in mine] == sorted((r.priority for r in mine), reverse=True), f"worker {worker} ran tasks out of priority order"
+
+    ids = [queues.send_inputs(i, method="noop") for i in range(2000)]
+    delivered = [queues.get_result(timeout=120) for _ in ids]
+    assert sorted(r.task_id for r in delivered) == sorted(ids)
+    assert {r.worker_info.hostname for r in delivered} == set(hosts)
+    assert all(r.value == ids.index(r.task_id) for r in delivered[:50])
+    assert server.stop(timeout=60)
+    logged = [r.task_id for r in read_results(run_dir / "results.jsonl")]
+    assert sorted(logged) == sorted([*ids, *priority, *(r.task_id for r in results if r.task_id not in priority)])
+    assert not [m for m in caplog.messages if m.startswith("The relay of node")], "the relay had to be killed"
+
+
+def test_a_relayed_worker_is_cancelled_and_replaced_through_its_relay(serve, hosts, run_dir):
+    """The other node's worker stops a cancelled task at once and takes the next; killed by its task, it is replaced,
+    its task reported lost (its exit comes through the relay, behind its results), and its successor runs tasks.
+    """
+    queues, server = serve([tasks.sleep_then, tasks.die_on], cpu=WorkerPool(workers=2, relayed=True))
+    running = [queues.send_inputs(i, 300.0, method="sleep_then") for i in range(2)]
+    deadline = time.monotonic() + 120
+    while queues.topic_status()["default"].running < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # handed out: give the workers time to start them
+    assert sorted(queues.cancel(running)) == sorted(running)
+    started = time.monotonic()
+    for i in range(2):
+        queues.send_inputs(i, 0.5, method="sleep_then")
+    after = [queues.get_result(timeout=60) for _ in range(2)]
+    assert all(r.success for r in after) and {r.worker_info.hostname for r in after} == set(hosts)
+    assert time.monotonic() - started < 30, "a worker still ran its cancelled task"
+
+    here = socket.gethostname()  # the steering process's node: the other one's worker is relayed
+    other = next(host for host in hosts if host != here)
+    lost = [queues.send_inputs(other, method="die_on") for _ in range(2)]
+    outcomes = [queues.get_result(timeout=120) for _ in lost]
+    failed = [r for r in outcomes if not r.success]
+    assert failed and all("WorkerLost" in r.failure_info.exception for r in failed)
+    assert all(r.value == here for r in outcomes if r.success)
+    deadline = time.monotonic() + 120
+    while server.worker_count(ready=True) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    again = []
+    for _ in range(10):  # in pairs: both workers idle, each takes one
+        for _ in range(2):
+            queues.send_inputs("again", 0.2, method="sleep_then")
+        again += [queues.get_result(timeout=120) for _ in range(2)]
+    assert any(r.worker_info.hostname == other for r in again), "the replacement on the other node took no task"
+    assert server.stop(timeout=60)
+    assert not set(running) & {r.task_id for r in read_results(run_dir / "results.jsonl")}
 
 
 def write_array(handle: str, key: str, megabytes: int) -> tuple[str, str]:
