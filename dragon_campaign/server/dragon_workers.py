@@ -43,7 +43,7 @@ from dragon_campaign.server.exits import LocalExits
 from dragon_campaign.server.handles import RelayHandle, WorkerHandle, destroy_queues, post, signal_worker
 from dragon_campaign.server.pool import WorkerPool, WorkerSlot, gpu_env_var, place_workers, runtime_nodes
 from dragon_campaign.server.reader import IDLE_POLL_S, MAX_POLL_S, QueueReader
-from dragon_campaign.server.relay import INBOX_SIZE, relay_main
+from dragon_campaign.server.relay import INBOX_SIZE, RELAY_ENV, relay_main
 from dragon_campaign.server.slot import import_path, on_node
 from dragon_campaign.server.worker import worker_main
 from dragon_campaign.wire import (
@@ -107,6 +107,7 @@ class DragonWorkers:
         self._turns: str | None = None
         self._receiver_bell = new_bell()  # which they ring after each put
         self._relays: dict[str, RelayHandle] = {}  # hostname -> its relay, started with its first relayed worker
+        self._relay_lock = threading.Lock()  # one relay per node, whichever thread starts its first worker
         self._relay_hosts: set[str] = set()  # the nodes that have, or will have, a relay
 
     def accepts(self, pool: object) -> bool:
@@ -176,10 +177,10 @@ class DragonWorkers:
         return self._pools[slot.pool].relayed and slot.hostname != self._primary
 
     def _relay(self, hostname: str) -> RelayHandle:
-        """The node's relay, started now if it is the node's first relayed worker (under the server's lock: pools
-        start workers from several threads).
+        """The node's relay, started now if it is the node's first relayed worker (pools start workers from several
+        threads; dispatch goes on meanwhile: a relay only joins ``_relays`` once started).
         """
-        with self.server.lock:
+        with self._relay_lock:
             relay = self._relays.get(hostname)
             if relay is None:
                 here = on_node(hostname)
@@ -188,10 +189,12 @@ class DragonWorkers:
                 if crowding.crowded:  # its node's workers ring it after each put, and it rings theirs
                     crowding = crowding._replace(receiver=new_bell())
                 process = Process(target=relay_main, args=(inbox, results, self._result_queue, crowding),
-                                  env={"PYTHONPATH": import_path()}, policy=here)
+                                  env={"PYTHONPATH": import_path(), RELAY_ENV: hostname}, policy=here)
                 process.start()
-                relay = self._relays[hostname] = RelayHandle(hostname, process, inbox, results, crowding.receiver)
-                self._watched[process.puid] = f"the relay of node {hostname}"
+                relay = RelayHandle(hostname, process, inbox, results, crowding.receiver)
+                with self.server.lock:
+                    self._relays[hostname] = relay
+                    self._watched[process.puid] = f"the relay of node {hostname}"
                 logger.info(f"Relay of node {hostname} started (process {process.puid})")
             return relay
 
@@ -445,8 +448,10 @@ class DragonWorkers:
                     reported.add(puid)
                     if puid in by_puid:
                         self._post_exit(by_puid[puid], exit_code)
-                    elif puid in watched and not self.server.stopping:
-                        self.server.stop_campaign(f"{watched[puid]}: process {puid} exited with code {exit_code}")
+                    elif puid in watched:
+                        self._relay_lost(puid)
+                        if not self.server.stopping:
+                            self.server.stop_campaign(f"{watched[puid]}: process {puid} exited with code {exit_code}")
         finally:
             local.close()
 
@@ -511,12 +516,12 @@ class DragonWorkers:
         stop_message = dumps(None)
         relayed: dict[str, list[Handoff]] = defaultdict(list)  # through the relay, behind the tasks it still carries
         for worker in workers:
-            if worker.relay is not None:
+            if worker.relay is not None and not worker.relay.lost:
                 relayed[worker.relay.hostname].append(Handoff(worker.key, stop_message))
             else:
                 post(worker.tasks, stop_message, worker.key, timeout=1, then=self._ring_later(worker.bell))
         for hostname, handoffs in relayed.items():
-            post(self._relays[hostname].inbox, dumps(handoffs), WorkerKey(f"relay of {hostname}", 0, 0), timeout=1)
+            post(self._relays[hostname].inbox, dumps(handoffs), f"the relay of {hostname}", timeout=1)
         self._wait_for_workers(grace_ends, until=hurry)
         for signal_name, ask, wait_s in (("SIGTERM", Process.terminate, TERMINATE_S), ("SIGKILL", Process.kill, KILL_REPORT_S)):
             with self.server.lock:
@@ -556,11 +561,10 @@ class DragonWorkers:
         """After the workers: each relay forwards what its node's workers sent and exits (killed if it has not within
         ``RECEIVER_S``).
         """
-        relays = list(self._relays.values())
+        relays = [relay for relay in self._relays.values() if not relay.lost]
         for relay in relays:
-            key = WorkerKey(f"relay of {relay.hostname}", 0, 0)
-            post(relay.inbox, dumps(None), key, timeout=1)
-            post(relay.results, dumps(StopReceiver()), key, timeout=1)
+            post(relay.inbox, dumps(None), f"the relay of {relay.hostname}", timeout=1)
+            post(relay.results, dumps(StopReceiver()), f"the relay of {relay.hostname}", timeout=1)
         deadline = time.monotonic() + RECEIVER_S
         for relay in relays:
             try:
@@ -574,10 +578,19 @@ class DragonWorkers:
 
     def _post_exit(self, worker: WorkerHandle, exit_code: int | None) -> None:
         """Tell the receiver a worker exited, behind every message it sent (through its relay, if it has one)."""
-        if worker.relay is None:
+        if worker.relay is None or worker.relay.lost:
             self._post_result(Exited(worker.key, exit_code))
-        else:  # from a thread of its own: a relay that died leaves its queue full
+        else:  # from a thread of its own: a relay that dies meanwhile leaves its queue full
             post(worker.relay.results, dumps(Exited(worker.key, exit_code)), worker.key)
+
+    def _relay_lost(self, puid: int) -> None:
+        """A relay's process exited (the campaign stops, unless it was stopping already): its workers are reached
+        without it from now on.
+        """
+        with self.server.lock:
+            for relay in self._relays.values():
+                if relay.process.puid == puid:
+                    relay.lost = True
 
     def _post_result(self, message: Exited | StopReceiver) -> None:
         """Put a message of the steering process's own on the result queue, and wake the receiver."""

@@ -65,9 +65,10 @@ class RelayHandle:
     inbox: Queue  # attachments and hand-offs, on the relay's node
     results: Queue  # the node's workers' messages and the monitor's notices of their exits, on the relay's node
     bell: str | None = None  # its doorbell, which the node's workers ring after each put (a crowded node, see crowded.py)
+    lost: bool = False  # its process exited: its workers are told to stop, and their exits reported, directly
 
 
-def post(into: Queue, message: bytes, key: WorkerKey, timeout: float | None = None, then: Callable[[], None] | None = None) -> None:
+def post(into: Queue, message: bytes, whom: object, timeout: float | None = None, then: Callable[[], None] | None = None) -> None:
     """Put a control message (stop, cancel) into a worker's queue from a thread of its own, and call ``then``
     once it is there: a put into the full queue of a worker that is stuck never returns, timeout or not
     (dragonhpc 0.15).
@@ -76,11 +77,11 @@ def post(into: Queue, message: bytes, key: WorkerKey, timeout: float | None = No
         try:
             into.put(message, timeout=timeout)
         except Exception:
-            logger.debug(f"Could not send a control message to worker {key}", exc_info=True)
+            logger.debug(f"Could not send a control message to {whom}", exc_info=True)
             return
         if then is not None:
             then()
-    threading.Thread(target=put, name=f"post-{key}", daemon=True).start()
+    threading.Thread(target=put, name=f"post-{whom}", daemon=True).start()
 
 
 def signal_worker(worker: WorkerHandle, ask: Callable[[Process], None]) -> None:

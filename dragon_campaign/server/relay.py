@@ -26,7 +26,8 @@ process fills from another node and cannot ring, is looked at between sleeps (:m
 cancellations too.
 
 The steering process joins the relay like a DDict manager: if it dies, the campaign stops and says why,
-since the node's workers can no longer be reached.
+since the node's workers can no longer be fed; they are then stopped and their exits reported without it.
+``$RELAY_ENV`` in its environment names its node (for ``ps``, py-spy and fault injection to find it).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from dragon_campaign.server.reader import IDLE_POLL_S, QueueReader, shortest_sle
 from dragon_campaign.server.worker import leave
 from dragon_campaign.wire import Attach, Handoff, Relayed, StopReceiver, WorkerKey, dumps, loads
 
+RELAY_ENV = "DRAGON_CAMPAIGN_RELAY"
 INBOX_SIZE = 4096  # messages: each carries a task for a worker with room, so more than the node's workers can hold
 RESULT_QUEUE_SIZE = 1024
 FORWARD_BATCH = 256  # the most messages of the node's workers forwarded as one

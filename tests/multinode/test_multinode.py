@@ -128,6 +128,37 @@ def test_a_relayed_worker_is_cancelled_and_replaced_through_its_relay(serve, hos
     assert not set(running) & {r.task_id for r in read_results(run_dir / "results.jsonl")}
 
 
+def kill_relay() -> int:
+    """On the relay's node: SIGKILL the relay (found by ``$DRAGON_CAMPAIGN_RELAY``); returns its pid."""
+    import os
+    import signal
+    from pathlib import Path
+
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"DRAGON_CAMPAIGN_RELAY=" in (entry / "environ").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+                return int(entry.name)
+        except OSError:
+            continue
+    raise LookupError("no relay process on this node")
+
+
+def test_a_dead_relay_stops_the_campaign_and_says_why(serve, hosts, run_dir):
+    """A node whose relay dies can no longer be fed: the campaign stops, ``failure`` names the relay, the node's
+    workers are stopped without it, and the results already obtained are in results.jsonl.
+    """
+    queues, server = serve([tasks.noop], cpu=WorkerPool(workers=2, relayed=True))
+    done = [queues.send_inputs(i, method="noop") for i in range(20)]
+    assert sorted(queues.get_result(timeout=120).task_id for _ in done) == sorted(done)
+    other = next(host for host in hosts if host != socket.gethostname())
+    run_in_process(kill_relay, host=other)
+    assert server.join(timeout=120), "the campaign did not stop"
+    assert server.failure is not None and f"the relay of node {other}" in server.failure
+    assert server.worker_count() == 0
+    assert sorted(r.task_id for r in read_results(run_dir / "results.jsonl")) == sorted(done)
+
+
 def write_array(handle: str, key: str, megabytes: int) -> tuple[str, str]:
     """On one node: put a seeded array into the store; returns this node's name and the array's digest."""
     import socket
