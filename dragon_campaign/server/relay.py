@@ -42,8 +42,9 @@ from dragon_campaign.server.worker import leave
 from dragon_campaign.wire import Attach, Handoff, Relayed, StopReceiver, WorkerKey, dumps, loads
 
 RELAY_ENV = "DRAGON_CAMPAIGN_RELAY"
-INBOX_SIZE = 4096  # messages: each carries a task for a worker with room, so more than the node's workers can hold
-RESULT_QUEUE_SIZE = 1024
+# Messages: each carries at least one task that a worker of the node had room for, so the inbox never holds more
+# than the node's workers may hold: at most max_prefetch + 1 tasks each, 2,080 for 32 workers at the default 64.
+INBOX_SIZE = 4096
 FORWARD_BATCH = 256  # the most messages of the node's workers forwarded as one
 STOP = dumps(StopReceiver())
 
