@@ -40,7 +40,7 @@ from dragon_campaign.queues.waiting import WaitingTask, WaitingTasks
 from dragon_campaign.server.backend import Completion, Send, failed, layout_of, mark_dispatched
 from dragon_campaign.server.crowded import Crowding, Doorbell, Ringer, new_bell, new_turns
 from dragon_campaign.server.exits import LocalExits
-from dragon_campaign.server.handles import RelayHandle, WorkerHandle, destroy_queues, post, signal_worker
+from dragon_campaign.server.handles import RelayHandle, WorkerHandle, destroy_queues, post, signal_process
 from dragon_campaign.server.pool import WorkerPool, WorkerSlot, gpu_env_var, place_workers, runtime_nodes
 from dragon_campaign.server.reader import IDLE_POLL_S, MAX_POLL_S, QueueReader
 from dragon_campaign.server.relay import INBOX_SIZE, RELAY_ENV, relay_main
@@ -528,7 +528,7 @@ class DragonWorkers:
                 stragglers = list(self._workers.values())
             for worker in stragglers:
                 logger.warning(f"Worker {worker.key} did not stop{'' if hurry.is_set() else ' in its grace time'}; sending {signal_name}")
-                threading.Thread(target=signal_worker, args=(worker, ask), daemon=True).start()  # a request can hang
+                threading.Thread(target=signal_process, args=(worker.process, ask, f"Worker {worker.key}"), daemon=True).start()  # a request can hang
             self._wait_for_workers(time.monotonic() + wait_s)
         with self.server.lock:
             unreported = [w.key for w in self._workers.values()]
@@ -574,7 +574,7 @@ class DragonWorkers:
                 exit_code = None
             if exit_code is None:
                 logger.error(f"The relay of node {relay.hostname} did not stop within {RECEIVER_S:g} s; killing it")
-                threading.Thread(target=_kill, args=(relay.process,), daemon=True).start()
+                threading.Thread(target=signal_process, args=(relay.process, Process.kill, f"The relay of {relay.hostname}"), daemon=True).start()
 
     def _post_exit(self, worker: WorkerHandle, exit_code: int | None) -> None:
         """Tell the receiver a worker exited, behind every message it sent (through its relay, if it has one)."""
@@ -615,10 +615,3 @@ def _unpacked(messages: list[bytes]) -> Iterable[Any]:
             yield from map(loads, message.messages)
         else:
             yield message
-
-
-def _kill(process: Process) -> None:
-    try:
-        process.kill()
-    except Exception:
-        logger.debug("A relay was already gone", exc_info=True)

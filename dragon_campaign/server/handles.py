@@ -84,12 +84,14 @@ def post(into: Queue, message: bytes, whom: object, timeout: float | None = None
     threading.Thread(target=put, name=f"post-{whom}", daemon=True).start()
 
 
-def signal_worker(worker: WorkerHandle, ask: Callable[[Process], None]) -> None:
-    """Terminate or kill a worker (``ask``: ``Process.terminate`` or ``Process.kill``); one already gone is fine."""
+def signal_process(process: Process, ask: Callable[[Process], None], whom: object) -> None:
+    """Terminate or kill a worker or a relay (``ask``: ``Process.terminate`` or ``Process.kill``; ``whom``: for the
+    log); one already gone is fine.
+    """
     try:
-        ask(worker.process)
+        ask(process)
     except Exception:
-        logger.debug(f"Worker {worker.key} was already gone", exc_info=True)
+        logger.debug(f"{whom} was already gone", exc_info=True)
 
 
 def destroy_queues(channels: list[Queue]) -> None:
