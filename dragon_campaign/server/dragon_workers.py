@@ -42,7 +42,7 @@ from dragon_campaign.server.crowded import Crowding, Doorbell, Ringer, new_bell,
 from dragon_campaign.server.exits import LocalExits
 from dragon_campaign.server.handles import RelayHandle, WorkerHandle, destroy_queues, post, signal_process
 from dragon_campaign.server.pool import WorkerPool, WorkerSlot, gpu_env_var, place_workers, runtime_nodes
-from dragon_campaign.server.reader import IDLE_POLL_S, MAX_POLL_S, QueueReader
+from dragon_campaign.server.reader import IDLE_POLL_S, MAX_POLL_S, SPIN_S, QueueReader
 from dragon_campaign.server.relay import INBOX_SIZE, RELAY_ENV, relay_main
 from dragon_campaign.server.slot import import_path, on_node
 from dragon_campaign.server.worker import worker_main
@@ -121,7 +121,7 @@ class DragonWorkers:
         self._methods_blob = cloudpickle.dumps(self._methods)
         self._result_queue = Queue(maxsize=RESULT_QUEUE_SIZE)
         self._turns_fd, self._turns = new_turns()
-        self._receiver = QueueReader(self._result_queue, crowded=False, bell=Doorbell(self._receiver_bell), bell_timeout_s=MAX_POLL_S)
+        self._receiver = QueueReader(self._result_queue, crowded=False, bell=Doorbell(self._receiver_bell), bell_timeout_s=MAX_POLL_S, spin_s=SPIN_S)
         nodes = runtime_nodes()
         self._cores = {node.hostname: node.num_cpus for node in nodes}
         self._primary = nodes[0].hostname

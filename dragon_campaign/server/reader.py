@@ -22,6 +22,12 @@ from 0.47 to 0.80 ms), so:
   within it), then doubles up to ``MAX_POLL_S`` (or the shortest, if longer), and after ``IDLE_AFTER_S``
   without a message up to ``IDLE_POLL_S``: a worker idle for long looks ten times a second.
 
+A reader on a bell may first look for a moment (``spin_s``): a worker of a sequential thinker gets its next
+task a few hundred microseconds after its last result, and sleeping for it costs a wake-up (about 90 us
+more per hop here, results/wakeup_cost.md). It looks only while its waits stay that short (one longer wait
+and it sleeps at once until a short one again), and gives way to any other process that wants its core
+between looks, so a crowded node busy with longer tasks pays nothing.
+
 A worker that looks also notices when its parent (Dragon's local services) is gone, and exits instead of
 waiting forever. A channel on another node is always read with the blocking get: looking at it would be
 a call through the transport each time.
@@ -42,6 +48,7 @@ FAST_FOR_S = 0.002  # how long a wait keeps the shortest sleep
 MAX_POLL_S = 0.001  # then the sleep doubles up to this (or the shortest, if longer)
 IDLE_AFTER_S = 1.0  # a wait this long: the reader is idle, its sleep doubles up to IDLE_POLL_S
 IDLE_POLL_S = 0.1
+SPIN_S = 500e-6  # how long a worker with short waits looks before it sleeps on its bell
 
 
 class Orphaned(SystemExit):
@@ -52,12 +59,14 @@ class QueueReader:
     """``get()`` from a Dragon queue: blocking on a node with cores to spare, looking between sleeps on a crowded one."""
 
     def __init__(self, queue: Any, crowded: bool = False, shortest_s: float = POLL_S, watch_parent: bool = False,
-                 bell: Doorbell | None = None, bell_timeout_s: float = IDLE_POLL_S) -> None:
+                 bell: Doorbell | None = None, bell_timeout_s: float = IDLE_POLL_S, spin_s: float = 0.0) -> None:
         self.queue = queue
         self.crowded = crowded  # the owner may change it (a pool joined the node)
         self.shortest_s = shortest_s
         self.bell = bell
         self.bell_timeout_s = bell_timeout_s  # the longest sleep on the bell between looks (shorter where some senders never ring)
+        self.spin_s = spin_s
+        self._spinning = spin_s > 0  # the last wait was short enough for looking to have caught it
         self._parent = os.getppid() if watch_parent else None
         channel = getattr(queue, "_main_channel", None)  # the FLI's main channel (dragon.native.queue, 0.15)
         self._channel = channel if channel is not None and getattr(channel, "is_local", False) else None
@@ -66,9 +75,8 @@ class QueueReader:
         """The next message, waiting as long as it takes."""
         channel = self._channel
         if self.crowded and channel is not None and self.bell is not None:
-            while not channel.num_msgs:
-                self.bell.wait(self.bell_timeout_s)
-                self._check_parent()
+            if not channel.num_msgs:
+                self._wait_for_bell(channel, self.bell)
         elif self.crowded and channel is not None and not channel.num_msgs:
             started = time.monotonic()
             pause = self.shortest_s
@@ -80,6 +88,19 @@ class QueueReader:
                     pause = min(2 * pause, busy_cap if waited < IDLE_AFTER_S else max(IDLE_POLL_S, busy_cap))
                 self._check_parent()
         return self.queue.get()
+
+    def _wait_for_bell(self, channel: Any, bell: Doorbell) -> None:
+        started = time.perf_counter()
+        if self._spinning:
+            deadline = started + self.spin_s
+            while time.perf_counter() < deadline:
+                os.sched_yield()  # any other process that wants this core first
+                if channel.num_msgs:
+                    return
+        while not channel.num_msgs:
+            bell.wait(self.bell_timeout_s)
+            self._check_parent()
+        self._spinning = time.perf_counter() - started <= self.spin_s
 
     def take_ready(self, limit: int) -> list[Any]:
         """Up to ``limit`` messages already in the queue, without waiting (none from a queue of another node)."""

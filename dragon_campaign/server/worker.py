@@ -33,7 +33,7 @@ import cloudpickle
 
 from dragon_campaign.execution import run_task
 from dragon_campaign.server.crowded import Crowding, Doorbell, Ringer, Turns, open_or_none
-from dragon_campaign.server.reader import QueueReader, shortest_sleep
+from dragon_campaign.server.reader import SPIN_S, QueueReader, shortest_sleep
 from dragon_campaign.server.slot import WorkerSlot
 from dragon_campaign.wire import Partial, Ready, Results, StartFailed, TaskMessage, TaskRecord, WorkerKey, dumps, loads
 
@@ -197,7 +197,7 @@ def _serve(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results:
 
     cancellations = _Cancellations(control, open_or_none(Doorbell, crowding.cancel_bell))
     reader = QueueReader(tasks, crowded=crowding.crowded, shortest_s=shortest_sleep(crowding.wanting, crowding.cores), watch_parent=True,
-                         bell=open_or_none(Doorbell, crowding.bell))
+                         bell=open_or_none(Doorbell, crowding.bell), spin_s=SPIN_S)
     while True:
         batch: list[TaskMessage] | None = loads(reader.get())
         received = time.time()
