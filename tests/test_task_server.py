@@ -118,6 +118,25 @@ def test_cancelled_tasks_never_run(serve, run_dir):
     assert not set(cancelled) & {r.task_id for r in read_results(run_dir / "results.jsonl")}
 
 
+def test_a_submission_reaches_a_worker_freed_by_a_result_or_a_cancellation_at_once(serve):
+    """A submission while every worker is busy does not look for an idle one; whatever frees a worker must then
+    hand it the next task (a result does, the task waiting) or let the next submission find it (a cancellation)."""
+    queues, _ = serve([tasks.sleep_then, tasks.noop], pool=WorkerPool(workers=1, max_prefetch=0))
+    first = queues.send_inputs("first", 1.0, method="sleep_then")
+    behind = queues.send_inputs("behind", method="noop")  # the worker is busy: this one waits for first's result
+    done = [queues.get_result(timeout=60) for _ in range(2)]
+    assert [r.task_id for r in done] == [first, behind]
+    assert done[1].timestamp.dispatched >= done[0].timestamp.result_received - 0.01
+    long = queues.send_inputs("long", 600.0, method="sleep_then")
+    time.sleep(0.5)  # it runs
+    assert queues.cancel([long]) == [long]
+    start = time.monotonic()
+    after = queues.send_inputs("after", method="noop")  # the worker is free again, and nothing else will happen
+    result = queues.get_result(timeout=60)
+    assert result.task_id == after and time.monotonic() - start < 30
+    assert result.timestamp.dispatched - result.timestamp.created < 1.0, "the submission did not find the freed worker"
+
+
 def test_prefetch_seconds_is_the_work_a_busy_worker_holds_beyond_its_running_task(serve):
     """With 1 s tasks and prefetch_seconds=1.5 a worker holds the task it runs and one more, not two more."""
     queues, _ = serve([tasks.sleep_then], pool=WorkerPool(workers=1, prefetch_seconds=1.5))

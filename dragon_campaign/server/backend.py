@@ -81,6 +81,12 @@ class Backend(Protocol):
         ``waiting``; returns the sending to do once the locks are released.
         """
 
+    def may_take_now(self) -> bool:
+        """Whether a pool may have room for a task at once (a worker with nothing to do), looked at without the
+        locks: a thinker's submission dispatches only then. It may say yes wrongly; it says no only where whoever
+        makes room next (a result, a cancellation, a new worker) dispatches after it.
+        """
+
     def cancel(self, task_ids: Iterable[str]) -> list[WaitingTask]:
         """Stop these tasks where they run, under the server's lock; returns those stopped."""
 

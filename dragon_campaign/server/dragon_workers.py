@@ -109,6 +109,7 @@ class DragonWorkers:
         self._relays: dict[str, RelayHandle] = {}  # hostname -> its relay, started with its first relayed worker
         self._relay_lock = threading.Lock()  # one relay per node, whichever thread starts its first worker
         self._relay_hosts: set[str] = set()  # the nodes that have, or will have, a relay
+        self._maybe_idle = True  # a worker may hold no task (see may_take_now); set wherever a worker may become idle
 
     def accepts(self, pool: object) -> bool:
         """Whether ``pool`` is a Dragon pool."""
@@ -169,6 +170,7 @@ class DragonWorkers:
             relay.inbox.put(dumps(Attach(worker.key, tasks, crowding.bell)))
         with self.server.lock:
             self._workers[worker.key] = worker
+            self._maybe_idle = True
             if self._receiver is not None:  # the receiver sleeps long only if every worker rings it
                 everyone_rings = all(w.bell is not None for w in self._workers.values())
                 self._receiver.bell_timeout_s = IDLE_POLL_S if everyone_rings else MAX_POLL_S
@@ -234,6 +236,7 @@ class DragonWorkers:
         left the waiting queue.
         """
         sends: dict[WorkerKey, list[WaitingTask]] = defaultdict(list)
+        left_idle = False  # an idle worker found no task it serves
         for pool_name, pool in self._pools.items():
             methods = self._serving[pool_name]
             # Round-robin, one task per worker per pass. Only workers that took a task stay for the next pass (an idle
@@ -246,6 +249,7 @@ class DragonWorkers:
                 for worker in workers:
                     task = waiting.peek(methods)
                     if task is None:
+                        left_idle = True
                         break
                     if self._has_room(worker, task):
                         waiting.pop(task.task_id)
@@ -255,6 +259,8 @@ class DragonWorkers:
                 if idle_only or not took:
                     break
                 workers = took
+        if idle_only:  # every idle worker was looked at: those that took a task are idle no more
+            self._maybe_idle = left_idle
         bells: list[str] = []
         handoffs: dict[str, list[Handoff]] = defaultdict(list)  # relay's node -> what it hands its workers
         for key, tasks in sends.items():
@@ -271,6 +277,10 @@ class DragonWorkers:
         # Rung once the locks are released: waking a sleeping worker costs the ringing thread 74 us on this VM
         # (results/wakeup_cost.md), and the result receiver waits for these locks.
         return functools.partial(self._ringer.ring, *bells) if bells else None
+
+    def may_take_now(self) -> bool:
+        """Whether a worker may hold no task (cleared by a dispatch to idle workers that left none idle)."""
+        return self._maybe_idle
 
     def _has_room(self, worker: WorkerHandle, task: WaitingTask) -> bool:
         if not worker.inflight:
@@ -296,6 +306,7 @@ class DragonWorkers:
             key = self._owner.pop(task_id, None)
             if key is not None:
                 stopped.append(self._workers[key].release(task_id))
+                self._maybe_idle = True
                 notices[key].append(task_id)
         for key, ids in notices.items():
             worker = self._workers[key]
@@ -381,6 +392,7 @@ class DragonWorkers:
                             continue  # the task was cancelled, or given up for lost and re-run elsewhere
                         del self._owner[record.task_id]
                         task = worker.release(record.task_id)
+                        self._maybe_idle = True
                         result = self.server.complete(task, record, worker.information(), message.sent, received)
                         if result.success or not self.server.may_retry(task):
                             completed.append(result)

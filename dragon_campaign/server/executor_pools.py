@@ -112,6 +112,10 @@ class ExecutorPools:
             self.server.finish([result])
         self.server.dispatch()
 
+    def may_take_now(self) -> bool:
+        """Whether a pool has fewer than ``max_in_flight`` tasks."""
+        return any(len(self._in_flight.get(name, ())) < pool.max_in_flight for name, pool in list(self._pools.items()))
+
     def cancel(self, task_ids: Iterable[str]) -> list[WaitingTask]:
         """Cancel the futures of tasks not started yet; returns those cancelled (running ones go on)."""
         stopped = []

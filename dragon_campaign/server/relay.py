@@ -21,7 +21,8 @@ Two threads:
 
 On a crowded node (see :mod:`.crowded`) the relay plays the steering process's part there: it rings a worker's
 doorbell after each put on its queue, and sleeps on a doorbell of its own that the workers ring after each
-result, so neither the workers nor the relay spin or look at their queues. The inbox, which the steering
+result, so neither the workers nor the relay spin or look at their queues (but for the moment's look of a
+reader whose waits are short, as in the steering process). The inbox, which the steering
 process fills from another node and cannot ring, is looked at between sleeps (:mod:`.reader`); a worker's
 cancellations too.
 
@@ -37,7 +38,7 @@ import threading
 from typing import Any
 
 from dragon_campaign.server.crowded import Crowding, Doorbell, Ringer, open_or_none
-from dragon_campaign.server.reader import IDLE_POLL_S, QueueReader, shortest_sleep
+from dragon_campaign.server.reader import IDLE_POLL_S, SPIN_S, QueueReader, shortest_sleep
 from dragon_campaign.server.worker import leave
 from dragon_campaign.wire import Attach, Handoff, Relayed, StopReceiver, WorkerKey, dumps, loads
 
@@ -60,7 +61,7 @@ def relay_main(inbox: Any, node_results: Any, results: Any, crowding: Crowding) 
     down.start()
     bell = open_or_none(Doorbell, crowding.receiver)
     _forward_up(QueueReader(node_results, crowded=crowding.crowded, shortest_s=shortest, watch_parent=True, bell=bell,
-                            bell_timeout_s=IDLE_POLL_S), results)  # the monitor's notices and the stop are not rung
+                            bell_timeout_s=IDLE_POLL_S, spin_s=SPIN_S), results)  # the monitor's notices and the stop are not rung
     leave()
 
 

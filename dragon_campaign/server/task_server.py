@@ -230,9 +230,12 @@ class DragonTaskServer:
         """New tasks arrived: hand them to idle workers at once (lowest latency for a sequential thinker).
 
         Busy workers are topped up when their results come back (``_dispatch`` from the receiver), so a burst
-        of submissions reaches them as a few large batches rather than as one message per task.
+        of submissions reaches them as a few large batches rather than as one message per task. With every worker
+        busy (a thinker keeping a thousand tasks in flight), it does not even take the locks: that look was a third
+        of the steering process's time per task at 10,000 tasks/s.
         """
-        self._dispatch(idle_only=True)
+        if any(backend.may_take_now() for backend in self._backends):
+            self._dispatch(idle_only=True)
 
     def dispatch(self) -> None:
         """Hand waiting tasks to pools with room (backends call it when room frees up)."""
