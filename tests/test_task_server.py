@@ -35,6 +35,18 @@ def test_round_trip_records_worker_and_timings(serve, run_dir):
     assert [r.task_id for r in logged] == [task_id] and logged[0].value == 3
 
 
+def test_what_lived_before_the_server_started_is_frozen_out_of_the_collector_until_it_stops(serve):
+    import gc
+
+    before = gc.get_freeze_count()
+    queues, server = serve([tasks.noop])
+    assert gc.get_freeze_count() > before  # a full collection no longer walks the imports
+    queues.send_inputs(1, method="noop")
+    assert queues.get_result(timeout=30).value == 1
+    assert server.stop(timeout=30)
+    assert gc.get_freeze_count() == 0
+
+
 def test_results_log_holds_values_json_cannot(serve, run_dir):
     """Raw bytes (a store reference's descriptor, say) and arrays are logged, not lost."""
     queues, server = serve([tasks.noop])

@@ -23,10 +23,11 @@ from 0.47 to 0.80 ms), so:
   without a message up to ``IDLE_POLL_S``: a worker idle for long looks ten times a second.
 
 A reader on a bell may first look for a moment (``spin_s``): a worker of a sequential thinker gets its next
-task a few hundred microseconds after its last result, and sleeping for it costs a wake-up (about 90 us
-more per hop here, results/wakeup_cost.md). It looks only while its waits stay that short (one longer wait
-and it sleeps at once until a short one again), and gives way to any other process that wants its core
-between looks, so a crowded node busy with longer tasks pays nothing.
+task a few hundred microseconds after its last result, the result receiver the next result of a burst, and
+sleeping for it costs a wake-up (about 90 us more per hop here, results/wakeup_cost.md). It looks only while
+its waits stay that short (one longer wait and it sleeps at once until a short one again), and between looks
+gives way to any other process that wants its core (and, in the steering process, to the thread that wants
+the GIL), so a crowded node busy with longer tasks pays nothing.
 
 A worker that looks also notices when its parent (Dragon's local services) is gone, and exits instead of
 waiting forever. A channel on another node is always read with the blocking get: looking at it would be
@@ -48,7 +49,7 @@ FAST_FOR_S = 0.002  # how long a wait keeps the shortest sleep
 MAX_POLL_S = 0.001  # then the sleep doubles up to this (or the shortest, if longer)
 IDLE_AFTER_S = 1.0  # a wait this long: the reader is idle, its sleep doubles up to IDLE_POLL_S
 IDLE_POLL_S = 0.1
-SPIN_S = 500e-6  # how long a worker with short waits looks before it sleeps on its bell
+SPIN_S = 500e-6  # how long a reader whose waits are short looks before it sleeps on its bell
 
 
 class Orphaned(SystemExit):

@@ -14,11 +14,18 @@ back as failed results, Dragon queues are destroyed. Processes the campaign cann
 (``watch``: a store's DDict managers) are joined too; if one dies the server stops the campaign and says
 why in ``failure``. A suspending kill signal (a checkpoint, see :mod:`dragon_campaign.checkpoint`) sets
 unfinished tasks aside in the queues instead, unlogged, so that the next job runs each of them once.
+
+While it runs, what was alive when it started (the campaign's imports, its models, Dragon) is frozen out of
+Python's cyclic garbage collector (``gc.freeze``), which otherwise walks every one of them in each full pass:
+with the 61,000 objects of a campaign of no-ops, a pass took 45 ms, one every 7,000 tasks at full speed, and
+frozen 4 ms (collection per task: 12 of the steering process's 70 us, 7 frozen). Importing torch alone
+makes 158,000 more. ``stop`` unfreezes them.
 """
 
 from __future__ import annotations
 
 import atexit
+import gc
 import logging
 import threading
 import time
@@ -127,6 +134,7 @@ class DragonTaskServer:
         supervisor = threading.Thread(target=self._supervise, name="task-server-supervise", daemon=True)
         supervisor.start()
         atexit.register(self.stop)
+        gc.freeze()
         self._dispatch()
         return self
 
@@ -399,6 +407,7 @@ class DragonTaskServer:
         assert self._result_log is not None
         self._result_log.close()
         atexit.unregister(self.stop)
+        gc.unfreeze()
         logger.info("Task server stopped")
 
     def end_unfinished(self, tasks: list[WaitingTask], failure: Callable[[WaitingTask], FailureInformation]) -> None:
