@@ -10,7 +10,8 @@ of process pools on this runtime) in this process, under the runtime; Ray tasks,
 Colmena 0.7.2 + Parsl HTEX each in a plain-Python child process (they start their own workers).
 Latency: the median of N sequential submit-then-wait round trips, after a warm-up. Throughput: tasks
 completed per second with ``--in-flight`` tasks always submitted and not yet taken (one more submitted for
-every result taken) for ``--seconds``, then the last ones drained; the median over repeats.
+every result taken) for ``--seconds``, then the last ones drained; the median over repeats. For
+dragon_campaign the report also splits the sequential round trips into steps, from the results' timestamps.
 Writes <output>/dispatch_overhead.md and .csv.
 """
 
@@ -71,12 +72,35 @@ def measure(send: Callable[[int], None], receive: Callable[[], Any], args: argpa
     }
 
 
+# Where a sequential round trip of dragon_campaign goes: consecutive steps of a result's timestamps, and the
+# moment the thinker had it (the last step: completing the result, results.jsonl, delivery, waking the thinker).
+HOPS = [
+    ("submitted, dispatched", "created", "dispatched"),
+    ("to the worker", "dispatched", "input_received"),
+    ("worker unpacks and runs it", "input_received", "compute_ended"),
+    ("worker sends", "compute_ended", "result_sent"),
+    ("to the steering process", "result_sent", "result_received"),
+    ("completed, logged, to the thinker", "result_received", "taken"),
+]
+
+
 def measure_dragon_campaign(args: argparse.Namespace) -> dict[str, Any]:
     from dragon_campaign import DragonQueues, DragonTaskServer, WorkerPool
 
     queues = DragonQueues()
+    stamps: list[dict[str, float]] = []  # of the sequential round trips only (the throughput runs keep nothing)
+    sequential = range(WARMUP_TASKS, WARMUP_TASKS + args.latency_tasks)
+
+    def receive() -> None:
+        result = queues.get_result(timeout=120)
+        if len(stamps) < sequential.stop:
+            stamps.append({**result.timestamp.model_dump(), "taken": time.time()})
+
     with TemporaryDirectory() as run_dir, DragonTaskServer([noop], queues, pools={"cpu": WorkerPool(workers=args.workers)}, run_dir=run_dir):
-        return measure(lambda i: queues.send_inputs(i, method="noop"), lambda: queues.get_result(timeout=120), args)
+        figures = measure(lambda i: queues.send_inputs(i, method="noop"), receive, args)
+    figures["hops_us"] = {name: statistics.median(stamps[i][end] - stamps[i][start] for i in sequential) * 1e6
+                          for name, start, end in HOPS}
+    return figures
 
 
 def measure_futures(submit: Callable[[int], Any], wait: Callable[[Any], Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -190,6 +214,10 @@ def write_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> Path:
             f"| {row['throughput_tasks_per_s']:,.0f} | {', '.join(f'{r:,}' for r in row['throughput_runs'])} |"
         )
     ours = rows[0]
+    lines += ["", "Where a round trip of dragon_campaign goes (medians over the sequential round trips, from each result's "
+              "timestamps; the steps do not add up to the median round trip exactly):", "",
+              "| " + " | ".join(ours["hops_us"]) + " |", "|" + "---|" * len(ours["hops_us"]),
+              "| " + " | ".join(f"{us:.0f} us" for us in ours["hops_us"].values()) + " |"]
     lines += ["", f"Targets for dragon_campaign: at most 0.3 ms round trip ({ours['round_trip_median_ms']:.3f} ms: "
               f"{'met' if ours['round_trip_median_ms'] <= 0.3 else 'missed'}), at least 10,000 tasks/s "
               f"({ours['throughput_tasks_per_s']:,.0f}: {'met' if ours['throughput_tasks_per_s'] >= 10_000 else 'missed'})."]
