@@ -103,6 +103,7 @@ def test_startup_splits_launch_to_first_result(tmp_path):
     rows = {row["step"]: float(row["median_s"]) for row in csv.DictReader(open(tmp_path / "startup.csv"))}
     assert rows["runtime start"] > 0 and rows["importing dragon_campaign"] > 0 and rows["first worker: Dragon starts a process"] > 0
     assert "Launch to first result" in (tmp_path / "startup.md").read_text()
+    assert (tmp_path / "startup.png").stat().st_size > 10_000
 
 
 def test_steering_policies_compares_every_policy(tmp_path):
