@@ -52,12 +52,14 @@ def die(code: int) -> None:
     os._exit(code)
 
 
-def die_on(hostname: str) -> str:
-    """Kill the worker process if it runs on this node; elsewhere return the node's name."""
+def die_on(hostname: str, linger: float = 0.0) -> str:
+    """Kill the worker process if it runs on this node; elsewhere wait ``linger`` seconds (so that the next task
+    submitted goes to another idle worker) and return the node's name."""
     import socket
 
     if socket.gethostname() == hostname:
         os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(linger)
     return socket.gethostname()
 
 

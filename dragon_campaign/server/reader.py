@@ -26,8 +26,10 @@ A reader on a bell may first look for a moment (``spin_s``): a worker of a seque
 task a few hundred microseconds after its last result, the result receiver the next result of a burst, and
 sleeping for it costs a wake-up (about 90 us more per hop here, results/wakeup_cost.md). It looks only while
 its waits stay that short (one longer wait and it sleeps at once until a short one again), and between looks
-gives way to any other process that wants its core (and, in the steering process, to the thread that wants
-the GIL), so a crowded node busy with longer tasks pays nothing.
+gives way to any other process that wants its core, so a crowded node busy with longer tasks pays nothing.
+Its price is in the process that looks: it holds the GIL but for each ``sched_yield``, and Python seldom
+hands the GIL to a waiting thread in so short a gap, so the receiver's look may hold up the thinker's
+threads (a relay's, its other thread) until the look ends: 0.5 ms at most, after a burst of results.
 
 A worker that looks also notices when its parent (Dragon's local services) is gone, and exits instead of
 waiting forever. A channel on another node is always read with the blocking get: looking at it would be

@@ -110,7 +110,7 @@ def test_a_relayed_worker_is_cancelled_and_replaced_through_its_relay(serve, hos
 
     here = socket.gethostname()  # the steering process's node: the other one's worker is relayed
     other = next(host for host in hosts if host != here)
-    lost = [queues.send_inputs(other, method="die_on") for _ in range(2)]
+    lost = [queues.send_inputs(other, 1.0, method="die_on") for _ in range(2)]  # one per worker: the first lingers
     outcomes = [queues.get_result(timeout=120) for _ in lost]
     failed = [r for r in outcomes if not r.success]
     assert failed and all("WorkerLost" in r.failure_info.exception for r in failed)
