@@ -196,7 +196,7 @@ class DragonWorkers:
                 relay = RelayHandle(hostname, process, inbox, results, crowding.receiver)
                 with self.server.lock:
                     self._relays[hostname] = relay
-                    self._watched[process.puid] = f"the relay of node {hostname}"
+                    self._watched[process.puid] = relay.name
                 logger.info(f"Relay of node {hostname} started (process {process.puid})")
             return relay
 
@@ -533,7 +533,8 @@ class DragonWorkers:
             else:
                 post(worker.tasks, stop_message, worker.key, timeout=1, then=self._ring_later(worker.bell))
         for hostname, handoffs in relayed.items():
-            post(self._relays[hostname].inbox, dumps(handoffs), f"the relay of {hostname}", timeout=1)
+            relay = self._relays[hostname]
+            post(relay.inbox, dumps(handoffs), relay.name, timeout=1)
         self._wait_for_workers(grace_ends, until=hurry)
         for signal_name, ask, wait_s in (("SIGTERM", Process.terminate, TERMINATE_S), ("SIGKILL", Process.kill, KILL_REPORT_S)):
             with self.server.lock:
@@ -575,18 +576,18 @@ class DragonWorkers:
         """
         relays = [relay for relay in self._relays.values() if not relay.lost]
         for relay in relays:
-            post(relay.inbox, dumps(None), f"the relay of {relay.hostname}", timeout=1)
-            post(relay.results, dumps(StopReceiver()), f"the relay of {relay.hostname}", timeout=1)
+            post(relay.inbox, dumps(None), relay.name, timeout=1)
+            post(relay.results, dumps(StopReceiver()), relay.name, timeout=1)
         deadline = time.monotonic() + RECEIVER_S
         for relay in relays:
             try:
                 exit_code = relay.process.join(max(0.0, deadline - time.monotonic()))
             except Exception:
-                logger.debug(f"Could not join the relay of {relay.hostname}", exc_info=True)
+                logger.debug(f"Could not join {relay.name}", exc_info=True)
                 exit_code = None
             if exit_code is None:
                 logger.error(f"The relay of node {relay.hostname} did not stop within {RECEIVER_S:g} s; killing it")
-                threading.Thread(target=signal_process, args=(relay.process, Process.kill, f"The relay of {relay.hostname}"), daemon=True).start()
+                threading.Thread(target=signal_process, args=(relay.process, Process.kill, relay.name), daemon=True).start()
 
     def _post_exit(self, worker: WorkerHandle, exit_code: int | None) -> None:
         """Tell the receiver a worker exited, behind every message it sent (through its relay, if it has one)."""

@@ -67,6 +67,11 @@ class RelayHandle:
     bell: str | None = None  # its doorbell, which the node's workers ring after each put (a crowded node, see crowded.py)
     lost: bool = False  # its process exited: its workers are told to stop, and their exits reported, directly
 
+    @property
+    def name(self) -> str:
+        """How logs and the campaign's failure name it."""
+        return f"the relay of node {self.hostname}"
+
 
 def post(into: Queue, message: bytes, whom: object, timeout: float | None = None, then: Callable[[], None] | None = None) -> None:
     """Put a control message (stop, cancel) into a worker's queue from a thread of its own, and call ``then``
