@@ -10,11 +10,20 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 export MN_VENV="$PWD/.venv" MN_NODES="1 2"
-export MN_DIR=${MN_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/multinode.XXXXXX")}
+OWN_DIR=0
+if [ -z "${MN_DIR:-}" ]; then MN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/multinode.XXXXXX"); OWN_DIR=1; fi
+export MN_DIR
 CLUSTER="$PWD/tests/multinode/cluster"
 OUTPUT="$MN_DIR/pytest-output.txt"
 REPORT="$MN_DIR/junit.xml"
-trap '"$CLUSTER"/mn_down.sh' EXIT
+status=1
+# The cluster's folder (its nodes' files, pytest's output and report) goes once the cluster is down, unless the
+# tier failed (kept for a look, and named) or the caller chose it (MN_DIR).
+finish() {
+    "$CLUSTER"/mn_down.sh
+    if [ "$status" -eq 0 ] && [ "$OWN_DIR" -eq 1 ]; then rm -rf "$MN_DIR"; else echo "The tier's output and the cluster's files: $MN_DIR"; fi
+}
+trap finish EXIT
 
 run_tier() {
     rm -f "$REPORT"
