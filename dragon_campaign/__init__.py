@@ -2,7 +2,8 @@
 
 Colmena-compatible steering (``BaseThinker`` and its agent decorators, ``ResourceCounter``) over task queues
 with priorities and cancellation (``DragonQueues``), executed by long-lived Dragon worker pools
-(``DragonTaskServer``, ``WorkerPool``). Run programs that use it under the runtime: ``dragon script.py``.
+(``DragonTaskServer``, ``WorkerPool``). Run a campaign with ``dragon-campaign run my_campaign.py``: a function
+of it builds the thinker and the server from a ``RunContext`` (see ``docs/your-campaign.md``).
 
 Names are imported on first use, so that processes which only read results, or Parsl workers running an
 application's tasks, never import Dragon (importing ``dragon`` replaces parts of ``multiprocessing``).
@@ -43,6 +44,9 @@ _EXPORTS = {
     "TimeoutException": "dragon_campaign.exceptions",
     "WorkerLost": "dragon_campaign.exceptions",
     "run_campaign": "dragon_campaign.campaign",
+    "Campaign": "dragon_campaign.campaign",
+    "RunContext": "dragon_campaign.campaign",
+    "Application": "dragon_campaign.apps",
     "CampaignFailed": "dragon_campaign.campaign",
     "CampaignSuspended": "dragon_campaign.campaign",
     "Checkpointer": "dragon_campaign.checkpoint",
@@ -57,8 +61,9 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names resolve in __getattr__
+    from dragon_campaign.apps import Application  # noqa: F401
     from dragon_campaign.bridges import ExecutorPool, ProxyStoreSettings, proxy_stores  # noqa: F401
-    from dragon_campaign.campaign import CampaignFailed, CampaignSuspended, run_campaign  # noqa: F401
+    from dragon_campaign.campaign import Campaign, CampaignFailed, CampaignSuspended, RunContext, run_campaign  # noqa: F401
     from dragon_campaign.checkpoint import Checkpointer  # noqa: F401
     from dragon_campaign.exceptions import KillSignalException, TimeoutException, WorkerLost  # noqa: F401
     from dragon_campaign.executable import ExecutableFailed, ExecutableMethod, MPIExecutableMethod  # noqa: F401

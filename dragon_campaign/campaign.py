@@ -19,10 +19,16 @@ import logging
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, TypeVar
 
+from dragon_campaign import foreground
 from dragon_campaign.checkpoint import Checkpointer, SavedCampaign
 from dragon_campaign.interrupts import routed
 from dragon_campaign.progress import ProgressReporter
+from dragon_campaign.runs import RunDirectory
 from dragon_campaign.server.task_server import DragonTaskServer
 from dragon_campaign.thinker.base import BaseThinker, Resumption
 
@@ -46,6 +52,46 @@ class CampaignSuspended(RuntimeError):
         self.path = path
 
 
+Entered = TypeVar("Entered")
+
+
+@dataclass
+class RunContext:
+    """What ``dragon-campaign run`` hands a campaign function: build the thinker and the task server from it.
+
+    Attributes:
+        config: The ``app:`` section of the configuration (and ``--set app.KEY=VALUE``), validated against
+            the ``Config`` model of the campaign's module (an empty model if it has none).
+        pools: The pools to serve with: the configuration's, ``--workers``, else the module's
+            ``default_pools(config)``, else one CPU pool with a worker per core.
+        run_dir: The run directory: give it to the task server (``run_dir=run.run_dir``) so that results,
+            the report and checkpoints land together.
+    """
+
+    config: Any
+    pools: Mapping[str, Any]
+    run_dir: RunDirectory
+    _closing: ExitStack = field(default_factory=ExitStack, repr=False)
+
+    def closing(self, resource: AbstractContextManager[Entered]) -> Entered:
+        """Enter ``resource`` (a store, an executor) now and leave it after the campaign, whatever its end."""
+        return self._closing.enter_context(resource)
+
+
+class Campaign(NamedTuple):
+    """What a campaign function returns (a plain ``(thinker, server)`` tuple does too).
+
+    Attributes:
+        thinker: The steering program; it can be checkpointed if it implements ``checkpoint_state``.
+        server: The task server, started or not, with ``run_dir=run.run_dir``.
+        summary: Called once the campaign has finished; what it returns joins ``summary.json``.
+    """
+
+    thinker: BaseThinker
+    server: DragonTaskServer
+    summary: Callable[[], dict[str, Any]] | None = None
+
+
 def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float | None = None,
                  progress_interval: float | None = None, checkpointer: Checkpointer | None = None,
                  resume_from: SavedCampaign | None = None) -> None:
@@ -67,6 +113,7 @@ def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float 
     """
     if (checkpointer is not None or resume_from is not None) and not thinker.can_checkpoint:
         raise ValueError(f"{type(thinker).__name__} cannot be checkpointed: it implements no checkpoint_state/restore_state")
+    foreground.guard()  # a bare `dragon script.py` in a terminal: Ctrl-C for the campaign, and a warden
     if resume_from is not None:
         _resume(thinker, server, resume_from)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -78,9 +125,11 @@ def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float 
         thinker.done.set()
         if count == 1:
             logger.warning(f"Received {name}: stopping the campaign")
-        else:
+        elif count == 2:
             logger.warning(f"Received {name} again: stopping the workers now")
             server.hurry()
+        else:
+            foreground.pass_to_launcher()  # started by a bare dragon (else dragon-campaign's launcher does this)
 
     with routed(on_signal) as signals, ProgressReporter(server, progress_interval):
         try:

@@ -22,20 +22,19 @@ import platform
 import socket
 from collections import defaultdict
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from dragon_campaign.models import Result
 from dragon_campaign.runs import read_results
 from dragon_campaign.timeline import busy_fractions, idle_while_tasks_wait, row_name, timed
+from dragon_campaign.versions import installed_versions
 
 REPORT_FILE = "report.html"
 # Columns of an application's progress.csv that the report plots, against its time column
 PROGRESS_SERIES = {"best_ip_ev": "Best IP found (eV)", "above_threshold": "Molecules above the threshold",
                    "best_value": "Best value found"}
 TIME_COLUMNS = ("wall_s", "at_s")
-PACKAGES = ("dragon-campaign", "dragonhpc", "numpy", "torch", "rdkit", "tblite", "parsl", "proxystore", "pydantic")
 FAILURES_SHOWN = 200
 
 
@@ -227,14 +226,8 @@ def _text_section(title: str, path: Path) -> str:
 
 
 def _versions() -> str:
-    found = []
-    for package in PACKAGES:
-        try:
-            found.append(f"{package} {version(package)}")
-        except PackageNotFoundError:
-            continue
     return (f"<h2>Versions</h2><p>Python {platform.python_version()} on {html.escape(platform.platform())}; "
-            f"{html.escape(', '.join(found))}</p>")
+            f"{html.escape(', '.join(installed_versions()))}</p>")
 
 
 def _section(title: str, figure: Any, note: str) -> str:

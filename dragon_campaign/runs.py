@@ -7,8 +7,12 @@ walltime kill keeps every result obtained so far.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import threading
 import time
+import types
+import typing
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -76,23 +80,29 @@ class ConfigError(ValueError):
     """A configuration file is malformed: the message names the file and the offending keys."""
 
 
-def load_config(path: str | Path, model: type[ConfigModel], prepare: Callable[[Any], Any] | None = None) -> ConfigModel:
-    """Read a YAML file into a pydantic model, reporting problems by file and key (``prepare`` may rewrite the
-    parsed data first, e.g. an earlier format into today's).
-    """
+def read_config_data(path: str | Path) -> Any:
+    """The parsed YAML of a configuration file (ConfigError if it is missing or not YAML)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such configuration file") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
+def load_config(path: str | Path, model: type[ConfigModel], prepare: Callable[[Any], Any] | None = None) -> ConfigModel:
+    """Read a YAML file into a pydantic model, reporting problems by file and key (``prepare`` may rewrite the
+    parsed data first, e.g. an earlier format into today's).
+    """
+    data = read_config_data(path)
     return parse_config(prepare(data) if prepare is not None else data, model, source=str(path))
 
 
 def parse_config(data: object, model: type[ConfigModel], source: str, prefix: str = "", missing_hint: str = "") -> ConfigModel:
-    """Validate a mapping against a model; errors read ``<source>: <prefix><key>: <reason>``, followed by
-    ``missing_hint`` (e.g. which example file to start from) if a required key is missing.
+    """Validate a mapping against a model; errors read ``<source>: <prefix><key>: <reason>``, every one of
+    them, an unknown key with the known key it most resembles, followed by ``missing_hint`` (e.g. which
+    example file to start from) if a required key is missing.
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: {prefix or 'the top level'} must be a mapping of keys to values, got {type(data).__name__}")
@@ -103,8 +113,51 @@ def parse_config(data: object, model: type[ConfigModel], source: str, prefix: st
         for error in exc.errors():
             parts = [str(part) for part in error["loc"] if not str(part).startswith("<")]  # "<...>": tags of tagged unions
             key = prefix + (".".join(parts) or "(top level)")
-            reason = "unknown key" if error["type"] in ("extra_forbidden", "unexpected_keyword_argument") else error["msg"]
+            if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+                close = difflib.get_close_matches(parts[-1] if parts else "", _keys_at(model, parts[:-1]), n=1, cutoff=0.6)
+                reason = f"unknown key (did you mean {close[0]!r}?)" if close else "unknown key"
+            else:
+                reason = error["msg"]
             problems.append(f"{source}: {key}: {reason}")
         if missing_hint and any(error["type"] == "missing" for error in exc.errors()):
             problems.append(missing_hint)
         raise ConfigError("\n".join(problems)) from None
+
+
+def _keys_at(model: Any, path: list[str]) -> list[str]:
+    """The keys a model (pydantic or dataclass, through dicts, lists and unions) accepts at ``path``."""
+    kinds = _unwrapped(model)
+    for part in path:
+        kinds = [inner for kind in kinds for inner in _inside(kind, part)]
+    return sorted({name for kind in kinds for name in _field_types(kind)})
+
+
+def _field_types(kind: Any) -> dict[str, Any]:
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return {name: field.annotation for name, field in kind.model_fields.items()}
+    if dataclasses.is_dataclass(kind) and isinstance(kind, type):
+        return {field.name: field.type for field in dataclasses.fields(kind)}
+    return {}
+
+
+def _inside(kind: Any, part: str) -> list[Any]:
+    """What a key of ``kind`` (a field of a model, a key of a dict, an index of a list) holds."""
+    fields = _field_types(kind)
+    if fields:
+        return _unwrapped(fields[part]) if part in fields else []
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is dict and len(args) == 2:
+        return _unwrapped(args[1])
+    if origin is list and args:
+        return _unwrapped(args[0])
+    return []
+
+
+def _unwrapped(kind: Any) -> list[Any]:
+    """The classes behind an annotation: Optional, unions and Annotated taken apart."""
+    origin = typing.get_origin(kind)
+    if origin is typing.Annotated:
+        return _unwrapped(typing.get_args(kind)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return [inner for arg in typing.get_args(kind) for inner in _unwrapped(arg)]
+    return [kind]

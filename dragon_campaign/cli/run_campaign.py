@@ -1,9 +1,13 @@
 """Run a campaign on the Dragon runtime.
 
-    bash run.sh [--app NAME] [--config FILE] [--run-dir DIR] [--workers N] [--stop-after S] [--dry-run]
-    bash run.sh --resume RUN_DIR [--workers N] [--stop-after S]
+    dragon-campaign run [CAMPAIGN] [--app NAME] [--config FILE] [--set KEY=VALUE] [--run-dir DIR] [--workers N]
+                        [--stop-after S] [--dry-run]
+    dragon-campaign run --resume RUN_DIR [--workers N] [--stop-after S]
 
-(``python launchers/run_campaign.py ...`` does the same with the virtual environment active.) Options and
+CAMPAIGN is your own campaign, FILE.py[:FUNCTION] or MODULE[:FUNCTION] (FUNCTION defaults to campaign): a
+function that takes a RunContext (config, pools, run_dir) and returns (thinker, server). Without it the
+campaign is an installed application (--app, dragon-campaign apps lists them; default moldesign).
+(``bash run.sh ...`` and ``python launchers/run_campaign.py ...`` do the same from the repository.) Options and
 the configuration are checked first, without starting anything: --help, --help-app, --dry-run and every
 configuration error answer at once. A valid campaign then starts the Dragon runtime with the launcher as
 its head process; ``dragon`` runs as a child in a process group of its own, so Ctrl-C reaches the campaign,
@@ -14,7 +18,9 @@ timeline, busy fraction per worker, task durations, the campaign's progress, fai
 the versions; --dashboard PORT serves it live on 127.0.0.1 while the campaign runs.
 
 The configuration file (YAML; see launchers/configs/) has the sections pools:, proxystore:, app: (with
-name:, the application, and its parameters: --help-app lists them) and run_dir:. The run writes the
+name:, the application, and its parameters: --help-app lists them), campaign: (instead of app.name) and
+run_dir:. --set KEY=VALUE overrides one key of it (app.budget=8, pools.cpu.workers=2), checked the same
+way; every configuration error is reported at once, with the key most likely meant. The run writes the
 configuration it ran with, every default filled in, to <run-dir>/config.yaml: pass it to --config (with a
 new --run-dir) to run the same campaign again.
 
@@ -45,17 +51,20 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from dragon_campaign import interrupts
-from dragon_campaign.apps import APPLICATIONS, DEFAULT_APPLICATION
+from dragon_campaign.apps import DEFAULT_APPLICATION
 from dragon_campaign.cli.logs import campaign_logging
-from dragon_campaign.cli.plan import CampaignConfig, Plan, app_name, describe_app, resolve
+from dragon_campaign.cli.plan import Launchable, Plan, choose, describe_app, resolve
+from dragon_campaign.cli.user_campaign import CampaignFunction
 from dragon_campaign.interrupts import Interrupted
 from dragon_campaign.launch import run_under_dragon
 from dragon_campaign.progress import DEFAULT_INTERVAL_S, PROGRESS_ENV
-from dragon_campaign.runs import ConfigError, RunDirectory, load_config
+from dragon_campaign.runs import ConfigError, RunDirectory, read_config_data
+from dragon_campaign.versions import version_line
 
 logger = logging.getLogger("run_campaign")
 
@@ -63,7 +72,7 @@ EXIT_CHECKPOINTED = 3
 EXIT_INTERRUPTED = 130
 # How the user started the campaign, for the hints it prints (run.sh sets it; dragon is not on a run.sh user's PATH)
 COMMAND_ENV = "DRAGON_CAMPAIGN_COMMAND"
-DEFAULT_COMMAND = "python launchers/run_campaign.py"
+DEFAULT_COMMAND = "dragon-campaign run"
 
 
 def command() -> str:
@@ -93,9 +102,15 @@ port = within(int, 0, 65535, says="must be a port number (0-65535; 0 picks a fre
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The launcher's options (exit 2 on a bad one)."""
     parser = argparse.ArgumentParser(prog=command(), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--app", choices=sorted(APPLICATIONS),
-                        help=f"application to run (default: the config file's app.name, else {DEFAULT_APPLICATION}; with --resume: the run's)")
+    parser.add_argument("campaign", nargs="?", metavar="CAMPAIGN",
+                        help="your campaign: FILE.py[:FUNCTION] or MODULE[:FUNCTION] (FUNCTION defaults to campaign)")
+    parser.add_argument("--app", metavar="NAME",
+                        help=f"installed application to run (dragon-campaign apps lists them; default: the config file's "
+                             f"app.name, else {DEFAULT_APPLICATION}; with --resume: the run's)")
     parser.add_argument("--config", type=Path, help="YAML configuration file (pools, app and its parameters, run_dir)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="set one key of the configuration (dotted, a YAML value): --set app.budget=8 "
+                             "--set pools.cpu.workers=2; repeat for more")
     parser.add_argument("--run-dir", type=Path, help="run directory; overrides run_dir of the config file")
     parser.add_argument("--workers", type=at_least_one, help="workers of the 'cpu' pool; overrides the config file")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -112,13 +127,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true",
                         help="validate the configuration, print the plan and exit without starting work")
     parser.add_argument("--help-app", action="store_true", help="list the parameters of the application and exit")
+    parser.add_argument("--version", action="version", version=version_line())
     return parser.parse_args(argv)
 
 
 def plan_of(args: argparse.Namespace) -> Plan:
     """The validated plan of the run the options ask for."""
     return resolve(app=args.app, config_file=args.config, run_dir=args.run_dir, workers=args.workers, resume=args.resume,
-                   checkpointing=args.resume is not None or args.stop_after is not None)
+                   checkpointing=args.resume is not None or args.stop_after is not None, campaign=args.campaign,
+                   overrides=args.overrides)
 
 
 def main(argv: list[str] | None = None, script: str | None = None) -> int:
@@ -126,8 +143,8 @@ def main(argv: list[str] | None = None, script: str | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.help_app:  # the application may come from the file; its parameters need not be valid yet
-            section = load_config(args.config, CampaignConfig).app if args.config else {}
-            print(describe_app(app_name(args.app, section, str(args.config))))
+            name, application = what_runs(args)
+            print(describe_app(name, application))
             return 0
         plan = plan_of(args)
     except ConfigError as exc:
@@ -137,6 +154,10 @@ def main(argv: list[str] | None = None, script: str | None = None) -> int:
         print(yaml.safe_dump({"plan": plan.describe()}, sort_keys=False), end="")
         return 0
     if "DRAGON_MY_PUID" not in os.environ:  # a valid campaign: start the runtime, with the launcher as its head process
+        # dragon, dragon-config and the workers' Python come from this interpreter's environment, activated or not
+        os.environ["PATH"] = os.pathsep.join(filter(None, [str(Path(sys.executable).parent), os.environ.get("PATH")]))
+        if isinstance(plan.application, CampaignFunction) and (folder := plan.application.search_path()):
+            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [folder, os.environ.get("PYTHONPATH")]))  # for the workers
         return run_under_dragon(script or __file__, sys.argv[1:] if argv is None else argv)
     interrupts.install()
     status = 1  # an exception escaping run(): its traceback is printed
@@ -148,6 +169,14 @@ def main(argv: list[str] | None = None, script: str | None = None) -> int:
     finally:
         interrupts.finished(status)
     return status
+
+
+def what_runs(args: argparse.Namespace) -> tuple[str, Launchable]:
+    """The application or campaign function the options name, without validating its parameters."""
+    data = read_config_data(args.config) if args.config else {}
+    section: dict[str, Any] = data["app"] if isinstance(data, dict) and isinstance(data.get("app"), dict) else {}
+    named = args.campaign or (data.get("campaign") if isinstance(data, dict) else None)
+    return choose(args.app, named, section, str(args.config), relative_to=args.config.parent if args.config and not args.campaign else None)
 
 
 def run(args: argparse.Namespace, plan: Plan) -> int:
@@ -169,13 +198,13 @@ def run(args: argparse.Namespace, plan: Plan) -> int:
         options["resume"] = True
     if args.stop_after is not None:
         options["stop_after"] = args.stop_after
-    app = plan.application.app_module()
+    app_run = plan.application.runner()
     dashboard = Dashboard(run_dir.path, args.dashboard) if args.dashboard is not None else contextlib.nullcontext()
     with campaign_logging(args.log_level, run_dir), dashboard:
         logger.info(f"{'Resuming' if args.resume else 'Running'} {plan.name} in {run_dir.path}")
         try:
             with executor_pools(plan.executors, run_dir.path) as remote:
-                summary = app.run(plan.app_config, {**plan.pools, **remote}, run_dir, **options)
+                summary = app_run(plan.app_config, {**plan.pools, **remote}, run_dir, **options)
         except ConfigError as exc:  # what the app checks against the pools (e.g. which pool may run what)
             logger.error(f"Configuration error: {exc}")
             return 2
@@ -223,3 +252,7 @@ def draw_utilization(run_dir: RunDirectory) -> None:
         return
     if picture is not None:
         logger.info(f"Worker utilization timeline: {picture}")
+
+
+if __name__ == "__main__":  # the head process of the runtime that dragon-campaign run starts
+    sys.exit(main())

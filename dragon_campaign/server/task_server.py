@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dragon_campaign import foreground
 from dragon_campaign.bridges.executors import ExecutorPool
 from dragon_campaign.models import FailureInformation, Result, WorkerInformation, fill
 from dragon_campaign.queues.dragon import DragonQueues
@@ -127,6 +128,7 @@ class DragonTaskServer:
         if self._started:
             raise RuntimeError("The task server was already started")
         self._started = True
+        foreground.guard()  # a bare `dragon script.py` in a terminal: Ctrl-C for the campaign, and a warden
         self._result_log = ResultLog(self.run_dir.results_path)
         self._result_rules = {topic: rule.for_worker() for topic, rule in self.queues.proxy_rules.items()}
         for backend in self._backends:

@@ -4,6 +4,7 @@ plan. (That a run's own config.yaml reproduces it is in tests/test_cli.py, under
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,9 @@ import pytest
 import yaml
 from common import outside_runtime_env
 
-from dragon_campaign.apps import APPLICATIONS
+from dragon_campaign.apps import Application, installed
 from dragon_campaign.cli.plan import resolve
+from dragon_campaign.runs import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 # Runs a launcher as `python launchers/X.py ARGS` would, then says whether Dragon was imported
@@ -97,11 +99,79 @@ def test_a_run_checkpointed_by_an_earlier_version_resumes(tmp_path):
     assert (plan.name, plan.app_config.budget, plan.pools["cpu"].workers, plan.run_dir) == ("moldesign", 7, 3, run)
 
 
-@pytest.mark.parametrize("name", sorted(APPLICATIONS))
+BUILT_IN = ("ackley", "moldesign", "streaming", "wave")
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
 def test_the_registry_says_what_each_run_takes(name):
     import inspect
 
-    application = APPLICATIONS[name]
-    parameters = inspect.signature(application.app_module().run).parameters
+    application = installed()[name]
+    assert isinstance(application, Application), application
+    parameters = inspect.signature(application.runner()).parameters
     assert application.checkpoints == ("resume" in parameters and "stop_after" in parameters)
     assert application.proxystore == ("proxystore" in parameters)
+
+
+def test_every_configuration_error_comes_at_once_with_the_key_that_was_meant(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("rundir: x\npools: {cpu: {workerz: 2}}\napp: {budgett: 3}\n")
+    completed = launch("run_campaign.py", "--config", str(config), "--set", "app.policy=bogus", "--dry-run")
+    assert completed.returncode == 2
+    said = completed.stderr
+    for expected in ("rundir: unknown key (did you mean 'run_dir'?)", "pools.cpu.workerz: unknown key (did you mean 'workers'?)",
+                     "app.budgett: unknown key (did you mean 'budget'?)", "app.policy: Input should be"):
+        assert expected in said, said
+    assert "dragon modules: []" in said
+
+
+def test_set_overrides_the_file_and_is_validated_like_it(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("app: {budget: 3}\n")
+    plan = resolve(app=None, config_file=config, run_dir=None, workers=None, resume=None,
+                   overrides=["app.budget=9", "app.policy=batch", "pools.cpu.workers=2", "pools.gpu.gpus=true"])
+    assert (plan.app_config.budget, plan.app_config.policy, plan.pools["cpu"].workers, plan.pools["gpu"].gpus) == (9, "batch", 2, True)
+    for bad, message in (("app.budget", "expected KEY=VALUE"), ("app.budget=[1", "not valid YAML"), ("app.budget=-1", "app.budget"),
+                         ("app.budget.x=1", "not a section")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            resolve(app=None, config_file=config, run_dir=None, workers=None, resume=None, overrides=[bad])
+
+
+def test_an_unknown_app_is_named_with_what_is_installed():
+    with pytest.raises(ConfigError, match=r"unknown application 'moldesing' \(did you mean 'moldesign'\?\) \(installed: .*ackley"):
+        resolve(app="moldesing", config_file=None, run_dir=None, workers=None, resume=None)
+
+
+def test_version_and_the_app_list_answer_without_dragon():
+    env = outside_runtime_env()
+    command = str(Path(sys.executable).parent / "dragon-campaign")
+    version = subprocess.run([command, "--version"], env=env, capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("dragon-campaign 0.") and "dragonhpc" in version.stdout
+    apps = subprocess.run([command, "apps"], env=env, capture_output=True, text=True, timeout=60)
+    assert apps.returncode == 0
+    listed = {line.split()[0] for line in apps.stdout.splitlines() if line and not line.startswith("Run one")}
+    assert set(BUILT_IN) <= listed
+
+
+def test_a_campaign_file_is_planned_with_its_config_and_pools(tmp_path):
+    campaign = tmp_path / "mine.py"
+    campaign.write_text(
+        "from pydantic import BaseModel, ConfigDict\n"
+        "from dragon_campaign import WorkerPool\n"
+        "class Config(BaseModel):\n    model_config = ConfigDict(extra='forbid')\n    n: int = 4\n"
+        "def default_pools(config):\n    return {'cpu': WorkerPool(workers=config.n)}\n"
+        "def build(run):\n    raise AssertionError('not called before the runtime')\n")
+    plan = resolve(app=None, config_file=None, run_dir=None, workers=None, resume=None, campaign=f"{campaign}:build",
+                   overrides=["app.n=3"])
+    assert (plan.name, plan.app_config.n, plan.pools["cpu"].workers) == (f"{campaign}:build", 3, 3)
+    plan.write(tmp_path, "dragon-campaign run")
+    again = resolve(app=None, config_file=tmp_path / "config.yaml", run_dir=tmp_path / "new", workers=None, resume=None)
+    assert again.config() == plan.config() and again.name == plan.name
+    with pytest.raises(ConfigError, match=r"app.m: unknown key"):
+        resolve(app=None, config_file=None, run_dir=None, workers=None, resume=None, campaign=str(campaign), overrides=["app.m=1"])
+    with pytest.raises(ConfigError, match="no such file"):
+        resolve(app=None, config_file=None, run_dir=None, workers=None, resume=None, campaign=str(tmp_path / "absent.py"))
+    broken = tmp_path / "broken.py"
+    broken.write_text("import no_such_module_anywhere\n")
+    with pytest.raises(ConfigError, match="importing .* failed: ModuleNotFoundError"):
+        resolve(app=None, config_file=None, run_dir=None, workers=None, resume=None, campaign=str(broken))

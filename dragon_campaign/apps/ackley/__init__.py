@@ -4,7 +4,10 @@ pools that join the same queue mid-run (a reproduction of the EMEWS task-databas
 
 from typing import TYPE_CHECKING
 
+from dragon_campaign.apps import Application
 from dragon_campaign.lazy import lazy_exports
+
+APP = Application("dragon_campaign.apps.ackley", example="launchers/configs/ackley.yaml")  # the launcher's plug-in entry (pyproject.toml)
 
 _EXPORTS = {
     "Config": "dragon_campaign.apps.ackley.config",

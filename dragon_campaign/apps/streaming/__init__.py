@@ -6,7 +6,10 @@ far, so the workers never idle and the search follows the newest information (th
 
 from typing import TYPE_CHECKING
 
+from dragon_campaign.apps import Application
 from dragon_campaign.lazy import lazy_exports
+
+APP = Application("dragon_campaign.apps.streaming")  # the launcher's plug-in entry (pyproject.toml)
 
 _EXPORTS = {"Config": "dragon_campaign.apps.streaming.config", "rastrigin": "dragon_campaign.apps.streaming.tasks",
             "run": "dragon_campaign.apps.streaming.app"}
