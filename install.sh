@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
-# Create .venv/ in the repository root and install dragon-campaign with everything its tests and
-# benchmarks use. Safe to run again. Usage: bash install.sh
+# Create .venv/ in the repository root and install dragon-campaign into it; no root needed, safe to run again.
+#   bash install.sh          what campaigns use: Dragon, torch (CPU build), RDKit, tblite, Parsl, ProxyStore, mpi4py
+#   bash install.sh --dev    also the tests, benchmarks' peers and docs (pytest, Colmena, Ray, Dask, EQSQL, MkDocs)
+# PYTHON picks the interpreter (3.11+, default python3); TORCH_VERSION the torch wheel (default 2.13.0, CPU here).
+# Nothing here uses apt-get: the Redis tests and benchmarks need a redis-server on PATH (apt-get install
+# redis-server, conda install redis, or a module); .ci/run installs one. On Polaris see docs/polaris.md.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
+EXTRAS="ml,chem,bridge,mpi"
+case "${1:-}" in
+    "") ;;
+    --dev) EXTRAS="all" ;;
+    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "install.sh: unknown option $1 (try --dev or --help)" >&2; exit 2 ;;
+esac
 started=$SECONDS
 step() { echo "install.sh [$(( SECONDS - started )) s] $*"; }
 
-# redis-server: the Redis data path is measured and tested against a real server on 127.0.0.1
-if ! command -v redis-server >/dev/null; then
-    step "installing redis-server (apt-get)"
-    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get install -y -q redis-server >/dev/null 2>&1 \
-        || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q redis-server >/dev/null; } \
-        || { echo "install.sh: could not install redis-server (apt-get); install it and run again" >&2; exit 1; }
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "install.sh: $PYTHON is not Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2
+    exit 1
 fi
 if [ ! -x .venv/bin/python ]; then
     step "creating .venv/ with $("$PYTHON" --version)"
@@ -24,7 +31,9 @@ step "upgrading pip"
 # torch 2.13.0 is the CPU build on machines without CUDA; a plain "torch" would pull several GB of CUDA wheels.
 step "installing torch ${TORCH_VERSION:-2.13.0} (the largest download)"
 .venv/bin/python -m pip install --quiet "torch==${TORCH_VERSION:-2.13.0}"
-step "installing dragon-campaign and its extras: dragonhpc, RDKit, tblite, Parsl, ProxyStore, mpi4py + MPICH, Colmena, Ray, MkDocs, pytest"
-.venv/bin/python -m pip install --quiet -e ".[all]"
+step "installing dragon-campaign[$EXTRAS]"
+.venv/bin/python -m pip install --quiet -e ".[$EXTRAS]"
+[ "$EXTRAS" = all ] && touch .venv/.dev-extras
 .venv/bin/python -c "import dragon, dragon_campaign; print('dragon-campaign', dragon_campaign.__version__, 'installed in .venv/')"
-step "done: bash run.sh runs the default campaign, bash run-tests.sh the tests"
+command -v redis-server >/dev/null || step "note: no redis-server on PATH; the Redis tests and benchmarks need one (see above)"
+step "done: bash run.sh runs the default campaign (or .venv/bin/dragon-campaign run ...), bash run-tests.sh the tests"

@@ -20,7 +20,8 @@ def local_redis_server(password: str | None = None, timeout: float = 10.0) -> It
         password: Required from clients when given (``--requirepass``).
     """
     if shutil.which("redis-server") is None:
-        raise FileNotFoundError("redis-server is not on PATH (apt-get install redis-server; install.sh does it)")
+        raise FileNotFoundError("redis-server is not on PATH (apt-get install redis-server, conda install redis, or a "
+                                "module of your site; install.sh installs no system package)")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
