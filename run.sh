@@ -5,5 +5,5 @@
 # The command checks the configuration, then starts `dragon` as its child (not with exec): Ctrl-C then
 # reaches the campaign, which checkpoints, instead of Dragon's launcher, and `setsid bash run.sh` works.
 set -euo pipefail
-export DRAGON_CAMPAIGN_COMMAND="bash ${0}"   # the command the resume hint names
+export DRAGON_CAMPAIGN_COMMAND="bash run.sh"   # the command the resume hint names
 exec "$(dirname "$0")/.venv/bin/dragon-campaign" run "$@"   # from here: FILE.py and run directories are relative to it

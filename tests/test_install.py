@@ -47,8 +47,11 @@ def test_install_sh_without_root_or_redis_then_run_sh_runs_the_default_campaign(
     script = (f"cd {clone} && ! command -v redis-server && PYTHON={PYTHON} bash install.sh && "
               "bash run.sh --run-dir runs/first --progress-interval 0")
     hide = ""
-    if (redis := shutil.which("redis-server")) is not None:  # the user's PATH must not have it
-        hide = f"mount --bind /dev/null {redis} && "
+    if (redis := shutil.which("redis-server")) is not None:  # the user's PATH must not have it: an empty, plain file over it
+        blank = tmp_path / "not-redis"
+        blank.write_text("")
+        blank.chmod(0o644)
+        hide = f"mount --bind {blank} {redis} && "
     try:
         completed = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
                                     f"{hide}exec su - {USER} -c '{script}'"], capture_output=True, text=True, timeout=1400,

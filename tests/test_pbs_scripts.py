@@ -111,3 +111,13 @@ def test_submit_chain_links_jobs_with_afterany(tmp_path):
     bad = subprocess.run(["bash", "pbs-scripts/submit_chain.sh", "2", "pbs-scripts/one_node.pbs"], env={**env, "WALLTIME": "00:05:00"},
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "leaves no time" in bad.stderr
+
+
+def test_a_job_runs_a_users_campaign_file(tmp_path):
+    """CAMPAIGN names your own campaign instead of an app; SET passes --set overrides; a chain resumes it alike."""
+    campaign = tmp_path / "mine.py"
+    campaign.write_text("from pydantic import BaseModel\nclass Config(BaseModel):\n    n: int = 1\ndef campaign(run):\n    pass\n")
+    env = job_environment(tmp_path, CAMPAIGN="mine.py", SET="app.n=5", PBS_O_WORKDIR=str(tmp_path))  # qsub ran beside it
+    output = run_job(ROOT / "pbs-scripts" / "one_node.pbs", env, tmp_path)
+    assert f"command: dragon-campaign run {campaign} --run-dir runs/pbs-123456 --set app.n=5" in output
+    assert f"campaign: {campaign}:campaign" in output and "n: 5" in output
