@@ -4,7 +4,7 @@ numpy arrays and torch tensors travel as their raw buffer plus dtype and shape (
 made contiguous once, 0-d arrays keep their shape, tensors remember their device). A dict of numpy arrays
 (``{"inputs": x, "outputs": y}``, like ``np.savez``) is one value: its arrays lie back to back, aligned, in
 one buffer, so related arrays cost one write and one DDict entry. Anything else is pickled with protocol 5.
-Objects that cannot be pickled raise :class:`UnsupportedTypeError` naming the type.
+Objects that cannot be pickled raise ``UnsupportedTypeError`` naming the type.
 """
 
 from __future__ import annotations

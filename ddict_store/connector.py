@@ -1,12 +1,12 @@
-"""DDictConnector: ProxyStore's ``Connector`` protocol over a :class:`~ddict_store.DDictStore`.
+"""DDictConnector: ProxyStore's ``Connector`` protocol over a ``DDictStore``.
 
     from ddict_store.connector import ddict_proxy_store
     store = ddict_proxy_store("ddict", DDictStore(), register=True)
     proxy = store.proxy(big_array)        # pass `proxy` to any Dragon process; it resolves from the store
 
 Objects arrive already serialized; they are stored as raw uint8 buffers, so large ones take the store's
-managed-memory path and small ones sit inline in the DDict. With :class:`~ddict_store.frames.FrameSerializer`
-(what :func:`ddict_proxy_store` sets up) a large object arrives already written into managed memory and is
+managed-memory path and small ones sit inline in the DDict. With ``FrameSerializer``
+(what ``ddict_proxy_store`` sets up) a large object arrives already written into managed memory and is
 stored without another copy. ``config()`` carries the store's handle, so a worker that receives a proxy
 rebuilds the connector with ``from_config`` and uses its process's attachment of the store.
 """
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 class DDictKey(NamedTuple):
     """Key of an object stored through the connector.
 
-    For an object in a managed-memory buffer the key also carries its :class:`ValueRef` (a few hundred
+    For an object in a managed-memory buffer the key also carries its ``ValueRef`` (a few hundred
     bytes), so a reader on the writer's node resolves the proxy without a DDict round trip.
     """
 
@@ -50,7 +50,7 @@ class DDictConnector:
     def __init__(self, store: DDictStore | str, namespace: str = "proxystore", clear: bool = False) -> None:
         """
         Args:
-            store: A store, or its ``handle`` (then this process's attachment, :func:`~ddict_store.attached`).
+            store: A store, or its ``handle`` (then this process's attachment, ``attached``).
             namespace: Namespace of the store that holds the connector's objects.
             clear: Delete every object of the namespace when the connector is closed (the campaign's
                 proxies are dropped with it; as ProxyStore's ``FileConnector(clear=True)``).
@@ -79,7 +79,7 @@ class DDictConnector:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> DDictConnector:
-        """Rebuild the connector in another process from :meth:`config`."""
+        """Rebuild the connector in another process from ``config``."""
         return cls(**config)
 
     def put(self, obj: BytesLike) -> DDictKey:
@@ -137,7 +137,7 @@ class DDictConnector:
 def ddict_proxy_store(name: str, store: DDictStore, *, namespace: str | None = None, views: bool = False,
                       clear: bool = True, **options: Any) -> Store:
     """A ProxyStore ``Store`` over ``store`` with the frame serializer (arrays and tensors cost one copy
-    each way, see :mod:`ddict_store.frames`).
+    each way, see ``ddict_store.frames``).
 
     Args:
         name: The ProxyStore store's name (workers find it by this name).

@@ -4,13 +4,13 @@ one copy, and come back with one copy (or none).
 ProxyStore's default serializer writes an array with ``np.save`` into a ``BytesIO`` and takes its bytes
 (two copies into fresh memory), the connector copies those bytes into the store, and its deserializer
 copies them out again and once more into the array (measured here: 0.3 GB/s for 64 MB, against 4 GB/s for
-a store read). :class:`FrameSerializer` pickles with protocol 5, so the data of numpy arrays and CPU
+a store read). ``FrameSerializer`` pickles with protocol 5, so the data of numpy arrays and CPU
 tensors stays out of band as views of the original memory, and copies those buffers once, straight into
 an allocation of the writer's buffer pool sized to them alone (Dragon rounds allocations up to a power of
 two, so a header in the same allocation would double the memory of a 2**k-byte array). What ProxyStore
 then holds is a small *frame*: the pickle, where each buffer lies, and the allocation's descriptor. The
-:class:`~ddict_store.connector.DDictConnector` stores the frame and takes ownership of the allocation
-without copying it. :class:`FrameDeserializer` attaches the allocation and rebuilds the object with one
+``DDictConnector`` stores the frame and takes ownership of the allocation
+without copying it. ``FrameDeserializer`` attaches the allocation and rebuilds the object with one
 copy into private memory, or with none (``views=True``: read-only arrays over the store's memory, valid
 until the object is evicted, so not for proxies made with ``evict=True``).
 
@@ -175,7 +175,7 @@ class FrameSerializer:
 
     Objects whose buffers total up to the store's ``inline_bytes`` (and all objects when ``store`` is
     None) become self-contained frames. It pickles as the store's handle: a worker that rebuilds the
-    ProxyStore store from its configuration uses its process's attachment (:func:`~ddict_store.attached`).
+    ProxyStore store from its configuration uses its process's attachment (``attached``).
     """
 
     def __init__(self, store: DDictStore | str | None = None) -> None:

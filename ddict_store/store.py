@@ -1,10 +1,10 @@
 """DDictStore: typed put/get of arrays, tensors and Python objects over Dragon's DDict, with namespaces.
 
-Keys are strings; a :class:`Namespace` prefixes them (``campaign/topic/run``) so that concurrent runs never
+Keys are strings; a ``Namespace`` prefixes them (``campaign/topic/run``) so that concurrent runs never
 see each other's keys. The store is shared with any Dragon process by its ``handle`` (or by pickling it).
 Where each value's bytes go (inline, a buffer on the writer's node, chunks over the managers) is the
-business of :mod:`ddict_store.values`; the Dragon workarounds a store needs are in
-:mod:`ddict_store.workarounds`.
+business of ``ddict_store.values``; the Dragon workarounds a store needs are in
+``ddict_store.workarounds``.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class Namespace:
     def put(self, key: str, value: Any, placement: str = "auto") -> ValueRef:
         """Store a value; ``placement``: "auto" (by size), "inline", "buffer" or "chunks".
 
-        Returns a :class:`ValueRef` that readers can use instead of the key to skip the DDict lookup.
+        Returns a ``ValueRef`` that readers can use instead of the key to skip the DDict lookup.
         """
         full = self.full_key(key)
         return self.store.values.put(full, encode(value), placement)
@@ -141,7 +141,7 @@ class Namespace:
         return [self.put(key, value, placement) for key, value in items.items()]
 
     def get_batch(self, keys: Iterable[str], **options: Any) -> list[Any]:
-        """Read several values (options as for :meth:`get`)."""
+        """Read several values (options as for ``get``)."""
         return [self.get(key, **options) for key in keys]
 
     def exists(self, key: str) -> bool:
@@ -228,7 +228,7 @@ class DDictStore(Namespace):
     # -- sharing --------------------------------------------------------------------------------------------
     @property
     def handle(self) -> str:
-        """A string any Dragon process can pass to :meth:`attach`."""
+        """A string any Dragon process can pass to ``attach``."""
         payload = {"config": self.config.__dict__, "ddict": self._dict.serialize()}
         return base64.b64encode(json.dumps(payload).encode()).decode()
 
@@ -326,7 +326,7 @@ class DDictStore(Namespace):
 
     def allocate(self, nbytes: int) -> Allocation:
         """Memory for a value of ``nbytes`` in this node's buffer pool, for writers that serialize straight
-        into it (ProxyStore's serializer in :mod:`ddict_store.frames`); store it with ``put_allocation``.
+        into it (ProxyStore's serializer in ``ddict_store.frames``); store it with ``put_allocation``.
         """
         self._require_open()
         return self._buffers.allocate(nbytes, f"an allocation of {nbytes:,} bytes")

@@ -3,13 +3,13 @@
 Where a value goes depends on its size (``Entry`` records which):
 
 * small values (up to ``inline_bytes``) sit inline in the DDict entry;
-* large values go to a managed-memory buffer on the writer's node (see :mod:`ddict_store.buffers`): the
+* large values go to a managed-memory buffer on the writer's node (see ``ddict_store.buffers``): the
   DDict holds only the descriptor, and a reader on that node copies the bytes at memcpy speed;
 * with ``placement="chunks"`` (or when the runtime spans several nodes, so that readers elsewhere can
   fetch it), the bytes are also split into chunks spread round-robin over the DDict's managers; a value
   larger than one manager's memory must use chunks.
 
-:class:`Values` is the interface :class:`~ddict_store.store.Namespace` uses; it knows nothing of
+``Values`` is the interface ``Namespace`` uses; it knows nothing of
 namespaces or of the store's life cycle.
 """
 

@@ -9,7 +9,7 @@ through the orchestrator (clients talk to the managers directly), so its threads
 during the wave workflow's training it took 25 CPU seconds a minute, and the trainers ran 4% slower than
 the file path's. So where this process may write the cgroup v1 ``cpu`` controller (root on a VM, as in
 CI), the spinning thread alone (found by sampling each thread's CPU time) goes into a cgroup capped at
-1% of a core (:func:`cap_spinning_threads`); the orchestrator's main thread, which serves requests, is
+1% of a core (``cap_spinning_threads``); the orchestrator's main thread, which serves requests, is
 untouched. Elsewhere (a user on Polaris, where one core of 32 matters less) only the priority is lowered.
 
 Only an orchestrator on this node can be found (Dragon does not expose its OS pid); elsewhere this does
@@ -17,11 +17,11 @@ nothing.
 
 **A DDict client silences the process's logging.** The first DDict created or attached in a process sets
 up Dragon's own client log and removes every handler of the root logger, so a campaign's log output
-stops there. :func:`keep_root_logging` puts the handlers and level back.
+stops there. ``keep_root_logging`` puts the handlers and level back.
 
 **A start-up can hang.** DDict's constructor waits without a timeout for its orchestrator, and now and
-then a start-up never completes: :func:`create_ddict` watches each try and starts another (see there).
-Also here: waiting on requests the runtime may never answer (:func:`call_with_deadline`), and naming the
+then a start-up never completes: ``create_ddict`` watches each try and starts another (see there).
+Also here: waiting on requests the runtime may never answer (``call_with_deadline``), and naming the
 shared-memory segments a store creates so that a launcher can remove them after a crash.
 """
 
@@ -75,7 +75,7 @@ def _thread_cpu(pid: int) -> dict[int, float]:
 
 def cap_spinning_threads(pid: int, name: str) -> Path | None:
     """Put the threads of process ``pid`` that spin into a cgroup capped at 1% of a core; returns the
-    cgroup (remove it with :func:`remove_cap`), or None where there is no spinner
+    cgroup (remove it with ``remove_cap``), or None where there is no spinner
     or the cpu controller cannot be written.
     """
     try:
@@ -119,7 +119,7 @@ def remove_stale_caps() -> list[str]:
 
 
 def remove_cap(cgroup: Path) -> None:
-    """Remove a cgroup of :func:`cap_spinning_threads`, moving back any thread still in it."""
+    """Remove a cgroup of ``cap_spinning_threads``, moving back any thread still in it."""
     try:
         for thread in (cgroup / "tasks").read_text().split():
             try:

@@ -3,13 +3,13 @@
 Ctrl-C (SIGINT), SIGTERM (what PBS sends at walltime) and SIGHUP stop the thinker's agents; then the kill
 signal stops the workers, unfinished tasks are logged as failed, and the results file is complete. A second
 signal stops the workers at once instead of letting them finish their tasks (see
-:mod:`dragon_campaign.interrupts`). Every wait of the shutdown has a deadline: agents that never return
+``dragon_campaign.interrupts``). Every wait of the shutdown has a deadline: agents that never return
 are abandoned (they are daemon threads) with an error in the log. An agent that raised is re-raised here
-as :class:`CampaignFailed` so scripts exit non-zero.
+as ``CampaignFailed`` so scripts exit non-zero.
 
-Given a :class:`~dragon_campaign.checkpoint.Checkpointer`, a signal or the time limit checkpoints the
+Given a ``Checkpointer``, a signal or the time limit checkpoints the
 campaign instead: unfinished tasks are set aside rather than failed, the thinker's state, the resource
-allocation and the store go to ``<run-dir>/checkpoint/``, and :class:`CampaignSuspended` is raised. Passing
+allocation and the store go to ``<run-dir>/checkpoint/``, and ``CampaignSuspended`` is raised. Passing
 the loaded checkpoint as ``resume_from`` in the next job carries on where it stopped.
 """
 
@@ -100,7 +100,7 @@ def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float 
     Args:
         timeout: Stop the campaign after this many seconds (None: run until the thinker finishes).
         progress_interval: Seconds between status lines in the log (0: none; default
-            ``$DRAGON_CAMPAIGN_PROGRESS_S``, else 30; see :mod:`dragon_campaign.progress`).
+            ``$DRAGON_CAMPAIGN_PROGRESS_S``, else 30; see ``dragon_campaign.progress``).
         checkpointer: Checkpoint instead of failing unfinished tasks when a signal or ``timeout`` stops the
             campaign (the thinker must implement ``checkpoint_state``); the checkpoint is removed once the
             campaign finishes.

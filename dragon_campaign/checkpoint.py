@@ -4,10 +4,10 @@ A checkpoint is the folder ``<run-dir>/checkpoint/``:
 
 * ``campaign.pkl``: the tasks set aside (waiting, or interrupted on a worker; with their ids, priorities
   and inputs as they were sent), the results that arrived but the thinker had not taken, the thinker's
-  own state (:meth:`BaseThinker.checkpoint_state`), the resource counter's allocation, and how long
+  own state (``BaseThinker.checkpoint_state``), the resource counter's allocation, and how long
   ``results.jsonl`` was;
 * ``checkpoint.json``: the same in numbers, for people (why and when, tasks per topic);
-* ``store/``: the application's store data (:func:`ddict_store.checkpoint`), when it gives one.
+* ``store/``: the application's store data (``ddict_store.checkpoint``), when it gives one.
 
 It is written into ``checkpoint.partial/`` and renamed, so a job killed while checkpointing keeps the
 previous checkpoint. Every task runs to completion exactly once over the chain: a result is logged when

@@ -2,7 +2,7 @@
 
 From a laptop, through the login node: ``ssh -L 8050:<compute node>:8050 polaris`` (or ``-L 8050:localhost:8050``
 when the campaign runs where you log in), then open http://localhost:8050. The page is the same as
-``report.html`` (:mod:`dragon_campaign.report`), rebuilt from the run directory at most every ``REBUILD_S``
+``report.html`` (``dragon_campaign.report``), rebuilt from the run directory at most every ``REBUILD_S``
 seconds and reloading itself every ``refresh_s``; Plotly's JavaScript is served once, for the browser to
 cache. Only loopback is bound: nothing is exposed beyond the node.
 """

@@ -1,25 +1,25 @@
 """Executables as methods, with Colmena 0.7's ``ExecutableMethod`` interface.
 
-Simulation codes are usually programs, not Python functions. Subclass :class:`ExecutableMethod`, say which
-command runs, and override :meth:`~ExecutableMethod.preprocess` (write input files into the task's
+Simulation codes are usually programs, not Python functions. Subclass ``ExecutableMethod``, say which
+command runs, and override ``preprocess`` (write input files into the task's
 working directory, return command-line arguments and standard input) and
-:meth:`~ExecutableMethod.postprocess` (turn what the program wrote into the task's value); register an
+``postprocess`` (turn what the program wrote into the task's value); register an
 instance with the task server like any function. Each task gets a fresh working directory, removed when
 the task ends; the program's standard output and error go to ``colmena.stdout`` and ``colmena.stderr``
 there, as in Colmena, so a ported ``postprocess`` reads the same files.
 
-Beyond Colmena: a non-zero exit fails the task (:class:`ExecutableFailed`, with the exit status and the tail
+Beyond Colmena: a non-zero exit fails the task (``ExecutableFailed``, with the exit status and the tail
 of standard error), ``timeout`` stops a program that runs too long, and a task that ends for any reason
 (its timeout, the worker stopped at shutdown) takes the program's whole process tree with it: the program
 runs in a session of its own, which is killed as a group. Colmena ignores exit statuses.
 
-MPI programs: ``mpi=True`` (or :class:`MPIExecutableMethod`) puts ``mpi_command_string``, formatted with
+MPI programs: ``mpi=True`` (or ``MPIExecutableMethod``) puts ``mpi_command_string``, formatted with
 the task's ResourceRequirements (``node_count``, ``cpu_processes``, ``cpu_threads``, ``total_ranks``),
 before the command. The default is ``mpiexec -n {total_ranks}`` with the ``mpiexec`` beside the worker's
 Python (MPICH's wheel); on Polaris use e.g. ``mpiexec -n {total_ranks} --ppn {cpu_processes} --depth
 {cpu_threads} --cpu-bind depth`` (Cray PALS), which places ranks over the nodes of the PBS job. Or
 ``launcher="dragon"``: the ranks run as a Dragon ``ProcessGroup`` with Cray PMI, ``cpu_processes`` on each
-of ``node_count`` nodes of the runtime (as :class:`~dragon_campaign.mpi.MPIMethod` does; the working
+of ``node_count`` nodes of the runtime (as ``MPIMethod`` does; the working
 directory, under ``scratch_dir``, must then be on a file system every node sees; no standard input). That
 launcher needs Cray PMI and is not exercised on the project's test machines.
 """
@@ -162,7 +162,7 @@ class ExecutableMethod:
 
 
 class MPIExecutableMethod(ExecutableMethod):
-    """An MPI program run over the task's ranks: :class:`ExecutableMethod` with ``mpi=True``."""
+    """An MPI program run over the task's ranks: ``ExecutableMethod`` with ``mpi=True``."""
 
     def __init__(self, executable: Sequence[str | os.PathLike], name: str | None = None, mpi_command_string: str | None = None,
                  timeout: float | None = None, scratch_dir: str | None = None,

@@ -2,9 +2,9 @@
 
 In a terminal, Dragon's launcher and the campaign's head process share the foreground process group, so a
 typed Ctrl-C reaches the launcher too, which tears the runtime down at once: the campaign cannot stop
-cleanly, and dragonhpc 0.15 leaves its pools in ``/dev/shm``. :func:`guard`, called by
-:func:`~dragon_campaign.campaign.run_campaign` in such a head process, does what ``dragon-campaign run``
-does from outside (:mod:`dragon_campaign.launch`), from inside:
+cleanly, and dragonhpc 0.15 leaves its pools in ``/dev/shm``. ``guard``, called by
+``run_campaign`` in such a head process, does what ``dragon-campaign run``
+does from outside (``dragon_campaign.launch``), from inside:
 
 * a *relay*, a small child process in a process group of its own, becomes the terminal's foreground group
   and passes the terminal's SIGINT and SIGHUP to the head process, so Ctrl-C reaches only the campaign
@@ -147,7 +147,7 @@ def _relay(head: int, launcher_group: int) -> None:
 
 
 def _start_warden(launcher: int) -> None:
-    """The warden of :mod:`dragon_campaign.launch`, watching Dragon's launcher; stores register their segments for it.
+    """The warden of ``dragon_campaign.launch``, watching Dragon's launcher; stores register their segments for it.
     Neither it nor the relay may hold the head process's stdout or stderr: Dragon waits for them to close.
     """
     control = Path(tempfile.mkdtemp(prefix="dragon-campaign-bare-"))

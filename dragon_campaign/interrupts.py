@@ -1,13 +1,13 @@
 """How the campaign process takes SIGINT, SIGTERM and SIGHUP: one path, whatever sent them.
 
 A terminal's Ctrl-C, a signal to the process group, PBS's SIGTERM and ``--stop-after`` all end the same
-way: the running campaign stops and checkpoints (:func:`dragon_campaign.campaign.run_campaign` routes
-signals to itself with :func:`routed`), a second signal stops the workers at once. During set-up there is
-nothing to checkpoint: :func:`install` makes a signal raise :class:`Interrupted` in the main thread, so
+way: the running campaign stops and checkpoints (``dragon_campaign.campaign.run_campaign`` routes
+signals to itself with ``routed``), a second signal stops the workers at once. During set-up there is
+nothing to checkpoint: ``install`` makes a signal raise ``Interrupted`` in the main thread, so
 ``with`` blocks close the store and the server on the way out. Once a campaign has ended, its outputs are
 being written: a first signal is only reported, a second one interrupts.
 
-:func:`install` also tells the supervisor that started the runtime (:mod:`dragon_campaign.launch`) this
+``install`` also tells the supervisor that started the runtime (``dragon_campaign.launch``) this
 process's pid, so that the signals a user sends reach the campaign and not the ``dragon`` launcher.
 """
 
@@ -52,7 +52,7 @@ def _on_stop_signal(signum: int, _frame: object) -> None:
 
 
 def install() -> None:
-    """In the campaign's main thread, before any set-up: stop signals raise :class:`Interrupted`, and the
+    """In the campaign's main thread, before any set-up: stop signals raise ``Interrupted``, and the
     supervisor (if any) learns where to send them.
     """
     global _finishing

@@ -5,9 +5,9 @@ group, so a typed Ctrl-C reaches it first and it tears the runtime down at once 
 and ``/dev/shm`` segments sometimes left behind); and started from ``setsid``, ``dragon`` is a session
 leader, whose local services cannot make their own process group, so the runtime never comes up.
 
-:func:`run_under_dragon` stays in the foreground and runs ``dragon`` in a process group of its own, with
+``run_under_dragon`` stays in the foreground and runs ``dragon`` in a process group of its own, with
 no terminal input. Its head process (the campaign) writes its pid into the control directory named by
-``$DRAGON_CAMPAIGN_CONTROL`` (see :mod:`dragon_campaign.interrupts`). Then:
+``$DRAGON_CAMPAIGN_CONTROL`` (see ``dragon_campaign.interrupts``). Then:
 
 * SIGINT, SIGTERM and SIGHUP are forwarded to the campaign process: the first checkpoints and stops the
   campaign, the second stops its workers at once. A signal that comes before the campaign process exists

@@ -40,14 +40,14 @@ Status = Callable[[], tuple[str, int]]  # what runs now, and how many results ha
 
 
 class ProgressReporter:
-    """Logs :meth:`line` every ``interval`` seconds from a daemon thread, between ``__enter__`` and ``__exit__``.
+    """Logs ``line`` every ``interval`` seconds from a daemon thread, between ``__enter__`` and ``__exit__``.
 
     ``status`` is a task server (its queues and pools) or any callable giving a text and a count of results
-    (for example a workflow's Parsl futures, see :func:`futures_status`).
+    (for example a workflow's Parsl futures, see ``futures_status``).
     """
 
     def __init__(self, status: DragonTaskServer | Status, interval: float | None = None) -> None:
-        """``interval``: seconds between lines (default :func:`default_interval`; 0: none)."""
+        """``interval``: seconds between lines (default ``default_interval``; 0: none)."""
         self.status: Status = status if callable(status) else server_status(status)
         self.interval = default_interval() if interval is None else interval
         self._stop = threading.Event()

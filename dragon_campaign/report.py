@@ -8,7 +8,7 @@ task, coloured by method), each worker's busy fraction, task durations per metho
 the application's own progress (``progress.csv``: best value found, molecules above the threshold),
 failures with their reasons, the summary, the configuration and the versions. The launcher writes it at
 the end of every run, also a failed or interrupted one; ``--dashboard PORT`` serves it live while the
-campaign runs (:mod:`dragon_campaign.dashboard`).
+campaign runs (``dragon_campaign.dashboard``).
 """
 
 from __future__ import annotations

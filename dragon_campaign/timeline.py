@@ -36,7 +36,7 @@ def timed(results: list[Result]) -> list[Result]:
 
 
 def pool_of(result: Result) -> str:
-    """The pool that ran a result kept by :func:`timed`."""
+    """The pool that ran a result kept by ``timed``."""
     assert result.worker_info is not None and result.worker_info.pool is not None
     return result.worker_info.pool
 

@@ -8,7 +8,7 @@ bytes as they are). Nothing here imports Dragon: executors at other sites run ta
     worker ----[Ready | StartFailed | Results | Partial]---> shared result queue <--[Exited | StopReceiver]-- monitor
 
 A relayed worker (``WorkerPool(relayed=True)``, on a node other than the steering process's) is reached through
-its node's relay (see :mod:`dragon_campaign.server.relay`):
+its node's relay (see ``dragon_campaign.server.relay``):
 
     steering --[Attach | list[Handoff]]--> relay inbox --> each worker's task queue       (None: the relay stops)
     worker ----[...]--> relay's result queue <--[Exited | StopReceiver]-- monitor

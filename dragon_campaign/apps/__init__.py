@@ -7,7 +7,7 @@ as for ``dragon-campaign run my_campaign.py``) or, for full control, ``run(confi
 **options) -> dict`` (runs the campaign, returns a summary). The launcher reads ``config`` before the
 Dragon runtime starts and imports ``app`` only inside it.
 
-Applications are plug-ins: an installed distribution names an :class:`Application` in the entry-point group
+Applications are plug-ins: an installed distribution names an ``Application`` in the entry-point group
 ``dragon_campaign.apps`` (the built-in ones do so in this project's ``pyproject.toml``)::
 
     [project.entry-points."dragon_campaign.apps"]

@@ -9,9 +9,9 @@ A pool of the launcher's ``pools:`` section with an ``executor:`` key runs its m
 Kinds: ``parsl-local`` (a Parsl HTEX on this node, loopback only), ``parsl-polaris`` (a Parsl HTEX on
 Polaris compute nodes through PBS, one worker per GPU), ``globus-compute`` (a Globus Compute endpoint),
 and ``globus-compute-local`` (Globus Compute's interface and serialization over a local HTEX, for
-machines that cannot reach Globus' service; see :mod:`dragon_campaign.bridges.globus_compute`).
+machines that cannot reach Globus' service; see ``dragon_campaign.bridges.globus_compute``).
 No option holds a credential: Globus Compute logs in through Globus Auth, Redis passwords come from
-the environment (:class:`~dragon_campaign.bridges.ProxyStoreSettings`).
+the environment (``ProxyStoreSettings``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Bind methods to it like to a Dragon pool (``pools={"cpu": WorkerPool(), "remote": ExecutorPool(...)}``,
 ``(train, {"pool": "remote"})``); the thinker's code does not change. The task server keeps at most
 ``max_in_flight`` of its tasks submitted; the others wait in the priority queue, so ``update_priority``
-and ``cancel`` still apply to them. Each task runs :func:`dragon_campaign.execution.run_remote` on the
+and ``cancel`` still apply to them. Each task runs ``dragon_campaign.execution.run_remote`` on the
 executor's worker, which needs ``dragon_campaign`` installed but not Dragon; large results follow the
 topic's ProxyStore rule there as on Dragon workers.
 

@@ -4,7 +4,7 @@ With an endpoint, ``globus_compute_executor(endpoint_id)`` is ``globus_compute_s
 through Globus' cloud service to the endpoint, which runs them on its engine (a Parsl HTEX).
 
 Globus' service cannot be reached from this project's test and benchmark machines, so
-:class:`LocalComputeExecutor` stands in for it there. It does what happens on both ends of the service:
+``LocalComputeExecutor`` stands in for it there. It does what happens on both ends of the service:
 the function, its arguments and its result are serialized with the SDK's own ``ComputeSerializer``,
 and an engine runs the packed task (a Parsl HTEX, as on an endpoint, or any executor). It leaves out
 the service itself (HTTPS submission, result delivery through the cloud), so times measured through
@@ -38,7 +38,7 @@ class LocalComputeExecutor(Executor):
     """``globus_compute_sdk.Executor``'s interface and serialization, run by a local ``engine``.
 
     Args:
-        engine: Runs :func:`run_packed`; it is shut down with this executor.
+        engine: Runs ``run_packed``; it is shut down with this executor.
     """
 
     def __init__(self, engine: Executor) -> None:

@@ -1,5 +1,5 @@
 """Which ProxyStore backend each topic uses (the ``proxystore:`` section of a campaign file); checked
-before the runtime starts, so it imports neither ProxyStore nor Redis (see :mod:`.proxystores`).
+before the runtime starts, so it imports neither ProxyStore nor Redis (see ``.proxystores``).
 """
 
 from __future__ import annotations

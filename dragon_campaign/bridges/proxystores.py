@@ -2,11 +2,11 @@
 studies' options (``--simulate-ps-backend redis --train-ps-backend file --ps-threshold 500000
 --ps-file-dir DIR --redishost H --redisport P --ps-globus-config FILE``).
 
-``proxy_stores(settings, name)`` creates one store per backend in use (:class:`ProxyStoreSettings`), registers it with ProxyStore
+``proxy_stores(settings, name)`` creates one store per backend in use (``ProxyStoreSettings``), registers it with ProxyStore
 (workers rebuild it from its configuration), yields the ``proxystore_name`` / ``proxystore_threshold``
-arguments of :class:`~dragon_campaign.queues.DragonQueues`, and closes the stores on exit. Backends:
+arguments of ``DragonQueues``, and closes the stores on exit. Backends:
 
-* ``ddict``: the in-memory DDict of this Dragon runtime (:func:`ddict_store.connector.ddict_proxy_store`:
+* ``ddict``: the in-memory DDict of this Dragon runtime (``ddict_store.connector.ddict_proxy_store``:
   the DDictConnector with the frame serializer); only Dragon workers can resolve these proxies.
 * ``file``: a shared file system directory (``file_dir``; a subdirectory per store, removed at close).
 * ``redis``: a Redis server (``redis_host``, ``redis_port``). A password is read from the environment

@@ -1,4 +1,4 @@
-"""A campaign's configuration file, validated into a :class:`Plan` before the Dragon runtime starts.
+"""A campaign's configuration file, validated into a ``Plan`` before the Dragon runtime starts.
 
 The file (YAML) has four optional sections::
 

@@ -1,8 +1,8 @@
 """A user's campaign function, run like a built-in application: ``dragon-campaign run my_campaign.py``.
 
 The target is ``FILE.py[:NAME]`` or ``MODULE[:NAME]`` (``NAME`` defaults to ``campaign``): a function that
-takes a :class:`~dragon_campaign.campaign.RunContext` and returns the thinker and the task server
-(a :class:`~dragon_campaign.campaign.Campaign` or a plain pair). Its module may define ``Config`` (a
+takes a ``RunContext`` and returns the thinker and the task server
+(a ``Campaign`` or a plain pair). Its module may define ``Config`` (a
 pydantic model of the ``app:`` section, so ``--set app.KEY=VALUE`` and config files are validated) and
 ``default_pools(config)``. The launcher does the rest: the run directory, logging, progress lines, the
 report, Ctrl-C, the exit statuses, and checkpoints when the thinker implements ``checkpoint_state``.
@@ -126,7 +126,7 @@ class CampaignFunction:
         return first_paragraph(self.module())
 
     def runner(self) -> Callable[..., dict[str, Any]]:
-        """:meth:`run`, the same call as an application's ``run``."""
+        """``run``, the same call as an application's ``run``."""
         return self.run
 
     def run(self, config: BaseModel, pools: dict[str, Any], run_dir: RunDirectory, stop_after: float | None = None,

@@ -1,6 +1,6 @@
 """The thinker's side of the task queues: submit with topics and priorities, re-prioritize, cancel, get results.
 
-The object lives in the steering process, beside the :class:`~dragon_campaign.server.DragonTaskServer` that
+The object lives in the steering process, beside the ``DragonTaskServer`` that
 drains it. Tasks wait here, in priority order, until a worker has room; they reach workers and come back
 over Dragon queues (managed-memory channels), never over pipes or Redis. Keeping the waiting tasks in this
 process is what makes ``update_priority`` and ``cancel`` exact: a task already inside a channel could be
@@ -283,7 +283,7 @@ class DragonQueues:
         """Tell the task server to shut down; tasks that have not finished come back as failed results.
 
         Args:
-            suspend: Set unfinished tasks aside for a checkpoint instead (see :meth:`suspended`).
+            suspend: Set unfinished tasks aside for a checkpoint instead (see ``suspended``).
         """
         with self._lock:
             self._suspend = self._suspend or suspend

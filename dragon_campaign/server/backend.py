@@ -3,7 +3,7 @@
 The server (``task_server``) owns the waiting tasks' order, the results and the shutdown order; a backend
 owns one kind of pool: ``dragon_workers`` (long-lived Dragon processes) or ``executor_pools``
 (``concurrent.futures`` executors at other sites). The server calls a backend under its lock to take
-the tasks its pools can start now; the backend runs them and completes each through :class:`Completion`.
+the tasks its pools can start now; the backend runs them and completes each through ``Completion``.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ need, and the steering process, one runnable process among a hundred, gets a sli
   workers ring after each result they put. No ring is lost: a sender puts before it rings, and a reader
   looks at its queue after every wake-up, so a put after its last look is followed by a byte that ends its
   next wait. A ring never sent (a put by someone else) costs at most the wait's timeout. A reader whose waits
-  are short looks at its queue for a moment before it sleeps (see :mod:`.reader`). (Looking at the
+  are short looks at its queue for a moment before it sleeps (see ``.reader``). (Looking at the
   queue every 2 ms instead, 128 workers on two cores kept both cores busy and the steering process got 3 %
   of one.) Each of those workers has a second doorbell, for cancellations: the thread that stops a
   cancelled task sleeps on it, and the steering process rings it after posting a cancellation (looking at
@@ -25,8 +25,8 @@ need, and the steering process, one runnable process among a hundred, gets a sli
   to remove either.
 
 A relayed pool's workers on another crowded node get a doorbell too, which their node's relay rings, and ring
-the relay's (see :mod:`.relay`). Other workers of other nodes keep looking at their queue between sleeps (see
-:mod:`.reader`).
+the relay's (see ``.relay``). Other workers of other nodes keep looking at their queue between sleeps (see
+``.reader``).
 """
 
 from __future__ import annotations

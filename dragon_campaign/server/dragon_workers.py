@@ -6,11 +6,11 @@ Two threads of the steering process serve every Dragon pool:
   a worker ready or unable to start, a worker's exit) and completes tasks through the task server;
 * the *monitor* joins the worker processes through Dragon's global services and posts each exit on that
   queue, behind every result the worker sent; a worker that dies is replaced and the tasks it held are
-  retried or reported failed with :class:`~dragon_campaign.exceptions.WorkerLost`. It joins the
+  retried or reported failed with ``WorkerLost``. It joins the
   processes the campaign cannot go on without (``watch``) too, and stops the campaign if one dies.
 
 Workers of a relayed pool on other nodes than the steering process's are reached through their node's relay
-(:mod:`.relay`): a dispatch puts one message per node on its inbox, and the node's results come back in batches.
+(``.relay``): a dispatch puts one message per node on its inbox, and the node's results come back in batches.
 
 A worker takes a batch of tasks when it has room (``WorkerPool.prefetch_seconds`` of estimated work beyond
 its current task, from the method's running average), so long tasks leave the waiting queue in priority
@@ -202,7 +202,7 @@ class DragonWorkers:
 
     def _place(self, slots: list[WorkerSlot]) -> None:
         """Count the workers (and relays) these slots put on each node, before any of them starts: every worker of a
-        crowded node, the first ones too, then waits without spinning, and so does the receiver (see :mod:`.reader`).
+        crowded node, the first ones too, then waits without spinning, and so does the receiver (see ``.reader``).
         """
         self._placed.update(slot.hostname for slot in slots)
         for slot in slots:
@@ -429,7 +429,7 @@ class DragonWorkers:
     def _monitor_loop(self) -> None:
         """Report worker exits through the result queue, behind every result the worker sent before dying.
 
-        Ready workers of this node are watched through pidfds (see :mod:`.exits`); the rest, and the processes
+        Ready workers of this node are watched through pidfds (see ``.exits``); the rest, and the processes
         the campaign watches, through Dragon's ``multi_join``, which also gives every exit code.
         """
         reported: set[int] = set()

@@ -2,7 +2,7 @@
 
 At most ``max_in_flight`` of a pool's tasks are submitted at once; the others wait in the priority queue,
 so ``update_priority`` and ``cancel`` still apply to them. A task runs there through
-:func:`~dragon_campaign.execution.run_remote`, and its future's callback completes it like a worker's
+``run_remote``, and its future's callback completes it like a worker's
 result. A task not yet started can be cancelled through its future; one that runs cannot.
 """
 

@@ -58,7 +58,7 @@ class WorkerHandle:
 
 @dataclass
 class RelayHandle:
-    """The steering process's view of one node's relay (see :mod:`.relay`)."""
+    """The steering process's view of one node's relay (see ``.relay``)."""
 
     hostname: str
     process: Process

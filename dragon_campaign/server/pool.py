@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 class WorkerPool:
     """A named group of long-lived worker processes that serve the methods bound to it.
 
+    ``WorkerPool(workers=None, gpus=False, cpu_fallback_workers=1, env={}, prefetch_seconds=0.002,
+    max_prefetch=64, relayed=False)``, every parameter by keyword (the keys of a ``pools:`` entry).
+
     Attributes:
         workers: CPU pool: total workers, spread round-robin over every node of the runtime
             (default: one per core). GPU pool: at most this many GPU workers (default: one per GPU).
@@ -33,7 +36,7 @@ class WorkerPool:
             batches, which is what makes thousands of tasks per second possible.
         max_prefetch: Upper bound on the tasks a worker holds beyond its current one.
         relayed: Reach this pool's workers on nodes other than the steering process's through one relay process
-            per node (:mod:`dragon_campaign.server.relay`): each dispatch sends one message per node instead of
+            per node (``dragon_campaign.server.relay``): each dispatch sends one message per node instead of
             one per worker, and each node's results come back in batches. Scheduling stays in the steering
             process, so priorities and cancellation are as exact as without. For campaigns of many nodes and
             short tasks; see docs/scaling.md for what it saves.

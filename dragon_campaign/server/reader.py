@@ -7,11 +7,11 @@ milliseconds used 90 % of a core doing nothing; four such workers on two cores l
 whose result receiver spins the same way, less than one core; 128 workers on two cores, each spinning
 55 ms whenever it waited, kept the load at 113 and the workers 45 % busy with 1 s tasks.
 
-On a node with a core to spare for every process that wants one, :class:`QueueReader` simply blocks in
+On a node with a core to spare for every process that wants one, ``QueueReader`` simply blocks in
 Dragon's get (the spin costs nothing there and answers fastest). On a *crowded* node (more workers, and
 on the primary node the steering process, than cores) it never does. On the steering process's node, the
 workers and the result receiver sleep on doorbells that the senders ring after each put (see
-:mod:`.crowded`), and look at their queue after each wake-up. Elsewhere (workers of other nodes) the
+``.crowded``), and look at their queue after each wake-up. Elsewhere (workers of other nodes) the
 reader looks at the channel's message count between sleeps and takes a message once one is there. Looks
 cost CPU (``LOOK_CPU_S``) and latency (each sleep is at least about 80 us here: a no-op round trip went
 from 0.47 to 0.80 ms), so:

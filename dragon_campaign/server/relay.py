@@ -19,11 +19,11 @@ Two threads:
   there as one ``Relayed``; ``StopReceiver`` (posted at shutdown, after the node's workers have exited) ends
   the relay.
 
-On a crowded node (see :mod:`.crowded`) the relay plays the steering process's part there: it rings a worker's
+On a crowded node (see ``.crowded``) the relay plays the steering process's part there: it rings a worker's
 doorbell after each put on its queue, and sleeps on a doorbell of its own that the workers ring after each
 result, so neither the workers nor the relay spin or look at their queues (but for the moment's look of a
 reader whose waits are short, as in the steering process). The inbox, which the steering
-process fills from another node and cannot ring, is looked at between sleeps (:mod:`.reader`); a worker's
+process fills from another node and cannot ring, is looked at between sleeps (``.reader``); a worker's
 cancellations too.
 
 The steering process joins the relay like a DDict manager: if it dies, the campaign stops and says why,

@@ -1,4 +1,4 @@
-"""Where one worker runs. Kept apart from :mod:`.pool`, which needs pydantic: a worker unpickles its slot at
+"""Where one worker runs. Kept apart from ``.pool``, which needs pydantic: a worker unpickles its slot at
 start, and importing pydantic would add 0.2 s to every worker's start.
 """
 

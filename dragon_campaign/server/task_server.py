@@ -1,10 +1,10 @@
-"""DragonTaskServer: runs the methods of a campaign on pools of workers, fed by a :class:`DragonQueues`.
+"""DragonTaskServer: runs the methods of a campaign on pools of workers, fed by a ``DragonQueues``.
 
 The server lives in the steering process beside its queues. It keeps what every kind of pool shares:
 which methods run on which pools, the waiting tasks' order (dispatch takes them highest priority first
 and offers them to each pool's backend), the completion of results (``results.jsonl``, retries, delivery
 to the thinker), cancellation, and the order of the shutdown. Each kind of pool is a backend
-(:mod:`.backend`): :mod:`.dragon_workers` for long-lived Dragon processes, :mod:`.executor_pools` for
+(``.backend``): ``.dragon_workers`` for long-lived Dragon processes, ``.executor_pools`` for
 executors at other sites (Parsl, Globus Compute).
 
 Dispatch runs inline, in whichever thread submitted a task or received a result. A *supervisor* thread
@@ -12,7 +12,7 @@ waits for the kill signal and shuts everything down, every step by a deadline (`
 stop (SIGTERM after ``shutdown_grace`` seconds, SIGKILL after ``TERMINATE_S`` more), unfinished tasks come
 back as failed results, Dragon queues are destroyed. Processes the campaign cannot go on without
 (``watch``: a store's DDict managers) are joined too; if one dies the server stops the campaign and says
-why in ``failure``. A suspending kill signal (a checkpoint, see :mod:`dragon_campaign.checkpoint`) sets
+why in ``failure``. A suspending kill signal (a checkpoint, see ``dragon_campaign.checkpoint``) sets
 unfinished tasks aside in the queues instead, unlogged, so that the next job runs each of them once.
 
 While it runs, what was alive when it started (the campaign's imports, its models, Dragon) is frozen out of
@@ -55,7 +55,7 @@ RUNTIME_SMOOTHING = 0.2  # weight of the newest sample in a method's running-ave
 
 
 class DragonTaskServer:
-    """Run registered methods on Dragon worker pools and executors elsewhere, fed by a :class:`DragonQueues`."""
+    """Run registered methods on Dragon worker pools and executors elsewhere, fed by a ``DragonQueues``."""
 
     def __init__(
         self,
@@ -170,7 +170,7 @@ class DragonTaskServer:
 
     @property
     def started(self) -> bool:
-        """Whether :meth:`start` was called."""
+        """Whether ``start`` was called."""
         return self._started
 
     @property

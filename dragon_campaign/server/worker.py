@@ -1,14 +1,14 @@
 """The worker loop: a long-lived Dragon process that runs tasks from its own queue and batches results back.
 
-It reads lists of :class:`~dragon_campaign.wire.TaskMessage` from its task queue (``None``: exit) and
+It reads lists of ``TaskMessage`` from its task queue (``None``: exit) and
 cancellations (lists of task ids) from its control queue, and sends ``Ready`` once started (``StartFailed``
 if it cannot), ``Results`` with one ``TaskRecord`` per finished task, and ``Partial`` for each item a
-streaming generator yields (see :mod:`dragon_campaign.wire`).
+streaming generator yields (see ``dragon_campaign.wire``).
 
-A watcher thread reads the control queue while a task runs (see :class:`_Cancellations`): a task
-cancelled before it starts is skipped; the running one gets SIGUSR1, which raises :class:`TaskCancelled`
+A watcher thread reads the control queue while a task runs (see ``_Cancellations``): a task
+cancelled before it starts is skipped; the running one gets SIGUSR1, which raises ``TaskCancelled``
 at its next Python instruction (a program it started is killed with it, see
-:mod:`dragon_campaign.executable`). A cancelled task sends no result.
+``dragon_campaign.executable``). A cancelled task sends no result.
 
 Results are flushed at the end of each batch, or when the oldest buffered result is ``FLUSH_AFTER_S`` old,
 so a long task's result never waits behind the next one and a burst of tiny tasks costs one message.
@@ -73,7 +73,7 @@ class _Cancellations:
     in a system call never noticed.) A cancelled task that has not started is skipped if the worker has
     heard of it; one that runs is stopped by SIGUSR1, sent to the main thread itself.
 
-    A worker with a cancellation doorbell (a crowded node of the steering process, see :mod:`.crowded`) has
+    A worker with a cancellation doorbell (a crowded node of the steering process, see ``.crowded``) has
     no need to look: its watcher sleeps on the bell and reads the control queue each time the steering
     process rings it, so a cancellation is heard at once, whether its task runs or waits.
     """
@@ -137,7 +137,7 @@ class _Cancellations:
 
 class _ResultQueue:
     """The queue every worker sends to; on a crowded node of the steering process, taken in turns and followed by
-    a ring of the receiver's doorbell (see :mod:`.crowded`).
+    a ring of the receiver's doorbell (see ``.crowded``).
     """
 
     def __init__(self, queue: Any, crowding: Crowding) -> None:
@@ -159,7 +159,7 @@ class _ResultQueue:
 def worker_main(slot: WorkerSlot, generation: int, tasks: Any, control: Any, results: Any, methods_blob: bytes,
                 crowding: Crowding) -> None:
     """Entry point of a worker process (``tasks``, ``control`` and ``results`` are Dragon queues; ``crowding``: on a
-    crowded node it waits for tasks and sends results without spinning, see :mod:`.crowded` and :mod:`.reader`).
+    crowded node it waits for tasks and sends results without spinning, see ``.crowded`` and ``.reader``).
     """
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the campaign process decides what Ctrl-C means

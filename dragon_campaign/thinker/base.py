@@ -7,7 +7,7 @@ instead of waiting for tasks that may never be consumed, and the exception is ke
 the caller can report it (the launcher exits non-zero).
 
 A thinker that implements ``checkpoint_state`` and ``restore_state`` can be checkpointed at walltime and
-resumed in the next job (see :func:`dragon_campaign.campaign.run_campaign`). While a campaign is suspended
+resumed in the next job (see ``dragon_campaign.campaign.run_campaign``). While a campaign is suspended
 for a checkpoint, ``get_result`` and ``send_inputs`` raise ``KillSignalException`` in agents that still
 wait or submit; that ends the agent quietly.
 """
@@ -70,7 +70,7 @@ class BaseThinker(threading.Thread):
             resource_counter: Tracks which task types hold how many slots.
             daemon: Run the thinker thread as a daemon.
             logger_name: Root of the agents' logger names (default: the thinker's module and class).
-            kwargs: Passed to :class:`threading.Thread`.
+            kwargs: Passed to ``threading.Thread``.
         """
         if (queues is None) == (queue is None):
             raise TypeError("BaseThinker needs its task queues exactly once: as queues= (or queue=, Colmena's name)")

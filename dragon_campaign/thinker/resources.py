@@ -131,7 +131,7 @@ class ResourceCounter:
             return {str(task): count for task, count in self._allocated.items()}
 
     def restore(self, allocation: dict[str, int], in_use: dict[str, int] | None = None) -> None:
-        """Allocate slots as in ``allocation`` (from :meth:`allocation` in an earlier job), with ``in_use``
+        """Allocate slots as in ``allocation`` (from ``allocation`` in an earlier job), with ``in_use``
         slots per task type already taken by tasks that carry on from that job.
 
         A counter with a different number of slots gets the same proportions (largest remainders first).

@@ -1,12 +1,12 @@
 """ML-guided molecular design: search a space of small molecules for high ionization potentials.
 
-CPU workers compute GFN2-xTB ionization potentials (:mod:`.simulate`); GPU workers (CPU where there is
-none) train a bootstrap ensemble of message-passing networks (:mod:`.mpnn`) and rank the whole search
-space (:mod:`.space`), whose graph features live in the store in chunks; the thinker (:mod:`.thinker`)
+CPU workers compute GFN2-xTB ionization potentials (``.simulate``); GPU workers (CPU where there is
+none) train a bootstrap ensemble of message-passing networks (``.mpnn``) and rank the whole search
+space (``.space``), whose graph features live in the store in chunks; the thinker (``.thinker``)
 steers with one of four policies: random, batch, streaming or interleaved.
 
 The entry points are imported on first use, so that a trainer at another site can import
-:mod:`.tasks` without Dragon (importing Dragon replaces ``multiprocessing``, which breaks Parsl's workers).
+``.tasks`` without Dragon (importing Dragon replaces ``multiprocessing``, which breaks Parsl's workers).
 """
 
 from typing import TYPE_CHECKING

@@ -90,7 +90,7 @@ def run(config: Config, pools: dict[str, Pool], run_dir: RunDirectory, proxystor
     """Run the campaign and write its outputs into the run directory; returns the summary.
 
     SIGTERM, SIGINT or ``stop_after`` checkpoint the campaign into ``<run-dir>/checkpoint/`` (with the
-    store's features and model versions) and raise :class:`~dragon_campaign.campaign.CampaignSuspended`.
+    store's features and model versions) and raise ``CampaignSuspended``.
 
     Args:
         proxystore: Per-topic ProxyStore backends (topics: simulate, features, train, infer). A training

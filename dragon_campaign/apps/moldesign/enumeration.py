@@ -8,7 +8,7 @@ How it is made (deterministic, so every run and every user sees the same space):
 3. Sanitize with RDKit, drop unstable motifs (``FORBIDDEN``: peroxides, N-O/N-N single bonds, F on
    heteroatoms), canonicalize, deduplicate and sort.
 
-The result ships as ``data/search_space.smi`` (one canonical SMILES a line, read by :mod:`.space`);
+The result ships as ``data/search_space.smi`` (one canonical SMILES a line, read by ``.space``);
 ``python -m dragon_campaign.apps.moldesign.space`` regenerates it.
 """
 

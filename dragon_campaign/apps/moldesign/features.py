@@ -1,6 +1,6 @@
 """Molecular graphs for the message-passing network: RDKit atoms and bonds as feature arrays.
 
-A :class:`GraphBatch` packs many molecules into flat numpy arrays (atoms of all molecules stacked,
+A ``GraphBatch`` packs many molecules into flat numpy arrays (atoms of all molecules stacked,
 bonds as directed edges in both directions, ``graph`` mapping each atom to its molecule), so a chunk of
 the search space is a handful of arrays that the store keeps as raw buffers and torch reads without
 per-molecule objects.
@@ -58,7 +58,7 @@ class GraphBatch:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> GraphBatch:
-        """The batch back from :meth:`as_arrays`."""
+        """The batch back from ``as_arrays``."""
         return cls(arrays["atoms"], arrays["edges"], arrays["edge_features"], arrays["graph"], int(arrays["count"][0]))
 
 

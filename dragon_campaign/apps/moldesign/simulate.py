@@ -9,7 +9,7 @@ relaxation of the neutral molecule (tblite's ASE calculator, ASE's BFGS) -> ioni
 Energies come from tblite, the maintained GFN2-xTB library (xtb-python is used where tblite is missing).
 GFN2-xTB is not parametrized for ionization: its raw energy differences overestimate experimental IPs by
 several eV (about 4-5 eV for small aromatics, measured in tests/test_moldesign.py), but it orders
-molecules sensibly, which is what the search needs. Every failure raises :class:`SimulationError` with the
+molecules sensibly, which is what the search needs. Every failure raises ``SimulationError`` with the
 reason, which the task server reports as a failed result.
 """
 

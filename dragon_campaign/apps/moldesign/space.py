@@ -1,4 +1,4 @@
-"""The search space: the bundled QM9-like molecules (see :mod:`.enumeration`) or a user's file of SMILES.
+"""The search space: the bundled QM9-like molecules (see ``.enumeration``) or a user's file of SMILES.
 
 ``python -m dragon_campaign.apps.moldesign.space`` regenerates the bundled file.
 """

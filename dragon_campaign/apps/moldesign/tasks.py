@@ -49,7 +49,7 @@ def train(smiles: list[str], ips: list[float], member: int, version: int, seed: 
     """Train one ensemble member on a bootstrap resample and publish it as ``member<i>`` version ``version``.
 
     Without a store (``store_handle`` None: a trainer at another site) the weights come back with the result
-    as ``state``, for the steering process to publish with :func:`publish_member`.
+    as ``state``, for the steering process to publish with ``publish_member``.
     """
     from dragon_campaign.apps.moldesign.features import featurize
     from dragon_campaign.apps.moldesign.mpnn import train_member

@@ -1,6 +1,6 @@
 """The steering policies of the molecular-design campaign, one thinker class each.
 
-All of them share the bookkeeping of :class:`MolDesignThinker`: simulation results, the current ranking of
+All of them share the bookkeeping of ``MolDesignThinker``: simulation results, the current ranking of
 the search space by upper confidence bound (``mean + kappa * spread`` of the ensemble's predictions), and
 ``retrain()``, which trains the ensemble (one task per member, on GPU workers), publishes it to the store
 and infers every chunk of the search space from there.
@@ -154,7 +154,7 @@ class MolDesignThinker(BaseThinker):
 
     # -- checkpoints ---------------------------------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:
-        """What a checkpoint keeps of the search (see :meth:`restore_state`)."""
+        """What a checkpoint keeps of the search (see ``restore_state``)."""
         with self.lock:
             return {"results": self.state.results, "failures": self.state.failures, "trainings": self.state.trainings,
                     "unused_trainings": self.state.unused_trainings,

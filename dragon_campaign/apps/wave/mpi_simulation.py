@@ -2,8 +2,8 @@
 
 Each rank computes one band of grid rows of every frame (a ``sim_sleep`` share of 1/ranks per step, as
 the emulated compute divides among them) and rank 0 gathers the bands with ``Gatherv``. The result is
-byte for byte what :func:`~dragon_campaign.apps.wave.simulation.simulate` computes in one process. Run it
-as ``MPIMethod(simulate_decomposed)`` (see :mod:`dragon_campaign.mpi`); ranks other than 0 return None.
+byte for byte what ``simulate`` computes in one process. Run it
+as ``MPIMethod(simulate_decomposed)`` (see ``dragon_campaign.mpi``); ranks other than 0 return None.
 """
 
 from __future__ import annotations

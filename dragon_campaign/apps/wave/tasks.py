@@ -27,7 +27,7 @@ def warm_up(store_handle: str | None = None, prefault_bytes: int = 0) -> int:
 
     With a store, the worker also maps the store's buffer pool now, so that its timed writes and reads do
     not map shared memory page by page (see ``DDictStore.map_buffers``). Every worker keeps the memory it
-    frees and touches ``prefault_bytes`` of it (the memory-neutral protocol, :mod:`.memory`). Returns the
+    frees and touches ``prefault_bytes`` of it (the memory-neutral protocol, ``.memory``). Returns the
     worker's pid.
     """
     prefault(prefault_bytes)

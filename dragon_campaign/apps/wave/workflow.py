@@ -15,7 +15,7 @@ is none). Run time is the wall time of a phase; I/O time is the mean over tasks 
 its own write (simulations) or read (trainers); every trainer passes over every byte it reads once. For
 ``futures`` the transfer happens inside Parsl, outside any task, so its I/O times are reported as not
 available, as in the original study. The CPU seconds each group of processes spent during the training
-phase are recorded too (:mod:`.cpu`).
+phase are recorded too (``.cpu``).
 """
 
 from __future__ import annotations
