@@ -37,8 +37,10 @@ def test_install_sh_without_root_or_redis_then_run_sh_runs_the_default_campaign(
         pytest.skip(reason)
     try:
         pwd.getpwnam(USER)
+        created = False
     except KeyError:
         subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", USER], check=True)
+        created = True
     home = Path(pwd.getpwnam(USER).pw_dir)
     clone = home / "dragon-campaign"
     shutil.rmtree(clone, ignore_errors=True)
@@ -65,3 +67,5 @@ def test_install_sh_without_root_or_redis_then_run_sh_runs_the_default_campaign(
         assert owners == {pwd.getpwnam(USER).pw_uid}
     finally:
         shutil.rmtree(clone, ignore_errors=True)
+        if created:  # the user and its home (its pip cache) go too
+            subprocess.run(["userdel", "--remove", USER], capture_output=True)
