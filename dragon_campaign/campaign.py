@@ -11,11 +11,16 @@ Given a ``Checkpointer``, a signal or the time limit checkpoints the
 campaign instead: unfinished tasks are set aside rather than failed, the thinker's state, the resource
 allocation and the store go to ``<run-dir>/checkpoint/``, and ``CampaignSuspended`` is raised. Passing
 the loaded checkpoint as ``resume_from`` in the next job carries on where it stopped.
+
+Whatever ends a job, SIGKILL included, ``resume=True`` carries on from the run's journal
+(``dragon_campaign.journal``): a thinker that implements ``checkpoint_state`` from its latest snapshot
+(taken every ``snapshot_interval`` seconds while it runs), any other by memoization.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from collections import Counter
@@ -27,6 +32,8 @@ from typing import Any, NamedTuple, TypeVar
 from dragon_campaign import foreground
 from dragon_campaign.checkpoint import Checkpointer, SavedCampaign
 from dragon_campaign.interrupts import routed
+from dragon_campaign.journal.events import Snapshot
+from dragon_campaign.journal.resume import carried_from
 from dragon_campaign.progress import ProgressReporter
 from dragon_campaign.runs import RunDirectory
 from dragon_campaign.server.task_server import DragonTaskServer
@@ -37,6 +44,7 @@ logger = logging.getLogger(__name__)
 # How long agents get to return once the task server has stopped (they see the kill signal, or their
 # results come back failed or set aside); after that they are left behind as daemon threads.
 AGENT_EXIT_S = 30.0
+SNAPSHOT_S = float(os.environ.get("DRAGON_CAMPAIGN_SNAPSHOT_S", 10.0))  # seconds between snapshots of the thinker
 
 
 class CampaignFailed(RuntimeError):
@@ -94,7 +102,7 @@ class Campaign(NamedTuple):
 
 def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float | None = None,
                  progress_interval: float | None = None, checkpointer: Checkpointer | None = None,
-                 resume_from: SavedCampaign | None = None) -> None:
+                 resume_from: SavedCampaign | None = None, resume: bool = False, snapshot_interval: float | None = None) -> None:
     """Start the server (unless already started) and the thinker, wait for the thinker, then shut the server down.
 
     Args:
@@ -105,6 +113,11 @@ def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float 
             campaign (the thinker must implement ``checkpoint_state``); the checkpoint is removed once the
             campaign finishes.
         resume_from: A checkpoint of an earlier job (``checkpointer.load()``) to carry on from.
+        resume: Without ``resume_from``: carry on from the journal of the server's run directory, whatever
+            ended the earlier job (a thinker with ``checkpoint_state`` from its latest snapshot, any other
+            with its finished tasks answered from the journal; see ``dragon_campaign.journal.resume``).
+        snapshot_interval: Seconds between snapshots of a thinker that implements ``checkpoint_state``
+            (default ``$DRAGON_CAMPAIGN_SNAPSHOT_S``, else 10).
 
     Raises:
         CampaignFailed: an agent raised (its exception is chained).
@@ -116,6 +129,10 @@ def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float 
     foreground.guard()  # a bare `dragon script.py` in a terminal: Ctrl-C for the campaign, and a warden
     if resume_from is not None:
         _resume(thinker, server, resume_from)
+    elif resume:
+        if not server.started:
+            server.start()  # the journal opens with the server: results the killed job did not export go to results.jsonl
+        _resume_from_journal(thinker, server)
     deadline = None if timeout is None else time.monotonic() + timeout
     stop_reason: str | None = None
 
@@ -135,6 +152,10 @@ def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float 
         try:
             if not server.started:
                 server.start()
+            if server.journal is not None and thinker.can_checkpoint:
+                take = _snapshots(thinker, server)
+                server.queues.events.add(take())  # the state before any agent ran: every later task is known after it
+                server.journal.snapshot_with(take, SNAPSHOT_S if snapshot_interval is None else snapshot_interval)
             thinker.start()
             while thinker.is_alive():
                 thinker.join(0.1)
@@ -160,6 +181,8 @@ def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float 
                 if thinker.is_alive():
                     logger.error(f"Agents still running {AGENT_EXIT_S:g} s after the task server stopped are abandoned: "
                                  f"{', '.join(thinker.running_agents()) or 'unknown'}")
+    if server.failure is not None or thinker.exceptions:
+        _outcome(server, "failed")
     if server.failure is not None:
         raise CampaignFailed(server.failure)
     if thinker.exceptions:
@@ -173,7 +196,46 @@ def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float 
     if checkpointer is not None:
         checkpointer.discard()  # finished: a signal that came after the last task changes nothing
     elif signals:
+        _outcome(server, "stopped")
         raise KeyboardInterrupt(f"stopped by {signal.Signals(signals[0]).name}")
+    _outcome(server, "finished")
+
+
+def _outcome(server: DragonTaskServer, outcome: str) -> None:
+    if server.journal is not None:
+        server.journal.set_outcome(outcome)
+
+
+def _snapshots(thinker: BaseThinker, server: DragonTaskServer) -> Callable[[], Snapshot]:
+    """What the journal calls for a snapshot: the thinker's state first, then the tasks it waits for (a task
+    submitted in between is then carried on, never forgotten).
+    """
+    def take() -> Snapshot:
+        state = thinker.checkpoint_state()
+        allocation = thinker.rec.allocation() if thinker.rec is not None else None
+        seq, in_flight = server.queues.in_flight()
+        return Snapshot(seq, state, allocation, in_flight)
+    return take
+
+
+def _resume_from_journal(thinker: BaseThinker, server: DragonTaskServer) -> None:
+    """Carry on from the journal: the latest snapshot (a thinker that can restore one), else memoization."""
+    if server.journal is None:
+        raise ValueError("resume=True needs a task server that keeps its journal (journal=True)")
+    carried = carried_from(server.run_dir.path, server.journal.session, thinker.can_checkpoint, server.memoizes, thinker.resumable_topics)
+    if carried.snapshot is not None:
+        snapshot = carried.snapshot
+        thinker.restore_state(Resumption(snapshot.state, [task.result for task in carried.tasks] + carried.results, snapshot.allocation))
+        server.queues.resume(carried.tasks, carried.results)
+        logger.info(f"Resumed from the journal: the thinker's snapshot of {time.strftime('%H:%M:%S', time.localtime(snapshot.at))}, "
+                    f"{len(carried.tasks)} task(s) requeued with their priorities, {len(carried.results)} result(s) delivered again")
+    else:
+        logger.info(f"Resumed from the journal: the thinker starts over; {carried.finished} finished task(s) answer its "
+                    "submissions of the same method and inputs instead of running again")
+    server.queues.memoize(carried.memo)
+    dropped = server.journal.drop_earlier({task.task_id for task in carried.tasks})
+    if dropped:
+        logger.info(f"{dropped} unfinished task(s) of the earlier job do not carry on (the thinker submits again what it needs)")
 
 
 def _resume(thinker: BaseThinker, server: DragonTaskServer, saved: SavedCampaign) -> None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dragon_campaign.journal.database import JOURNAL_FILE, connect
 from dragon_campaign.models import Result
 from dragon_campaign.queues.waiting import WaitingTask
 from dragon_campaign.runs import RunDirectory
@@ -89,6 +90,22 @@ class Checkpointer:
     def exists(self) -> bool:
         """Whether there is a checkpoint to resume from."""
         return (self.path / "campaign.pkl").exists()
+
+    def current(self) -> bool:
+        """Whether the checkpoint is where the run stopped: no job ran after the one that wrote it (the journal's
+        last job ended suspended; a run without a journal has only its checkpoint). Else resume from the journal.
+        """
+        if not self.exists():
+            return False
+        journal = self.run_dir.path / JOURNAL_FILE
+        if not journal.exists():
+            return True
+        db = connect(journal, readonly=True)
+        try:
+            last = db.execute("SELECT outcome FROM sessions ORDER BY session DESC LIMIT 1").fetchone()
+        finally:
+            db.close()
+        return last is not None and last[0] == "suspended"
 
     def save(self, saved: SavedCampaign) -> Path:
         """Write the checkpoint (store data first, the campaign last) and replace the previous one."""

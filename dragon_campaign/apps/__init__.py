@@ -36,7 +36,8 @@ class Application(NamedTuple):
 
     package: str  # the importable package with the config and app modules
     example: str | None = None  # a configuration file to start from (shown in hints)
-    checkpoints: bool = False  # run() takes stop_after and resume
+    checkpoints: bool = False  # run() takes stop_after (it checkpoints at a signal or a time limit)
+    resumes: bool = False  # run() takes resume: it carries on from the run's checkpoint or journal
     proxystore: bool = False  # run() takes per-topic ProxyStore settings
 
     def config_module(self) -> ModuleType:

@@ -3,6 +3,7 @@
     dragon-campaign run [CAMPAIGN] [options]   run a campaign (yours, FILE.py[:FUNCTION], or --app NAME)
     dragon-campaign apps                       the installed applications (entry points dragon_campaign.apps)
     dragon-campaign new NAME [--dir DIR]       write a campaign package to start from (config, thinker, tasks, test)
+    dragon-campaign status RUN_DIR [--json]    how far a run got, what waits, what failed, how it resumes
     dragon-campaign --version
 
 ``dragon-campaign run --help`` lists the run's options. The command starts ``dragon`` itself, as a child:
@@ -16,7 +17,8 @@ import sys
 
 from dragon_campaign.versions import version_line
 
-COMMANDS = {"run": "run a campaign", "apps": "list the installed applications", "new": "write a new campaign package"}
+COMMANDS = {"run": "run a campaign", "apps": "list the installed applications", "new": "write a new campaign package",
+            "status": "how far a run got and how it resumes (reads its journal; starts nothing)"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     new = commands.choices["new"]
     new.add_argument("name", help="the package's name (a Python identifier, e.g. my_search)")
     new.add_argument("--dir", default=".", help="where to write the package's folder (default: here)")
+    status = commands.choices["status"]
+    status.add_argument("run_dir", metavar="RUN_DIR", help="the run's directory (runs/<run-id>)")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
     args = parser.parse_args(argv)
+    if args.command == "status":
+        return show_status(args.run_dir, args.json)
     if args.command == "apps":
         return list_apps()
     if args.command == "new":
@@ -43,6 +50,21 @@ def main(argv: list[str] | None = None) -> int:
         return write_template(args.name, args.dir)
     parser.print_help()
     return 2
+
+
+def show_status(run_dir: str, as_json: bool) -> int:
+    """Print how far a run got; exit 0 if it finished, 3 if it can resume, 1 if it cannot, 2 if it is no run."""
+    from pathlib import Path
+
+    from dragon_campaign.cli.run_campaign import command
+    from dragon_campaign.journal.view import run_status
+
+    if not Path(run_dir).is_dir():
+        print(f"dragon-campaign status: {run_dir}: no such run directory", file=sys.stderr)
+        return 2
+    status = run_status(Path(run_dir), command())
+    print(status.to_json() if as_json else status.text())
+    return 0 if status.state == "finished" else 3 if status.resumable else 1
 
 
 def list_apps() -> int:

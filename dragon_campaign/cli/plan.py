@@ -39,9 +39,9 @@ from pydantic.fields import FieldInfo
 from dragon_campaign.apps import DEFAULT_APPLICATION, Application, BrokenApplication, installed
 from dragon_campaign.bridges.executor_specs import ExecutorSpec
 from dragon_campaign.bridges.proxystore_settings import ProxyStoreSettings
-from dragon_campaign.checkpoint import Checkpointer
 from dragon_campaign.cli.user_campaign import CampaignFunction
-from dragon_campaign.runs import ConfigError, RunDirectory, parse_config, read_config_data
+from dragon_campaign.journal.view import run_status
+from dragon_campaign.runs import ConfigError, parse_config, read_config_data
 from dragon_campaign.server.pool import WorkerPool
 
 CONFIG_FILE = "config.yaml"  # in the run directory: the configuration the run started with
@@ -114,11 +114,11 @@ class Plan(BaseModel):
 
 
 def resolve(*, app: str | None, config_file: Path | None, run_dir: Path | None, workers: int | None,
-            resume: Path | None, checkpointing: bool = False, campaign: str | None = None,
+            resume: Path | None, stopping: bool = False, campaign: str | None = None,
             overrides: Sequence[str] = ()) -> Plan:
     """Load and validate everything a run needs, without starting Dragon: an application is imported only as
     far as its ``config`` module, a campaign function's module is imported (``checkpointing``: the run may
-    checkpoint, with --stop-after or --resume). Every problem found is in the one ConfigError raised.
+    checkpoint, with --stop-after). Every problem found is in the one ConfigError raised.
     """
     if resume is not None:
         for option, value in (("--config", config_file), ("--run-dir", run_dir), ("a campaign", campaign)):
@@ -143,8 +143,10 @@ def resolve(*, app: str | None, config_file: Path | None, run_dir: Path | None, 
                                    relative_to=config_file.parent if config_file and not campaign else Path.cwd())
     except ConfigError as exc:  # without the application its parameters cannot be checked: report what there is
         raise ConfigError("\n".join([*problems, str(exc)])) from None
-    if checkpointing and not application.checkpoints:
-        problems.append(f"the {name} app cannot be checkpointed: --stop-after and --resume need an app whose run() takes resume")
+    if stopping and not application.checkpoints:
+        problems.append(f"the {name} app cannot be checkpointed: --stop-after needs an app whose run() takes stop_after")
+    if resume is not None and not application.resumes:
+        problems.append(f"the {name} app cannot resume: --resume needs an app whose run() takes resume")
     parameters = {key: value for key, value in section.items() if key != "name" or isinstance(application, CampaignFunction)}
     hint = f"Start from {application.example} (--config); --help-app lists every key" if application.example else ""
     try:
@@ -247,13 +249,13 @@ def _did_you_mean(key: str, known: Any) -> str:
 
 
 def _resumable(run_dir: Path) -> Path:
-    """The configuration a run started with, after checking there is a checkpoint to resume from."""
+    """The configuration a run started with, after checking there is something to resume (see ``run_status``)."""
     config_file = run_dir / CONFIG_FILE
     if not config_file.exists():
-        raise ConfigError(f"--resume {run_dir}: no {CONFIG_FILE} there; is it a run directory of run_campaign.py?")
-    if not Checkpointer(RunDirectory(run_dir)).exists():
-        state = "the campaign finished (summary.json)" if (run_dir / "summary.json").exists() else "its job ended before it could checkpoint"
-        raise ConfigError(f"--resume {run_dir}: no checkpoint to resume from: {state}")
+        raise ConfigError(f"--resume {run_dir}: no {CONFIG_FILE} there; is it a run directory of dragon-campaign run?")
+    status = run_status(run_dir)
+    if not status.resumable:
+        raise ConfigError(f"--resume {run_dir}: nothing to resume: {status.how}")
     return config_file
 
 

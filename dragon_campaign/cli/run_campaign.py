@@ -134,7 +134,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def plan_of(args: argparse.Namespace) -> Plan:
     """The validated plan of the run the options ask for."""
     return resolve(app=args.app, config_file=args.config, run_dir=args.run_dir, workers=args.workers, resume=args.resume,
-                   checkpointing=args.resume is not None or args.stop_after is not None, campaign=args.campaign,
+                   stopping=args.stop_after is not None, campaign=args.campaign,
                    overrides=args.overrides)
 
 

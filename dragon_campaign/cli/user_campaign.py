@@ -46,6 +46,7 @@ class CampaignFunction:
     function_name: str = DEFAULT_FUNCTION
     example: str | None = None
     checkpoints: bool = True  # decided once the thinker exists: a thinker without checkpoint_state is refused then
+    resumes: bool = True  # from the journal: a thinker without checkpoint_state by memoization
     proxystore: bool = False
 
     @classmethod
@@ -139,12 +140,12 @@ class CampaignFunction:
         with context._closing:
             campaign = self._build(context)
             thinker = campaign.thinker
-            if not thinker.can_checkpoint and (stop_after is not None or resume):
-                raise ConfigError(f"{type(thinker).__name__} cannot be checkpointed: --stop-after and --resume need a thinker "
-                                  "that implements checkpoint_state and restore_state")
+            if not thinker.can_checkpoint and stop_after is not None:
+                raise ConfigError(f"{type(thinker).__name__} cannot be checkpointed: --stop-after needs a thinker that implements "
+                                  "checkpoint_state and restore_state (--resume works without: finished tasks are answered from the journal)")
             checkpointer = Checkpointer(run_dir) if thinker.can_checkpoint else None
-            saved = checkpointer.load() if checkpointer is not None and resume else None
-            run_campaign(thinker, campaign.server, timeout=stop_after, checkpointer=checkpointer, resume_from=saved)
+            saved = checkpointer.load() if checkpointer is not None and resume and checkpointer.current() else None
+            run_campaign(thinker, campaign.server, timeout=stop_after, checkpointer=checkpointer, resume_from=saved, resume=resume)
             extra = campaign.summary() if campaign.summary is not None else {}
         summary = {"campaign": self.target, **result_counts(run_dir), **extra}
         (run_dir.path / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

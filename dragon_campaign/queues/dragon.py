@@ -18,6 +18,7 @@ results nobody took yet, to the checkpoint, and ``resume()`` puts both back in t
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import threading
 import time
@@ -28,7 +29,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dragon_campaign.exceptions import KillSignalException, TimeoutException
-from dragon_campaign.models import ResourceRequirements, Result
+from dragon_campaign.journal.events import Answered, Cancelled, Reprioritized, Submitted, TaskEvents
+from dragon_campaign.models import ResourceRequirements, Result, WorkerInformation, fill
 from dragon_campaign.queues.proxying import ProxyRule, proxy_inputs
 from dragon_campaign.queues.waiting import WaitingTask, WaitingTasks
 from dragon_campaign.wire import PICKLE_PROTOCOL
@@ -108,6 +110,9 @@ class DragonQueues:
         self._suspend = False
         self._set_aside: list[WaitingTask] = []
         self._sink: TaskSink | None = None
+        self.events = TaskEvents()  # what the task server's journal writes (dragon_campaign.journal)
+        self._memo: dict[tuple[str, bytes], deque[Result]] = {}  # finished tasks of an earlier job that answer submissions
+        self._unacked: dict[int, str] = {}  # thread -> the result it took last, until that thread calls the queues again
         self.proxy_rules: dict[str, ProxyRule] = self._proxy_rules(proxystore_name, proxystore_threshold, proxystore_evict)
 
     def _proxy_rules(self, names: str | dict[str, str] | None, thresholds: int | dict[str, int] | None,
@@ -173,12 +178,24 @@ class DragonQueues:
             raise TypeError(f"The inputs of a {method!r} task cannot be pickled: {exc!r}") from exc
         result.time.serialize_inputs = time.perf_counter() - start
         result.message_sizes["inputs"] = len(inputs)
+        events = self.events
+        digest = hashlib.blake2b(inputs, digest_size=16, person=method.encode()[:16]).digest() if events.enabled else b""
         with self._lock:
+            self._unacked.pop(threading.get_ident(), None)
             self._active.add(result.task_id)
             self._counts[topic]["submitted"] += 1
             self._all_done.clear()
-            self._waiting.push(WaitingTask(result.task_id, method, result.priority, result, inputs))
-        if self._sink is not None:
+            answers = self._memo.get((method, digest)) if self._memo else None
+            source = answers.popleft() if answers else None
+            if source is not None:
+                _answered_by(result, source)
+                events.add(Answered(events.next_seq(), result, digest, source.task_id))
+            else:
+                self._waiting.push(WaitingTask(result.task_id, method, result.priority, result, inputs))
+                events.add(Submitted(events.next_seq(), result, inputs, digest))
+        if source is not None:
+            self.deliver([result])
+        elif self._sink is not None:
             self._sink.tasks_waiting()
         return result.task_id
 
@@ -187,7 +204,12 @@ class DragonQueues:
         if len(task_ids) != len(priorities):
             raise ValueError(f"{len(task_ids)} task ids but {len(priorities)} priorities")
         with self._lock:
-            return self._waiting.update_priority(task_ids, priorities)
+            self._unacked.pop(threading.get_ident(), None)
+            updated = self._waiting.update_priority(task_ids, priorities)
+            if updated:
+                new = dict(zip(task_ids, priorities, strict=True))
+                self.events.add(Reprioritized(self.events.next_seq(), updated, [float(new[task_id]) for task_id in updated]))
+            return updated
 
     def cancel(self, task_ids: Iterable[str]) -> list[str]:
         """Withdraw tasks: waiting ones never run, running ones are stopped (their worker goes on with the next
@@ -196,6 +218,7 @@ class DragonQueues:
         """
         task_ids = list(task_ids)
         with self._lock:
+            self._unacked.pop(threading.get_ident(), None)
             removed = self._waiting.remove(task_ids)
             running = set(task_ids) & self._active - {task.task_id for task in removed}
             if running and self._sink is not None:
@@ -203,6 +226,8 @@ class DragonQueues:
             for task in removed:
                 self._counts[task.result.topic]["cancelled"] += 1
             self._forget([task.task_id for task in removed])
+            if removed:
+                self.events.add(Cancelled(self.events.next_seq(), [task.task_id for task in removed]))
         return [task.task_id for task in removed]
 
     # -- receiving --------------------------------------------------------------------------------------
@@ -218,11 +243,14 @@ class DragonQueues:
             self._check_topic(topic)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._results_ready:
+            thread = threading.get_ident()
+            self._unacked.pop(thread, None)
             while True:
                 found = self._pop_result(topic)
                 if found is not None:
                     if found.complete is not False:
                         self._forget([found.task_id])
+                        self._unacked[thread] = found.task_id
                     return found
                 if self._suspend and self._in_flight() == 0:
                     raise KillSignalException("The campaign was suspended for a checkpoint: no more results will come in this job")
@@ -334,6 +362,25 @@ class DragonQueues:
         if self._sink is not None and tasks:
             self._sink.tasks_waiting()
 
+    def in_flight(self) -> tuple[int, frozenset[str]]:
+        """For a snapshot of the thinker: the last event's number, and the tasks the thinker still waits for
+        (results not taken, and each agent thread's last result until that thread calls the queues again:
+        it may not have recorded it yet).
+        """
+        with self._lock:
+            return self.events.last_seq, frozenset(self._active) | frozenset(self._unacked.values())
+
+    def memoize(self, finished: dict[tuple[str, bytes], deque[Result]]) -> None:
+        """Answer submissions from these finished tasks of an earlier job, by method and inputs (before the thinker starts)."""
+        with self._lock:
+            self._memo = {key: deque(results) for key, results in finished.items() if results}
+
+    @property
+    def answerable(self) -> int:
+        """Finished tasks of an earlier job that can still answer a submission."""
+        with self._lock:
+            return sum(len(results) for results in self._memo.values())
+
     @property
     def killed(self) -> threading.Event:
         """Set once the kill signal was sent."""
@@ -427,3 +474,12 @@ class DragonQueues:
     def _check_method(self, method: str) -> None:
         if self._sink is not None and method not in self._sink.method_names():
             raise ValueError(f"Unknown method {method!r}; the task server runs {list(self._sink.method_names())}")
+
+
+def _answered_by(result: Result, source: Result) -> None:
+    """Complete a new task with what an identical task of an earlier job returned (memoization)."""
+    info = source.worker_info.model_dump() if source.worker_info is not None else {}
+    fill(result, value=source.value, success=source.success, failure_info=source.failure_info, complete=True,
+         worker_info=WorkerInformation(**{**info, "answered_from": source.task_id}), timestamp=source.timestamp,
+         time=source.time, mpi_ranks=source.mpi_ranks, retries=source.retries,
+         message_sizes={**result.message_sizes, **{k: v for k, v in source.message_sizes.items() if k != "inputs"}})

@@ -48,8 +48,8 @@ class Completion(Protocol):
     def may_retry(self, task: WaitingTask) -> bool:
         """Whether the failed task runs again (counts the retry; under ``lock``)."""
 
-    def finish(self, results: list[Result]) -> None:
-        """Log the results and hand them to the thinker (outside ``lock``)."""
+    def finish(self, results: list[Result], final: bool = True) -> None:
+        """Log the results and hand them to the thinker (outside ``lock``; ``final``: the tasks' own outcomes)."""
 
     def dispatch(self) -> None:
         """Hand waiting tasks to pools with room (outside ``lock``)."""

@@ -501,7 +501,7 @@ class DragonWorkers:
                 broken = self._start_failures.setdefault(worker.slot.pool, f"workers exit at start-up (last exit code {exit_code})")
             self._dead_queues += [worker.tasks, worker.control]  # destroyed at close, by a deadline: never in the receiver
         self.server.queues.set_aside(suspended)  # outside the server's lock: the queues' lock comes first
-        self.server.finish(lost_results)
+        self.server.finish(lost_results, final=not stopping)  # a shutdown cut them short: run again if resumed
         for task in retries:
             self.server.queues.requeue(task)
         if stopping:

@@ -36,6 +36,8 @@ from typing import Any
 
 from dragon_campaign import foreground
 from dragon_campaign.bridges.executors import ExecutorPool
+from dragon_campaign.journal import Journal
+from dragon_campaign.journal.events import Completed
 from dragon_campaign.models import FailureInformation, Result, WorkerInformation, fill
 from dragon_campaign.queues.dragon import DragonQueues
 from dragon_campaign.queues.waiting import WaitingTask
@@ -64,22 +66,30 @@ class DragonTaskServer:
         pools: Mapping[str, Pool] | None = None,
         run_dir: str | Path | RunDirectory | None = None,
         shutdown_grace: float = 5.0,
+        journal: bool = True,
     ) -> None:
         """
         Args:
             methods: Callables, or ``(callable, options)`` pairs. Options: ``pool`` (a pool name or a list
-                of names; default the first pool) and ``name`` (default the function's ``__name__``).
+                of names; default the first pool), ``name`` (default the function's ``__name__``) and
+                ``memoize`` (default True: after a resume, a task of this method whose inputs match a task
+                that finished in an earlier job is answered from the journal; False for a method whose work
+                is a side effect, such as writing to a store that ended with the job).
             queues: The queues this server drains.
             pools: Worker pools (``WorkerPool``) and executors at other sites (``ExecutorPool``) by name
                 (default: one CPU pool with a worker per core).
             run_dir: Where ``results.jsonl`` goes (default ``runs/<run-id>``).
             shutdown_grace: Seconds workers get to finish their current task after the kill signal.
+            journal: Keep the campaign's journal (``<run-dir>/journal.sqlite``, see ``dragon_campaign.journal``),
+                which resumes a campaign whatever ended its job; False: results.jsonl only, no resume after a
+                hard kill.
         """
         self.pools: dict[str, Pool] = dict(pools) if pools else {"cpu": WorkerPool()}
         self.queues = queues
         self.shutdown_grace = shutdown_grace
         self.run_dir = run_dir if isinstance(run_dir, RunDirectory) else RunDirectory(run_dir)
         self._functions: dict[str, Callable[..., Any]] = {}
+        self._unmemoized: set[str] = set()
         self._serving: dict[str, list[str]] = defaultdict(list)  # pool -> methods it serves
         for spec in methods:
             self._register(spec)
@@ -94,6 +104,8 @@ class DragonTaskServer:
         self._started = False
         self._stopped = threading.Event()
         self._result_log: ResultLog | None = None
+        self.keeps_journal = journal
+        self.journal: Journal | None = None
         self._result_rules: dict[str, Any] = {}  # topic -> (ProxyStore config, threshold) for workers
         self._hurry = threading.Event()
         self.failure: str | None = None  # why the server stopped the campaign itself (a watched process died)
@@ -102,9 +114,9 @@ class DragonTaskServer:
     # -- registration ---------------------------------------------------------------------------------------
     def _register(self, spec: MethodSpec) -> None:
         function, options = spec if isinstance(spec, tuple) else (spec, {})
-        unknown = set(options) - {"pool", "name"}
+        unknown = set(options) - {"pool", "name", "memoize"}
         if unknown:
-            raise ValueError(f"Unknown method options {sorted(unknown)}; use 'pool' and 'name'")
+            raise ValueError(f"Unknown method options {sorted(unknown)}; use 'pool', 'name' and 'memoize'")
         name = options.get("name", getattr(function, "__name__", None))
         if not name:
             raise ValueError(f"Method {function!r} has no __name__: give it one with ('name': ...)")
@@ -117,6 +129,12 @@ class DragonTaskServer:
                 raise ValueError(f"Method {name!r} is bound to pool {pool!r}, but the pools are {list(self.pools)}")
             self._serving[pool].append(name)
         self._functions[name] = function
+        if not options.get("memoize", True):
+            self._unmemoized.add(name)
+
+    def memoizes(self, method: str) -> bool:
+        """Whether a task of this method may be answered from the journal of an earlier job."""
+        return method in self._functions and method not in self._unmemoized
 
     def method_names(self) -> list[str]:
         """Names of the registered methods."""
@@ -129,7 +147,12 @@ class DragonTaskServer:
             raise RuntimeError("The task server was already started")
         self._started = True
         foreground.guard()  # a bare `dragon script.py` in a terminal: Ctrl-C for the campaign, and a warden
-        self._result_log = ResultLog(self.run_dir.results_path)
+        if self.keeps_journal:
+            self.journal = Journal(self.run_dir.path, self.queues.events, on_failure=self.stop_campaign).start()
+        else:
+            self.queues.events.enabled = False
+            self.queues.events.drain()
+            self._result_log = ResultLog(self.run_dir.results_path)
         self._result_rules = {topic: rule.for_worker() for topic, rule in self.queues.proxy_rules.items()}
         for backend in self._backends:
             backend.start({name: pool for name, pool in self.pools.items() if self._backend_of[name] is backend}, self._serving)
@@ -350,17 +373,27 @@ class DragonTaskServer:
         logger.info(f"Task {task.task_id} ({task.method}) failed; retry {result.retries} of {result.max_retries}")
         return True
 
-    def finish(self, results: list[Result]) -> None:
-        """Log results to results.jsonl, then hand them to the thinker."""
+    def finish(self, results: list[Result], final: bool = True) -> None:
+        """Log results (the journal, results.jsonl), then hand them to the thinker.
+
+        Args:
+            final: The tasks' own outcomes; False for tasks the server failed itself (a shutdown cut them
+                short, no pool can run them): a later job runs those again rather than reuse them.
+        """
         if not results:
             return
         for result in results:
             result.complete = True  # the task's last result (a streamed intermediate one has complete=False)
-        assert self._result_log is not None
-        try:
-            self._result_log.append(results)
-        except Exception:
-            logger.exception(f"Could not append {len(results)} result(s) to {self._result_log.path}")
+        if self.journal is not None:
+            add = self.queues.events.add
+            for result in results:
+                add(Completed(result, result.json_line(), final))
+        else:
+            assert self._result_log is not None
+            try:
+                self._result_log.append(results)
+            except Exception:
+                logger.exception(f"Could not append {len(results)} result(s) to {self._result_log.path}")
         self.queues.deliver(results)
 
     def pool_broken(self, pool: str, reason: str) -> None:
@@ -376,7 +409,8 @@ class DragonTaskServer:
             return
         with self.queues.waiting_tasks() as waiting:
             tasks = waiting.remove(waiting.ids_of(dead_methods))
-        self.finish([failed(task, FailureInformation(exception=f"No worker can run {task.method!r}: {reasons}")) for task in tasks])
+        self.finish([failed(task, FailureInformation(exception=f"No worker can run {task.method!r}: {reasons}")) for task in tasks],
+                    final=False)
 
     # -- shutdown -------------------------------------------------------------------------------------------
     def _supervise(self) -> None:
@@ -406,8 +440,11 @@ class DragonTaskServer:
         self.end_unfinished(tasks, lambda _: FailureInformation(exception="Cancelled: the task server shut down before the task ran"))
         for backend in self._backends:
             backend.close()
-        assert self._result_log is not None
-        self._result_log.close()
+        if self.journal is not None:
+            self.journal.close("suspended" if self.queues.suspending else "failed" if self.failure else "ended")
+        else:
+            assert self._result_log is not None
+            self._result_log.close()
         atexit.unregister(self.stop)
         gc.unfreeze()
         logger.info("Task server stopped")
@@ -417,4 +454,4 @@ class DragonTaskServer:
         if self.queues.suspending:
             self.queues.set_aside(tasks)
         else:
-            self.finish([failed(task, failure(task)) for task in tasks])
+            self.finish([failed(task, failure(task)) for task in tasks], final=False)

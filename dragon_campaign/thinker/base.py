@@ -112,11 +112,19 @@ class BaseThinker(threading.Thread):
         return cls.checkpoint_state is not BaseThinker.checkpoint_state and cls.restore_state is not BaseThinker.restore_state
 
     def checkpoint_state(self) -> Any:
-        """Override: the thinker's state for a checkpoint (picklable); called once every agent has stopped."""
+        """Override: the thinker's state for a checkpoint (picklable). Called once every agent has stopped, and
+        also while they run, for the journal's periodic snapshots: take your lock and return copies, not the
+        lists the agents go on appending to.
+        """
         raise NotImplementedError(f"{type(self).__name__} does not implement checkpoint_state")
 
     def restore_state(self, resumption: Resumption) -> None:
-        """Override: take the state back before the agents start (and restore the resource counter)."""
+        """Override: take the state back before the agents start (and restore the resource counter).
+
+        From a snapshot, ``resumption.carried`` may hold a result the state already counts (an agent had taken
+        and recorded it, but not yet called the queues again, when the snapshot was taken): it comes back
+        through ``get_result`` like the others, so skip results whose ``task_id`` you have recorded.
+        """
         raise NotImplementedError(f"{type(self).__name__} does not implement restore_state")
 
     def prepare_agent(self) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from dragon_campaign.apps import Application
 from dragon_campaign.lazy import lazy_exports
 
-APP = Application("dragon_campaign.apps.ackley", example="launchers/configs/ackley.yaml")  # the launcher's plug-in entry (pyproject.toml)
+APP = Application("dragon_campaign.apps.ackley", example="launchers/configs/ackley.yaml", resumes=True)  # the launcher's plug-in entry (pyproject.toml)
 
 _EXPORTS = {
     "Config": "dragon_campaign.apps.ackley.config",

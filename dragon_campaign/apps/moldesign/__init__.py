@@ -15,7 +15,7 @@ from dragon_campaign.apps import Application
 from dragon_campaign.lazy import lazy_exports
 
 APP = Application("dragon_campaign.apps.moldesign", example="launchers/configs/moldesign-polaris.yaml",
-                  checkpoints=True, proxystore=True)  # the launcher's plug-in entry (pyproject.toml)
+                  checkpoints=True, resumes=True, proxystore=True)  # the launcher's plug-in entry (pyproject.toml)
 
 _EXPORTS = {"Config": "dragon_campaign.apps.moldesign.config", "default_pools": "dragon_campaign.apps.moldesign.config",
             "run": "dragon_campaign.apps.moldesign.app"}

@@ -81,8 +81,10 @@ class Routing:
 
     def methods(self) -> list[Any]:
         """The methods and the pools each may run on, for the task server."""
-        return [(tasks.simulate, {"pool": self.sim_pool}), (tasks.featurize, {"pool": self.sim_pool}),
-                (tasks.train, {"pool": list(self.train_pools)}), (tasks.infer, {"pool": list(self.infer_pools)})]
+        # featurize, train and infer write the store, which ends with the job: after a resume they run again
+        return [(tasks.simulate, {"pool": self.sim_pool}), (tasks.featurize, {"pool": self.sim_pool, "memoize": False}),
+                (tasks.train, {"pool": list(self.train_pools), "memoize": False}),
+                (tasks.infer, {"pool": list(self.infer_pools), "memoize": False})]
 
 
 def run(config: Config, pools: dict[str, Pool], run_dir: RunDirectory, proxystore: ProxyStoreSettings | None = None,
@@ -90,13 +92,16 @@ def run(config: Config, pools: dict[str, Pool], run_dir: RunDirectory, proxystor
     """Run the campaign and write its outputs into the run directory; returns the summary.
 
     SIGTERM, SIGINT or ``stop_after`` checkpoint the campaign into ``<run-dir>/checkpoint/`` (with the
-    store's features and model versions) and raise ``CampaignSuspended``.
+    store's features and model versions) and raise ``CampaignSuspended``. A job that ended without one
+    (SIGKILL, a lost node) resumes from the journal: the thinker's latest snapshot, the simulations it
+    waited for requeued or delivered again; features and models are computed again.
 
     Args:
         proxystore: Per-topic ProxyStore backends (topics: simulate, features, train, infer). A training
             pool at another site returns the weights with each result, proxied by the train topic's backend.
         stop_after: Checkpoint and stop after this many seconds of campaign (e.g. before a job's walltime).
-        resume: Carry on from the checkpoint in ``run_dir`` (same configuration, any pools).
+        resume: Carry on in ``run_dir`` (same configuration, any pools): from its checkpoint if the last job
+            wrote one, else from its journal.
     """
     started = time.monotonic()
     space = config.space()
@@ -104,7 +109,7 @@ def run(config: Config, pools: dict[str, Pool], run_dir: RunDirectory, proxystor
     with DDictStore(buffer_bytes_per_node=512 * 2**20) as store, ExitStack() as stack:
         namespace = f"moldesign/{run_dir.path.name}"
         checkpointer = Checkpointer(run_dir, store, namespaces=[namespace])
-        saved = checkpointer.load() if resume else None  # features and models come back with the store
+        saved = checkpointer.load() if resume and checkpointer.current() else None  # features and models come back with the store
         if proxystore is not None:
             queues = DragonQueues(topics=list(TOPICS), **stack.enter_context(proxy_stores(proxystore, f"moldesign-{run_dir.path.name}")))
         else:
@@ -119,7 +124,7 @@ def run(config: Config, pools: dict[str, Pool], run_dir: RunDirectory, proxystor
         sim_workers = server.worker_count(routing.sim_pool)
         thinker = POLICIES[config.policy](queues, config, space, chunks, sim_workers, store.handle, namespace, routing.train_remote)
         setup = time.monotonic() - started
-        run_campaign(thinker, server, timeout=stop_after, checkpointer=checkpointer, resume_from=saved)
+        run_campaign(thinker, server, timeout=stop_after, checkpointer=checkpointer, resume_from=saved, resume=resume)
     summary = write_outputs(thinker, config, run_dir)
     results = read_results(run_dir.results_path)
     summary.update(space_size=len(space), wall_s=time.monotonic() - started, setup_s=setup,

@@ -85,6 +85,8 @@ class MolDesignThinker(BaseThinker):
         self.cursor = 0
         self.submitted: set[int] = set()
         self.waiting: dict[str, int] = {}  # task id -> molecule, for tasks that may still be waiting
+        self.recorded: set[str] = set()  # task ids of the simulations in the results and failures
+        self.carried_on = 0  # simulations a resume brought back (requeued, or finished and delivered again)
         self.model_version = -1
         self.new_results = 0
         self.start_training = threading.Event()
@@ -134,6 +136,9 @@ class MolDesignThinker(BaseThinker):
         """Store one simulation result; ask for a retraining when enough new data arrived."""
         with self.lock:
             self.waiting.pop(result.task_id, None)
+            if result.task_id in self.recorded:
+                return  # delivered again after a resume from a snapshot that had it already
+            self.recorded.add(result.task_id)
             elapsed = time.monotonic() - self.state.started
             if result.success:
                 self.state.results.append({**result.value, "wall_s": elapsed, "compute_s": result.time.running,
@@ -155,9 +160,9 @@ class MolDesignThinker(BaseThinker):
     # -- checkpoints ---------------------------------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:
         """What a checkpoint keeps of the search (see ``restore_state``)."""
-        with self.lock:
-            return {"results": self.state.results, "failures": self.state.failures, "trainings": self.state.trainings,
-                    "unused_trainings": self.state.unused_trainings,
+        with self.lock:  # copies: the journal's snapshots are taken while the agents go on
+            return {"results": list(self.state.results), "failures": list(self.state.failures), "trainings": list(self.state.trainings),
+                    "unused_trainings": self.state.unused_trainings, "recorded": set(self.recorded),
                     "elapsed_s": time.monotonic() - self.state.started, "rank": self.rank, "scores": self.scores,
                     "model_version": self.model_version}
 
@@ -167,7 +172,10 @@ class MolDesignThinker(BaseThinker):
         self.state = SearchState(saved["results"], saved["failures"], saved["trainings"], time.monotonic() - saved["elapsed_s"],
                                  saved.get("unused_trainings", 0))
         self.rank, self.scores, self.model_version, self.cursor = saved["rank"], saved["scores"], saved["model_version"], 0
-        self.waiting = {r.task_id: r.task_info["molecule"] for r in resumption.carried if r.method == "simulate"}
+        self.recorded = saved.get("recorded", set())
+        simulations = [r for r in resumption.carried if r.method == "simulate"]
+        self.carried_on = len(simulations)  # each comes back through get_result, recorded already or not
+        self.waiting = {r.task_id: r.task_info["molecule"] for r in simulations if r.task_id not in self.recorded}
         finished = {r["molecule"] for r in self.state.results} | {f["molecule"] for f in self.state.failures}
         self.submitted = finished | set(self.waiting.values())
         trained_on = self.state.trainings[-1]["samples"] if self.state.trainings else 0
@@ -177,7 +185,7 @@ class MolDesignThinker(BaseThinker):
         if self.retrains_on_results and self.new_results >= self.config.retrain_every:
             self.start_training.set()
         if resumption.allocation is not None:
-            self.rec.restore(resumption.allocation, in_use={"simulate": len(self.waiting)})
+            self.rec.restore(resumption.allocation, in_use={"simulate": self.carried_on})
         if len(finished) >= self.config.budget:  # checkpointed after the last result: nothing left to run
             self.done.set()
         self.logger.info(f"Resumed with {len(self.state.results)} results, model v{self.model_version}, "
@@ -320,9 +328,7 @@ class BatchSearch(MolDesignThinker):
     @agent
     def run_batches(self) -> None:
         """Batches until the budget is spent."""
-        with self.lock:
-            carried_on = len(self.waiting)  # simulations of a batch cut short by a checkpoint
-        for _ in range(carried_on):
+        for _ in range(self.carried_on):  # simulations of a batch cut short by a checkpoint or a kill
             self.record(self.queues.get_result("simulate"))
         if self.new_results and not self.done.is_set():  # resumed with data the model has not seen
             self.retrain()

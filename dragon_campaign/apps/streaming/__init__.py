@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from dragon_campaign.apps import Application
 from dragon_campaign.lazy import lazy_exports
 
-APP = Application("dragon_campaign.apps.streaming")  # the launcher's plug-in entry (pyproject.toml)
+APP = Application("dragon_campaign.apps.streaming", resumes=True)  # the launcher's plug-in entry (pyproject.toml)
 
 _EXPORTS = {"Config": "dragon_campaign.apps.streaming.config", "rastrigin": "dragon_campaign.apps.streaming.tasks",
             "run": "dragon_campaign.apps.streaming.app"}

@@ -16,6 +16,7 @@ from dragon_campaign import (
     DragonTaskServer,
     ResourceCounter,
     Result,
+    Resumption,
     RunDirectory,
     WorkerPool,
     result_processor,
@@ -41,8 +42,26 @@ class StreamingOptimizer(BaseThinker):
         self.best: tuple[float, list[float]] | None = None
         self.trace: list[dict[str, Any]] = []  # one row per evaluation: progress.csv
         self.started = time.monotonic()
+        self.recorded: set[str] = set()  # task ids of the results taken into account
         self._lock = threading.Lock()
         self.rec.reallocate(None, "evaluate", slots)
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The search so far, for the journal's snapshots (taken while the agents run: copies, under the lock)."""
+        with self._lock:
+            return {"random": self.random.getstate(), "completed": self.completed, "failed": self.failed, "best": self.best,
+                    "trace": list(self.trace), "recorded": set(self.recorded), "elapsed_s": time.monotonic() - self.started}
+
+    def restore_state(self, resumption: Resumption) -> None:
+        """Take the search back; the evaluations that carry on count as submitted and hold their slots."""
+        saved = resumption.state
+        self.random.setstate(saved["random"])
+        self.completed, self.failed, self.best, self.trace = saved["completed"], saved["failed"], saved["best"], saved["trace"]
+        self.recorded, self.started = saved["recorded"], time.monotonic() - saved["elapsed_s"]
+        carried = {result.task_id for result in resumption.carried}
+        self.submitted = len(self.recorded) + len(carried - self.recorded)
+        if resumption.allocation is not None:
+            self.rec.restore(resumption.allocation, in_use={"evaluate": len(carried)})
 
     def propose(self) -> list[float]:
         """A new point: random before the first result, else the best point perturbed."""
@@ -66,6 +85,9 @@ class StreamingOptimizer(BaseThinker):
         """Each result: free its slot and keep the best point."""
         self.rec.release("evaluate", 1)
         with self._lock:
+            if result.task_id in self.recorded:
+                return  # delivered again after a resume from a snapshot that had it already
+            self.recorded.add(result.task_id)
             if not result.success:
                 self.failed += 1
                 self.logger.warning(f"Evaluation failed: {result.failure_reason}")
@@ -79,12 +101,16 @@ class StreamingOptimizer(BaseThinker):
                                "best_value": self.best[0]})
 
 
-def run(config: Config, pools: dict[str, WorkerPool], run_dir: RunDirectory) -> dict[str, Any]:
-    """Run the campaign and write ``summary.json`` and ``progress.csv`` (the best value after each evaluation)."""
+def run(config: Config, pools: dict[str, WorkerPool], run_dir: RunDirectory, resume: bool = False) -> dict[str, Any]:
+    """Run the campaign and write ``summary.json`` and ``progress.csv`` (the best value after each evaluation).
+
+    Args:
+        resume: Carry on from the journal of ``run_dir`` (whatever ended the earlier job).
+    """
     queues = DragonQueues()
     server = DragonTaskServer([rastrigin], queues, pools=pools, run_dir=run_dir).start()
     thinker = StreamingOptimizer(queues, server.worker_count(), config)
-    run_campaign(thinker, server)
+    run_campaign(thinker, server, resume=resume)
     summary = {
         "app": "streaming",
         "evaluations": thinker.completed,
