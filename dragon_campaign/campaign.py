@@ -32,6 +32,7 @@ from typing import Any, NamedTuple, TypeVar
 from dragon_campaign import foreground
 from dragon_campaign.checkpoint import Checkpointer, SavedCampaign
 from dragon_campaign.interrupts import routed
+from dragon_campaign.journal.database import SNAPSHOT_ENV, SNAPSHOT_S
 from dragon_campaign.journal.events import Snapshot
 from dragon_campaign.journal.resume import carried_from
 from dragon_campaign.progress import ProgressReporter
@@ -44,7 +45,6 @@ logger = logging.getLogger(__name__)
 # How long agents get to return once the task server has stopped (they see the kill signal, or their
 # results come back failed or set aside); after that they are left behind as daemon threads.
 AGENT_EXIT_S = 30.0
-SNAPSHOT_S = float(os.environ.get("DRAGON_CAMPAIGN_SNAPSHOT_S", 10.0))  # seconds between snapshots of the thinker
 
 
 class CampaignFailed(RuntimeError):
@@ -155,7 +155,8 @@ def run_campaign(thinker: BaseThinker, server: DragonTaskServer, timeout: float 
             if server.journal is not None and thinker.can_checkpoint:
                 take = _snapshots(thinker, server)
                 server.queues.events.add(take())  # the state before any agent ran: every later task is known after it
-                server.journal.snapshot_with(take, SNAPSHOT_S if snapshot_interval is None else snapshot_interval)
+                every = float(os.environ.get(SNAPSHOT_ENV, SNAPSHOT_S)) if snapshot_interval is None else snapshot_interval
+                server.journal.snapshot_with(take, every)
             thinker.start()
             while thinker.is_alive():
                 thinker.join(0.1)

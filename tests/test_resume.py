@@ -93,7 +93,7 @@ def test_stop_after_then_resume_with_the_batch_policy(tmp_path):
     (["--app", "ackley", "--stop-after", "5"], "the ackley app cannot be checkpointed"),
     (["--resume", "{run}", "--config", "x.yaml"], "drop --config"),
     (["--resume", "{tmp}"], "no config.yaml there"),
-    (["--resume", "{run}"], "its job ended before it could checkpoint"),
+    (["--resume", "{run}"], "nothing to resume from (no journal, no checkpoint)"),
     (["--run-dir", "{run}"], "holds the results of an earlier run"),
 ])
 def test_resume_errors_are_clear(tmp_path, capsys, argv, message):

@@ -62,6 +62,7 @@ from dragon_campaign.cli.plan import Launchable, Plan, choose, describe_app, res
 from dragon_campaign.cli.user_campaign import CampaignFunction
 from dragon_campaign.interrupts import Interrupted
 from dragon_campaign.launch import run_under_dragon
+from dragon_campaign.journal.database import SNAPSHOT_ENV, SNAPSHOT_S
 from dragon_campaign.progress import DEFAULT_INTERVAL_S, PROGRESS_ENV
 from dragon_campaign.runs import ConfigError, RunDirectory, read_config_data
 from dragon_campaign.versions import version_line
@@ -121,7 +122,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="checkpoint and stop after this many seconds of campaign, e.g. a few minutes before the "
                              "job's walltime (apps that can resume; SIGTERM checkpoints too)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                        help="carry on from the checkpoint in RUN_DIR with the configuration the run started with")
+                        help="carry on in RUN_DIR with the configuration the run started with, whatever ended its job: from its "
+                             "checkpoint, else from its journal (dragon-campaign status RUN_DIR tells how)")
+    parser.add_argument("--snapshot-interval", type=positive, metavar="SECONDS",
+                        help=f"seconds between snapshots of a thinker that can checkpoint, into the run's journal (default {SNAPSHOT_S:g})")
     parser.add_argument("--dashboard", type=port, metavar="PORT",
                         help="serve the run's report live on 127.0.0.1:PORT while the campaign runs (for an SSH tunnel)")
     parser.add_argument("--dry-run", action="store_true",
@@ -193,6 +197,8 @@ def run(args: argparse.Namespace, plan: Plan) -> int:
     multiprocessing.set_start_method("dragon", force=True)
     if args.progress_interval is not None:
         os.environ[PROGRESS_ENV] = str(args.progress_interval)
+    if args.snapshot_interval is not None:
+        os.environ[SNAPSHOT_ENV] = str(args.snapshot_interval)
     options: dict[str, object] = {"proxystore": plan.proxystore} if plan.proxystore else {}
     if args.resume is not None:
         options["resume"] = True

@@ -8,7 +8,7 @@ commit. After any end of a job, ``--resume`` carries on from it (``.resume``); `
 reads it without starting Dragon (``.view``).
 """
 
-from dragon_campaign.journal.database import COMMIT_INTERVAL_S, JOURNAL_FILE, SNAPSHOT_INTERVAL_S, Journal
+from dragon_campaign.journal.database import COMMIT_INTERVAL_S, JOURNAL_FILE, SNAPSHOT_S, Journal
 from dragon_campaign.journal.events import TaskEvents
 
-__all__ = ["COMMIT_INTERVAL_S", "JOURNAL_FILE", "SNAPSHOT_INTERVAL_S", "Journal", "TaskEvents"]
+__all__ = ["COMMIT_INTERVAL_S", "JOURNAL_FILE", "SNAPSHOT_S", "Journal", "TaskEvents"]

@@ -42,7 +42,9 @@ logger = logging.getLogger(__name__)
 JOURNAL_FILE = "journal.sqlite"
 FORMAT_VERSION = 1
 COMMIT_INTERVAL_S = 0.2  # the group commit: what a SIGKILL can lose, at most (plus the commit's own time)
-SNAPSHOT_INTERVAL_S = 10.0  # how often the thinker's state is saved while it runs
+SNAPSHOT_S = 10.0  # how often the thinker's state is saved while it runs, by default
+SNAPSHOT_ENV = "DRAGON_CAMPAIGN_SNAPSHOT_S"  # another default (dragon-campaign run --snapshot-interval sets it)
+HEARTBEAT_S = 2.0  # an idle journal still commits this often, so that another node can tell the job runs
 INPUTS_LIMIT = 2**20  # inputs above this many pickled bytes are not journaled: such a task cannot be requeued
 
 _TASK_ID = re.compile(rb'^\{"task_id":"([^"]+)"')  # a line of results.jsonl begins with its task id
@@ -117,7 +119,7 @@ class Journal:
         self.commits = 0
         self.longest_commit_s = 0.0
         self._snapshot: Callable[[], Snapshot | None] | None = None
-        self._snapshot_every = SNAPSHOT_INTERVAL_S
+        self._snapshot_every = SNAPSHOT_S
         self._next_snapshot = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -139,7 +141,7 @@ class Journal:
         self._thread.start()
         return self
 
-    def snapshot_with(self, take: Callable[[], Snapshot | None], every: float = SNAPSHOT_INTERVAL_S) -> None:
+    def snapshot_with(self, take: Callable[[], Snapshot | None], every: float = SNAPSHOT_S) -> None:
         """Save ``take()`` (the thinker's state) every ``every`` seconds while the campaign runs."""
         self._snapshot, self._snapshot_every = take, every
         self._next_snapshot = time.monotonic() + every
@@ -184,11 +186,14 @@ class Journal:
 
     # -- the writer -----------------------------------------------------------------------------------------
     def _run(self) -> None:
+        beat = time.monotonic()
         while not self._stop.wait(self.interval):
             if self._snapshot is not None and time.monotonic() >= self._next_snapshot:
                 self._next_snapshot = time.monotonic() + self._snapshot_every
                 self._take_snapshot()
-            self.commit()
+            if not self.commit(heartbeat=time.monotonic() - beat > HEARTBEAT_S):
+                continue
+            beat = time.monotonic()
 
     def _take_snapshot(self) -> None:
         assert self._snapshot is not None
@@ -200,12 +205,14 @@ class Journal:
         if snapshot is not None:
             self.events.add(snapshot)
 
-    def commit(self) -> bool:
-        """Write every event recorded so far in one transaction, then export the results; False if it failed."""
+    def commit(self, heartbeat: bool = False) -> bool:
+        """Write every event recorded so far in one transaction, then export the results; False if nothing was
+        written (no event and no ``heartbeat`` asked for) or it failed.
+        """
         with self._lock:
             events = self.events.drain()
-            if not events:
-                return True
+            if not events and not heartbeat:
+                return False
             start = time.perf_counter()
             try:
                 lines = self._write(events)

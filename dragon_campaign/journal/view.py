@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sqlite3
 import time
@@ -11,9 +10,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dragon_campaign.journal.database import JOURNAL_FILE, connect
+from dragon_campaign.journal.database import HEARTBEAT_S, JOURNAL_FILE, connect
 
 RECENT_FAILURES = 5
+HEARTBEAT_STALE_S = 10 * HEARTBEAT_S  # a job on another node whose journal has been silent this long has ended
 
 
 @dataclass
@@ -77,17 +77,17 @@ def _when(at: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if at else "?"
 
 
-def _alive(host: str, pid: int) -> bool | None:
-    """Whether the job's head process still runs (None: it ran on another node, which this cannot tell)."""
+def _running(host: str, pid: int, heartbeat: float | None) -> bool:
+    """Whether the job still runs: its head process is alive (on this node), or (on another) its journal's
+    heartbeat is recent.
+    """
     if host != socket.gethostname():
-        return None
+        return heartbeat is not None and time.time() - heartbeat < HEARTBEAT_STALE_S
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return False
-    except PermissionError:
-        return True
-    return True
+    return state not in ("Z", "X")  # a zombie has ended
 
 
 def run_status(run_dir: Path, command: str = "dragon-campaign run") -> RunStatus:
@@ -115,7 +115,7 @@ def _read(db: sqlite3.Connection, run_dir: Path, checkpointed: bool, exported: i
     for session, started, ended, outcome, host, pid, heartbeat in db.execute(
             "SELECT session, started, ended, outcome, host, pid, heartbeat FROM sessions ORDER BY session"):
         if outcome is None:
-            outcome = "killed" if _alive(host, pid) is False else "running"
+            outcome = "running" if _running(host, pid, heartbeat) else "killed"
         sessions.append(Session(session, started, ended, outcome, host, pid, heartbeat))
     topics: dict[str, dict[str, Any]] = {}
     for topic, state, count in db.execute("SELECT topic, state, COUNT(*) FROM tasks GROUP BY topic, state"):
@@ -135,7 +135,9 @@ def _read(db: sqlite3.Connection, run_dir: Path, checkpointed: bool, exported: i
     if last == "finished":
         state, resumable, how = "finished", False, "the campaign finished"
     elif last == "running":
-        state, resumable, how = "running", False, "it is running now"
+        job = sessions[-1]
+        state, resumable, how = "running", False, (f"it is running now (pid {job.pid} on {job.host}); a job of another node counts "
+                                                   f"as ended {HEARTBEAT_STALE_S:.0f} s after its journal's last heartbeat")
     elif last == "suspended" and checkpointed:
         state, resumable, how = "checkpointed", True, f"{resume} (exactly, from its checkpoint)"
     else:
