@@ -278,7 +278,8 @@ class Journal:
             db.execute("UPDATE sessions SET heartbeat = ? WHERE session = ?", (time.time(), session))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                db.execute("ROLLBACK")
             raise
         return "".join(line + "\n" for line in lines)
 
