@@ -13,7 +13,7 @@ checks:
 * ``work kept``: every result logged before the kill is still logged after the resume (nothing finished
   was thrown away), and what ran again is at most what was unfinished at the kill.
 
-Used by ``comparisons/fault_injection.py --hard-kills`` (the table) and ``tests/faults/`` (one try each).
+Used by ``comparisons/hard_kill_table.py`` (the table) and ``tests/faults/`` (one try each).
 """
 
 from __future__ import annotations
@@ -292,8 +292,9 @@ def _try(campaign: str, phase: str, kind: Kind, arguments: list[str], run_dir: P
     fired &= _killed(run_dir, details)
     if campaign == SNAPSHOT_KILL and fired:
         committed = _snapshots_committed(run_dir)
-        fired = committed < began
-        details.append(f"{began} snapshot(s) begun, {committed} committed")  # the killed one never committed
+        fired = committed < began  # the snapshot the kill interrupted never committed
+        if not fired:
+            details.append(f"{began} snapshot(s) begun, {committed} committed: the kill came after the snapshot's commit")
     kept = {str(kind.key(line)) for line in _lines(run_dir, kind.method)}
     held["results intact"] = results_intact(run_dir, details)
     status: int | None = None

@@ -42,7 +42,7 @@ def test_the_journal_records_submissions_priorities_cancellations_and_results(tm
     assert states == {blocker: "completed", **dict.fromkeys(waiting[:3], "completed"), waiting[3]: "cancelled"}
     priorities = dict(db.execute("SELECT task_id, priority FROM tasks"))
     assert (priorities[waiting[0]], priorities[waiting[1]], priorities[waiting[2]]) == (10.0, 20.0, 2.0)
-    lines = [line for (line,) in db.execute("SELECT line FROM completions ORDER BY n")]
+    lines = [line for (line,) in db.execute("SELECT line FROM tasks WHERE done IS NOT NULL ORDER BY done")]
     assert lines == (run_dir / "results.jsonl").read_text().splitlines(), "results.jsonl is the journal's export, in its order"
     assert db.execute("SELECT outcome FROM sessions").fetchall() == [("ended",)]
     assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)

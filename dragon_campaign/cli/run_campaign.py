@@ -61,8 +61,8 @@ from dragon_campaign.cli.logs import campaign_logging
 from dragon_campaign.cli.plan import Launchable, Plan, choose, describe_app, resolve
 from dragon_campaign.cli.user_campaign import CampaignFunction
 from dragon_campaign.interrupts import Interrupted
-from dragon_campaign.launch import run_under_dragon
 from dragon_campaign.journal.database import SNAPSHOT_ENV, SNAPSHOT_S
+from dragon_campaign.launch import run_under_dragon
 from dragon_campaign.progress import DEFAULT_INTERVAL_S, PROGRESS_ENV
 from dragon_campaign.runs import ConfigError, RunDirectory, read_config_data
 from dragon_campaign.versions import version_line

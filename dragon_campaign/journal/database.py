@@ -49,23 +49,23 @@ INPUTS_LIMIT = 2**20  # inputs above this many pickled bytes are not journaled: 
 
 _TASK_ID = re.compile(rb'^\{"task_id":"([^"]+)"')  # a line of results.jsonl begins with its task id
 
+# One row per task: what was sent (inputs as the workers got them), its latest priority, its state, and once it
+# finished its result (its line of results.jsonl, its value pickled; ``done`` numbers completions in order).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (
     session INTEGER PRIMARY KEY, started REAL NOT NULL, ended REAL, outcome TEXT, host TEXT, pid INTEGER,
     resumed INTEGER NOT NULL DEFAULT 0, heartbeat REAL);
 CREATE TABLE IF NOT EXISTS tasks (
-    task_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, session INTEGER NOT NULL, topic TEXT NOT NULL,
-    method TEXT NOT NULL, priority REAL NOT NULL, digest BLOB NOT NULL, task BLOB,
-    state TEXT NOT NULL, answered_by TEXT);
-CREATE TABLE IF NOT EXISTS completions (
-    n INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL, session INTEGER NOT NULL, topic TEXT NOT NULL,
-    method TEXT NOT NULL, success INTEGER NOT NULL, final INTEGER NOT NULL, reason TEXT, at REAL NOT NULL, line TEXT NOT NULL,
-    value BLOB);
-CREATE INDEX IF NOT EXISTS completions_task ON completions (task_id);
+    task_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, session INTEGER NOT NULL, topic TEXT NOT NULL, method TEXT NOT NULL,
+    priority REAL NOT NULL, digest BLOB NOT NULL, keep INTEGER NOT NULL, created REAL NOT NULL, info BLOB, inputs BLOB,
+    state TEXT NOT NULL, answered_by TEXT,
+    done INTEGER, done_session INTEGER, success INTEGER, final INTEGER, reason TEXT, at REAL, line TEXT, value BLOB) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots (
     n INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL, session INTEGER NOT NULL, at REAL NOT NULL, state BLOB NOT NULL);
 """
+TASK_COLUMNS = 21
+STATE, DONE = 11, 13  # positions in a row of tasks
 
 
 def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
@@ -81,10 +81,13 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     return connection
 
 
-def task_blob(result: Result, inputs: bytes, limit: int) -> bytes:
-    """What requeues a task in a later job: its result's fields as sent, and its inputs (if small enough)."""
-    return pickle.dumps((result.topic, result.keep_inputs, result.task_info, result.resources.model_dump(), result.max_retries,
-                         result.timestamp.created, inputs if len(inputs) <= limit else None), protocol=pickle.HIGHEST_PROTOCOL)
+def task_info(result: Result) -> bytes | None:
+    """The rest of what requeues a task, where it is not the default: task_info, resources, max_retries."""
+    resources = result.resources
+    shape = (resources.node_count, resources.cpu_processes, resources.cpu_threads)
+    if not result.task_info and shape == (1, 1, 1) and not result.max_retries:
+        return None
+    return pickle.dumps((result.task_info, shape, result.max_retries), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def export_missing(connection: sqlite3.Connection, results: Path) -> int:
@@ -97,7 +100,8 @@ def export_missing(connection: sqlite3.Connection, results: Path) -> int:
         with open(results, "r+b") as fp:
             fp.truncate(len(data))
     exported = {match.group(1).decode() for line in data.splitlines() if (match := _TASK_ID.match(line))}
-    missing = [line for task_id, line in connection.execute("SELECT task_id, line FROM completions ORDER BY n") if task_id not in exported]
+    missing = [line for task_id, line in connection.execute("SELECT task_id, line FROM tasks WHERE done IS NOT NULL ORDER BY done")
+               if task_id not in exported]
     if missing:
         with open(results, "a", encoding="utf-8") as fp:
             fp.write("".join(line + "\n" for line in missing))
@@ -125,7 +129,7 @@ class Journal:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one commit at a time (the writer's, or the last one at close)
         self.connection = connect(self.path)
-        self.base = self.connection.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks").fetchone()[0]
+        self.base, self._done = self.connection.execute("SELECT COALESCE(MAX(seq), 0), COALESCE(MAX(done), 0) FROM tasks").fetchone()
         self.base = max(self.base, self.connection.execute("SELECT COALESCE(MAX(seq), 0) FROM snapshots").fetchone()[0])
         resumed = self.connection.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] > 0
         if resumed and (exported := export_missing(self.connection, self.results_path)):
@@ -233,49 +237,70 @@ class Journal:
             return True
 
     def _write(self, events: list[Event]) -> str:
-        """Write the events in one transaction; returns the lines of results.jsonl they complete."""
+        """Write the events in one transaction; returns the lines of results.jsonl they complete.
+
+        Events of one task within one commit become one row: at full speed most tasks are submitted and
+        finished between two commits, and cost one insert.
+        """
         base, session, limit = self.base, self.session, self.inputs_limit
-        tasks: list[tuple[Any, ...]] = []
+        new: dict[str, list[Any]] = {}  # rows of tasks first seen in this commit
+        finished: list[tuple[Any, ...]] = []  # of tasks written by an earlier commit
         priorities: list[tuple[float, str]] = []
         cancels: list[tuple[str]] = []
-        completions: list[tuple[Any, ...]] = []
         snapshots: list[tuple[Any, ...]] = []
         lines: list[str] = []
+        now = time.time()
         for event in events:
             if isinstance(event, Submitted):
                 result = event.result
-                tasks.append((result.task_id, base + event.seq, session, result.topic, result.method, result.priority, event.digest,
-                              task_blob(result, event.inputs, limit), "submitted", None))
+                inputs = event.inputs if len(event.inputs) <= limit else None
+                new[result.task_id] = [result.task_id, base + event.seq, session, result.topic, result.method, result.priority,
+                                       event.digest, int(result.keep_inputs), result.timestamp.created, task_info(result), inputs,
+                                       "submitted", None, None, None, None, None, None, None, None, None]
             elif isinstance(event, Completed):
                 result = event.result
                 value, whole = _pickled_value(result)
-                completions.append((result.task_id, session, result.topic, result.method, int(bool(result.success)),
-                                    int(event.final and whole), result.failure_reason, time.time(), event.line, value))
+                self._done += 1
+                done = (self._done, session, int(bool(result.success)), int(event.final and whole), result.failure_reason, now, event.line, value)
+                row = new.get(result.task_id)
+                if row is not None:
+                    row[STATE] = "completed"
+                    row[DONE:] = done
+                else:
+                    finished.append((*done, result.task_id))
                 lines.append(event.line)
             elif isinstance(event, Reprioritized):
-                priorities.extend(zip(event.priorities, event.task_ids, strict=True))
+                for task_id, priority in zip(event.task_ids, event.priorities, strict=True):
+                    if (row := new.get(task_id)) is not None:
+                        row[5] = priority
+                    else:
+                        priorities.append((priority, task_id))
             elif isinstance(event, Cancelled):
-                cancels.extend((task_id,) for task_id in event.task_ids)
+                for task_id in event.task_ids:
+                    if (row := new.get(task_id)) is not None:
+                        row[STATE] = "cancelled"
+                    else:
+                        cancels.append((task_id,))
             elif isinstance(event, Answered):
                 result = event.result
-                tasks.append((result.task_id, base + event.seq, session, result.topic, result.method, result.priority, event.digest,
-                              None, "answered", event.source))
+                new[result.task_id] = [result.task_id, base + event.seq, session, result.topic, result.method, result.priority,
+                                       event.digest, int(result.keep_inputs), result.timestamp.created, None, None, "answered",
+                                       event.source, None, None, None, None, None, None, None, None]
             else:
-                snapshots.append((base + event.seq, session, time.time(),
+                snapshots.append((base + event.seq, session, now,
                                   pickle.dumps((event.state, event.allocation, event.in_flight), protocol=pickle.HIGHEST_PROTOCOL)))
         db = self.connection
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", tasks)
+            db.executemany(f"INSERT OR REPLACE INTO tasks VALUES ({', '.join('?' * TASK_COLUMNS)})", new.values())
+            db.executemany("UPDATE tasks SET state = 'completed', done = ?, done_session = ?, success = ?, final = ?, reason = ?, at = ?, "
+                           "line = ?, value = ? WHERE task_id = ?", finished)
             db.executemany("UPDATE tasks SET priority = ? WHERE task_id = ?", priorities)
             db.executemany("UPDATE tasks SET state = 'cancelled' WHERE task_id = ?", cancels)
-            db.executemany("INSERT INTO completions (task_id, session, topic, method, success, final, reason, at, line, value) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", completions)
-            db.executemany("UPDATE tasks SET state = 'completed' WHERE task_id = ?", [(c[0],) for c in completions])
             db.executemany("INSERT INTO snapshots (seq, session, at, state) VALUES (?, ?, ?, ?)", snapshots)
             if snapshots:  # a resume needs the latest only; one more in case
                 db.execute("DELETE FROM snapshots WHERE n < (SELECT MAX(n) FROM snapshots) - 1")
-            db.execute("UPDATE sessions SET heartbeat = ? WHERE session = ?", (time.time(), session))
+            db.execute("UPDATE sessions SET heartbeat = ? WHERE session = ?", (now, session))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
@@ -292,11 +317,17 @@ class Journal:
                 self.on_failure(reason)
 
 
+_EXACT_IN_JSON = (int, float, str, bool, type(None))
+
+
 def _pickled_value(result: Result) -> tuple[bytes | None, bool]:
     """The pickled value (the rest of the result is its JSON line), and whether it can answer a later task:
     not a proxy (its data may live in a store that ends with the job), and picklable.
     """
-    if is_proxy(result.value):
+    value = result.value
+    if type(value) in _EXACT_IN_JSON:  # its line holds it as it is
+        return None, True
+    if is_proxy(value):
         return None, False
     try:
         return pickle.dumps(result.value, protocol=pickle.HIGHEST_PROTOCOL), True

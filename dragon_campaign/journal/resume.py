@@ -21,6 +21,7 @@ loses is what the last group commit had not written: those tasks run again.
 from __future__ import annotations
 
 import pickle
+import sqlite3
 from collections import defaultdict, deque
 from collections.abc import Callable
 from pathlib import Path
@@ -71,44 +72,40 @@ def carried_from(run_dir: Path, session: int, from_snapshot: bool, memoizable: C
         topics: From a snapshot, carry on only tasks of these topics (the thinker's ``resumable_topics``).
     """
     db = connect(journal_path(run_dir), readonly=True)
+    db.row_factory = sqlite3.Row
     try:
-        snapshot = db.execute("SELECT seq, at, state FROM snapshots WHERE session < ? ORDER BY n DESC LIMIT 1", (session,)).fetchone() if from_snapshot else None
-        tasks = {row[0]: row[1:] for row in db.execute("SELECT task_id, seq, topic, method, priority, digest, task, state, answered_by "
-                                                        "FROM tasks WHERE session < ?", (session,))}
-        finished: dict[str, tuple[str, bytes | None, bool]] = {}
-        for task_id, line, value, final in db.execute("SELECT task_id, line, value, final FROM completions ORDER BY n"):
-            finished[task_id] = (line, value, bool(final))
+        snapshot = db.execute("SELECT seq, at, state FROM snapshots WHERE session < ? ORDER BY n DESC LIMIT 1",
+                              (session,)).fetchone() if from_snapshot else None
+        tasks: dict[str, sqlite3.Row] = {row["task_id"]: row for row in db.execute("SELECT * FROM tasks WHERE session < ?", (session,))}
     finally:
         db.close()
 
     def completion(task_id: str) -> Result | None:
-        row = tasks.get(task_id)
-        source = row[7] if row is not None and row[6] == "answered" else task_id
-        done = finished.get(source)
-        if done is None or not done[2]:
+        row = tasks[task_id]
+        source = tasks.get(row["answered_by"]) if row["state"] == "answered" else row
+        if source is None or source["done"] is None or not source["final"]:
             return None
-        result = _result(done[0], done[1], tasks.get(source))
-        if source != task_id:
+        result = _result(source)
+        if source is not row:
             fill(result, task_id=task_id)
         return result
 
     memo: Memo = defaultdict(deque)
     if snapshot is None:
-        for task_id, (_, _, method, _, digest, _, state, _) in tasks.items():
-            if state == "completed" and memoizable(method) and (result := completion(task_id)) is not None:
-                memo[(method, digest)].append(result)
+        for task_id, row in tasks.items():
+            if row["state"] == "completed" and memoizable(row["method"]) and (result := completion(task_id)) is not None:
+                memo[(row["method"], row["digest"])].append(result)
         return Carried(None, [], [], dict(memo))
     seq, at, blob = snapshot
     state, allocation, in_flight = pickle.loads(blob)
     requeue: list[WaitingTask] = []
     again: list[Result] = []
     for task_id, row in tasks.items():
-        task_seq, topic, _, _, _, _, task_state, _ = row
-        if task_id not in in_flight and (task_seq <= seq or task_state == "cancelled"):
+        if task_id not in in_flight and (row["seq"] <= seq or row["state"] == "cancelled"):
             continue  # its result was taken before the snapshot, or the thinker withdrew it after
-        if topics is not None and topic not in topics:
+        if topics is not None and row["topic"] not in topics:
             continue
-        carried = completion(task_id) or _waiting_task(task_id, row)
+        carried = completion(task_id) or _waiting_task(row)
         if isinstance(carried, Result):
             again.append(carried)
         else:
@@ -116,36 +113,26 @@ def carried_from(run_dir: Path, session: int, from_snapshot: bool, memoizable: C
     return Carried(Restored(state, allocation, at), requeue, again, {})
 
 
-def _inputs_of(row: tuple | None) -> tuple[bool, Any]:
-    """(whether the inputs are kept in results, the unpickled inputs or None) from a task's row."""
-    if row is None or row[5] is None:
-        return False, None
-    fields = pickle.loads(row[5])
-    return fields[1], fields[6]
-
-
-def _result(line: str, value: bytes | None, row: tuple | None) -> Result:
+def _result(row: sqlite3.Row) -> Result:
     """A finished task's result: its JSON line, with its value and inputs as they were (not as JSON wrote them)."""
-    result = Result.model_validate_json(line)
-    if value is not None:
-        fill(result, value=pickle.loads(value))
-    keep, inputs = _inputs_of(row)
-    if keep and inputs is not None:
-        fill(result, inputs=pickle.loads(inputs))
+    result = Result.model_validate_json(row["line"])
+    if row["value"] is not None:
+        fill(result, value=pickle.loads(row["value"]))
+    if row["keep"] and row["inputs"] is not None:
+        fill(result, inputs=pickle.loads(row["inputs"]))
     return result
 
 
-def _waiting_task(task_id: str, row: tuple) -> WaitingTask | Result:
+def _waiting_task(row: sqlite3.Row) -> WaitingTask | Result:
     """A task to requeue as it was sent; a failed result if its inputs were too large to journal."""
-    _, topic, method, priority, _, blob, _, _ = row
-    topic, keep, task_info, resources, max_retries, created, inputs = pickle.loads(blob)
-    result = Result(task_id=task_id, method=method, topic=topic, keep_inputs=keep, task_info=task_info,
-                    resources=ResourceRequirements(**resources), max_retries=max_retries, priority=priority,
-                    timestamp=Timestamps(created=created))
-    if inputs is None:
+    info, shape, max_retries = pickle.loads(row["info"]) if row["info"] is not None else ({}, (1, 1, 1), 0)
+    result = Result(task_id=row["task_id"], method=row["method"], topic=row["topic"], keep_inputs=bool(row["keep"]), task_info=info,
+                    resources=ResourceRequirements(node_count=shape[0], cpu_processes=shape[1], cpu_threads=shape[2]),
+                    max_retries=max_retries, priority=row["priority"], timestamp=Timestamps(created=row["created"]))
+    if row["inputs"] is None:
         fill(result, success=False, complete=True, failure_info=FailureInformation(
             exception="Not resumed: its inputs were larger than the journal keeps (inputs_limit), so it could not be requeued"))
         return result
-    if keep:
-        fill(result, inputs=pickle.loads(inputs))
-    return WaitingTask(task_id, method, priority, result, inputs)
+    if row["keep"]:
+        fill(result, inputs=pickle.loads(row["inputs"]))
+    return WaitingTask(row["task_id"], row["method"], row["priority"], result, row["inputs"])

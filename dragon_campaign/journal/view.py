@@ -121,13 +121,10 @@ def _read(db: sqlite3.Connection, run_dir: Path, checkpointed: bool, exported: i
     for topic, state, count in db.execute("SELECT topic, state, COUNT(*) FROM tasks GROUP BY topic, state"):
         counts = topics.setdefault(topic, dict.fromkeys(("unfinished", "finished", "failed", "cancelled", "answered", "dropped"), 0))
         counts[{"submitted": "unfinished", "completed": "finished"}.get(state, state)] += count
-    for topic, failed in db.execute("SELECT c.topic, COUNT(*) FROM completions c JOIN tasks t ON t.task_id = c.task_id "
-                                    "WHERE c.success = 0 AND t.state = 'completed' AND c.n = (SELECT MAX(n) FROM completions "
-                                    "WHERE task_id = c.task_id) GROUP BY c.topic"):
-        if topic in topics:
-            topics[topic]["failed"] = failed
+    for topic, failed in db.execute("SELECT topic, COUNT(*) FROM tasks WHERE state = 'completed' AND success = 0 GROUP BY topic"):
+        topics[topic]["failed"] = failed
     failures = [{"task_id": task_id, "method": method, "reason": reason or "?"} for task_id, method, reason in db.execute(
-        "SELECT task_id, method, reason FROM completions WHERE success = 0 ORDER BY n DESC LIMIT ?", (RECENT_FAILURES,))]
+        "SELECT task_id, method, reason FROM tasks WHERE success = 0 ORDER BY done DESC LIMIT ?", (RECENT_FAILURES,))]
     snapshot = db.execute("SELECT MAX(at) FROM snapshots").fetchone()[0]
     last = sessions[-1].outcome if sessions else "killed"
     unfinished = sum(counts["unfinished"] for counts in topics.values())

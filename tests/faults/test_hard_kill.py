@@ -1,7 +1,7 @@
 """One try of each hard kill of comparisons/hard_kill.py: SIGKILL of a whole campaign (after its first result,
 during its resume, while its thinker's snapshot is written), then --resume; every invariant must hold.
 
-``python comparisons/fault_injection.py --hard-kills`` runs the full table (10 tries of each)."""
+``python comparisons/hard_kill_table.py`` runs the full table (10 tries of each, results/hard_kill.md)."""
 
 from __future__ import annotations
 
