@@ -1,9 +1,9 @@
-"""The journal's SQLite database (``<run-dir>/journal.sqlite``) and the thread that writes it.
+"""The journal's SQLite database (``<run-dir>/journal.sqlite``), and the steering process's side of it.
 
-Events are written in group commits: every ``interval`` seconds (0.2 by default) the writer drains the
-events of the queues and the server and writes them in one transaction, in WAL mode with
-``synchronous=FULL`` (each commit reaches the disk before the next begins), then appends the completed
-results to ``results.jsonl``. So ``results.jsonl`` never holds a result the journal lacks, and a SIGKILL,
+Events are written in group commits: every ``interval`` seconds (0.2 by default) the steering process ships
+the events of the queues and the server to the journal's writer process (``.writer``), which writes them in
+one transaction, in WAL mode with ``synchronous=FULL`` (each commit reaches the disk before the next begins),
+then appends the completed results to ``results.jsonl``. So ``results.jsonl`` never holds a result the journal lacks, and a SIGKILL,
 a dead node or PBS's kill at walltime loses at most what happened since the last commit: one interval
 plus the commit's own time (``results/journal_cost.md`` measures it).
 
@@ -13,29 +13,23 @@ committed before stays readable, and ``--resume`` carries on once there is space
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
 import re
 import socket
 import sqlite3
+import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from dragon_campaign.journal.events import (
-    Answered,
-    Cancelled,
-    Completed,
-    Event,
-    Reprioritized,
-    Snapshot,
-    Submitted,
-    TaskEvents,
-)
-from dragon_campaign.models import Result
+from dragon_campaign.journal.events import INPUTS_LIMIT, SHIPPED, Snapshot, TaskEvents
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +39,9 @@ COMMIT_INTERVAL_S = 0.2  # the group commit: what a SIGKILL can lose, at most (p
 SNAPSHOT_S = 10.0  # how often the thinker's state is saved while it runs, by default
 SNAPSHOT_ENV = "DRAGON_CAMPAIGN_SNAPSHOT_S"  # another default (dragon-campaign run --snapshot-interval sets it)
 HEARTBEAT_S = 2.0  # an idle journal still commits this often, so that another node can tell the job runs
-INPUTS_LIMIT = 2**20  # inputs above this many pickled bytes are not journaled: such a task cannot be requeued
+WRITER_EXIT_S = 60.0  # how long the writer gets to commit what is left once the job closes its journal
+SNAPSHOT_KIND = len(SHIPPED)  # a snapshot travels as (seq, its pickle)
+FRAME = struct.Struct("<Q")
 
 _TASK_ID = re.compile(rb'^\{"task_id":"([^"]+)"')  # a line of results.jsonl begins with its task id
 
@@ -81,13 +77,21 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     return connection
 
 
-def task_info(result: Result) -> bytes | None:
-    """The rest of what requeues a task, where it is not the default: task_info, resources, max_retries."""
-    resources = result.resources
-    shape = (resources.node_count, resources.cpu_processes, resources.cpu_threads)
-    if not result.task_info and shape == (1, 1, 1) and not result.max_retries:
+def write_frame(stream: IO[bytes], message: Any) -> None:
+    """One message for the writer process: an 8-byte length, then the pickle."""
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(FRAME.pack(len(payload)) + payload)
+    stream.flush()
+
+
+def read_frame(stream: IO[bytes]) -> Any:
+    """The next message, None at the end of the input (or a frame cut short by the sender's death)."""
+    header = stream.read(FRAME.size)
+    if len(header) < FRAME.size:
         return None
-    return pickle.dumps((result.task_info, shape, result.max_retries), protocol=pickle.HIGHEST_PROTOCOL)
+    (length,) = FRAME.unpack(header)
+    payload = stream.read(length)
+    return pickle.loads(payload) if len(payload) == length else None
 
 
 def export_missing(connection: sqlite3.Connection, results: Path) -> int:
@@ -109,15 +113,17 @@ def export_missing(connection: sqlite3.Connection, results: Path) -> int:
 
 
 class Journal:
-    """Writes the events of one job into the run's journal, a group commit every ``interval`` seconds."""
+    """The journal of one job, as the steering process sees it: it opens the job's row, ships the recorded
+    events to its writer process every ``interval`` seconds (``.writer``), and takes the thinker's snapshots.
+    """
 
     def __init__(self, run_dir: Path, events: TaskEvents, interval: float = COMMIT_INTERVAL_S,
                  inputs_limit: int = INPUTS_LIMIT, on_failure: Callable[[str], None] | None = None) -> None:
         self.path = run_dir / JOURNAL_FILE
         self.results_path = run_dir / "results.jsonl"
         self.events = events
+        events.inputs_limit = inputs_limit
         self.interval = interval
-        self.inputs_limit = inputs_limit
         self.on_failure = on_failure
         self.failure: str | None = None
         self.commits = 0
@@ -127,21 +133,28 @@ class Journal:
         self._next_snapshot = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()  # one commit at a time (the writer's, or the last one at close)
-        self.connection = connect(self.path)
-        self.base, self._done = self.connection.execute("SELECT COALESCE(MAX(seq), 0), COALESCE(MAX(done), 0) FROM tasks").fetchone()
-        self.base = max(self.base, self.connection.execute("SELECT COALESCE(MAX(seq), 0) FROM snapshots").fetchone()[0])
-        resumed = self.connection.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] > 0
-        if resumed and (exported := export_missing(self.connection, self.results_path)):
-            logger.info(f"{exported} result(s) the earlier job committed to its journal but did not export were added to results.jsonl")
-        cursor = self.connection.execute("INSERT INTO sessions (started, host, pid, resumed, heartbeat) VALUES (?, ?, ?, ?, ?)",
-                                         (time.time(), socket.gethostname(), os.getpid(), int(resumed), time.time()))
-        self.session: int = cursor.lastrowid or 0
-        self._results = open(self.results_path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
+        self._lock = threading.Lock()  # one shipment at a time (the shipper's, or the last one at close)
+        db = connect(self.path)
+        try:
+            base, done = db.execute("SELECT COALESCE(MAX(seq), 0), COALESCE(MAX(done), 0) FROM tasks").fetchone()
+            base = max(base, db.execute("SELECT COALESCE(MAX(seq), 0) FROM snapshots").fetchone()[0])
+            if db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] and (exported := export_missing(db, self.results_path)):
+                logger.info(f"{exported} result(s) the earlier job committed to its journal but did not export were added to results.jsonl")
+            resumed = db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] > 0
+            cursor = db.execute("INSERT INTO sessions (started, host, pid, resumed, heartbeat) VALUES (?, ?, ?, ?, ?)",
+                                (time.time(), socket.gethostname(), os.getpid(), int(resumed), time.time()))
+            self.session: int = cursor.lastrowid or 0
+        finally:
+            db.close()
+        # its own process group: a signal to ours (Ctrl-C) must not stop it before the campaign has written its end
+        self._writer = subprocess.Popen([sys.executable, "-m", "dragon_campaign.journal.writer", str(run_dir), str(self.session),
+                                         str(base), str(done)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, process_group=0)
+        self._replies = threading.Thread(target=self._read_replies, name="journal-replies", daemon=True)
+        self._replies.start()
 
     def start(self) -> Journal:
-        """Start the writer thread."""
-        self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
+        """Start shipping events."""
+        self._thread = threading.Thread(target=self._run, name="journal-shipper", daemon=True)
         self._thread.start()
         return self
 
@@ -150,34 +163,34 @@ class Journal:
         self._snapshot, self._snapshot_every = take, every
         self._next_snapshot = time.monotonic() + every
 
-    def snapshot_now(self) -> None:
-        """Take and save a snapshot at the next commit."""
-        self._next_snapshot = 0.0
-
     def close(self, outcome: str) -> None:
-        """Write what is left, say how the job ended (finished, suspended, stopped, failed), close."""
+        """Ship what is left, say how the job ended (finished, suspended, stopped, failed), wait for the writer."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(max(10.0, 20 * self.interval))
-        self.commit()
+        self.ship()
+        with self._lock:
+            try:
+                write_frame(self._writer.stdin, ("close", outcome))  # type: ignore[arg-type]
+                self._writer.stdin.close()  # type: ignore[union-attr]
+            except OSError as exc:
+                self._failed(f"{type(exc).__name__}: {exc}")
         try:
-            with self._lock:
-                self.connection.execute("UPDATE sessions SET ended = ?, outcome = ? WHERE session = ?", (time.time(), outcome, self.session))
-        except sqlite3.Error as exc:
-            logger.error(f"Could not record the end of the job in {self.path}: {exc}")
-        self.connection.close()
-        self._results.close()
+            self._writer.wait(WRITER_EXIT_S)
+        except subprocess.TimeoutExpired:
+            logger.error(f"The journal's writer did not finish within {WRITER_EXIT_S:g} s; killing it")
+            self._writer.kill()
+            self._writer.wait()
+        self._replies.join(5.0)
 
     def drop_earlier(self, carried: set[str]) -> int:
         """At a resume: unfinished tasks of earlier jobs that do not carry on will never finish (the thinker
         submits again what it needs); returns how many.
         """
-        with self._lock:
-            rows = self.connection.execute("SELECT task_id FROM tasks WHERE session < ? AND state = 'submitted'", (self.session,))
+        with sqlite3.connect(self.path, timeout=30.0) as db:
+            rows = db.execute("SELECT task_id FROM tasks WHERE session < ? AND state = 'submitted'", (self.session,)).fetchall()
             dropped = [(task_id,) for (task_id,) in rows if task_id not in carried]
-            self.connection.execute("BEGIN IMMEDIATE")
-            self.connection.executemany("UPDATE tasks SET state = 'dropped' WHERE task_id = ?", dropped)
-            self.connection.execute("COMMIT")
+            db.executemany("UPDATE tasks SET state = 'dropped' WHERE task_id = ?", dropped)
         return len(dropped)
 
     def set_outcome(self, outcome: str) -> None:
@@ -188,16 +201,13 @@ class Journal:
         except sqlite3.Error as exc:
             logger.error(f"Could not record the end of the job in {self.path}: {exc}")
 
-    # -- the writer -----------------------------------------------------------------------------------------
+    # -- shipping -------------------------------------------------------------------------------------------
     def _run(self) -> None:
-        beat = time.monotonic()
         while not self._stop.wait(self.interval):
             if self._snapshot is not None and time.monotonic() >= self._next_snapshot:
                 self._next_snapshot = time.monotonic() + self._snapshot_every
                 self._take_snapshot()
-            if not self.commit(heartbeat=time.monotonic() - beat > HEARTBEAT_S):
-                continue
-            beat = time.monotonic()
+            self.ship()
 
     def _take_snapshot(self) -> None:
         assert self._snapshot is not None
@@ -209,133 +219,34 @@ class Journal:
         if snapshot is not None:
             self.events.add(snapshot)
 
-    def commit(self, heartbeat: bool = False) -> bool:
-        """Write every event recorded so far in one transaction, then export the results; False if nothing was
-        written (no event and no ``heartbeat`` asked for) or it failed.
-        """
+    def ship(self) -> None:
+        """Send every event recorded so far to the writer, which commits them in one transaction."""
         with self._lock:
             events = self.events.drain()
-            if not events and not heartbeat:
-                return False
-            start = time.perf_counter()
+            if not events or self._writer.stdin is None or self._writer.stdin.closed:
+                return
+            shipped = [(SNAPSHOT_KIND, (event.seq, pickle.dumps((event.state, event.allocation, event.in_flight),
+                                                                 protocol=pickle.HIGHEST_PROTOCOL)))
+                       if type(event) is Snapshot else event for event in events]
             try:
-                lines = self._write(events)
-            except (sqlite3.Error, OSError) as exc:
-                self.events.put_back(events)  # tried again at the next commit, and at close
-                self._failed(exc)
-                return False
-            try:
-                if lines:
-                    self._results.write(lines)
-                    self._results.flush()
-            except OSError as exc:  # committed: the next job exports them (export_missing)
-                self._failed(exc)
-                return False
-            elapsed = time.perf_counter() - start
-            self.commits += 1
-            self.longest_commit_s = max(self.longest_commit_s, elapsed)
-            return True
+                write_frame(self._writer.stdin, ("events", shipped))
+            except OSError as exc:  # the writer is gone
+                self._failed(f"its writer process exited ({type(exc).__name__}: {exc})")
 
-    def _write(self, events: list[Event]) -> str:
-        """Write the events in one transaction; returns the lines of results.jsonl they complete.
+    def _read_replies(self) -> None:
+        assert self._writer.stdout is not None
+        for line in self._writer.stdout:
+            reply = json.loads(line)
+            if "failure" in reply:
+                self._failed(reply["failure"])
+            elif "committed" in reply:
+                self.commits += 1
+                self.longest_commit_s = max(self.longest_commit_s, reply["committed"])
 
-        Events of one task within one commit become one row: at full speed most tasks are submitted and
-        finished between two commits, and cost one insert.
-        """
-        base, session, limit = self.base, self.session, self.inputs_limit
-        new: dict[str, list[Any]] = {}  # rows of tasks first seen in this commit
-        finished: list[tuple[Any, ...]] = []  # of tasks written by an earlier commit
-        priorities: list[tuple[float, str]] = []
-        cancels: list[tuple[str]] = []
-        snapshots: list[tuple[Any, ...]] = []
-        lines: list[str] = []
-        now = time.time()
-        for event in events:
-            if isinstance(event, Submitted):
-                result = event.result
-                inputs = event.inputs if len(event.inputs) <= limit else None
-                new[result.task_id] = [result.task_id, base + event.seq, session, result.topic, result.method, result.priority,
-                                       event.digest, int(result.keep_inputs), result.timestamp.created, task_info(result), inputs,
-                                       "submitted", None, None, None, None, None, None, None, None, None]
-            elif isinstance(event, Completed):
-                result = event.result
-                value, whole = _pickled_value(result)
-                self._done += 1
-                done = (self._done, session, int(bool(result.success)), int(event.final and whole), result.failure_reason, now, event.line, value)
-                row = new.get(result.task_id)
-                if row is not None:
-                    row[STATE] = "completed"
-                    row[DONE:] = done
-                else:
-                    finished.append((*done, result.task_id))
-                lines.append(event.line)
-            elif isinstance(event, Reprioritized):
-                for task_id, priority in zip(event.task_ids, event.priorities, strict=True):
-                    if (row := new.get(task_id)) is not None:
-                        row[5] = priority
-                    else:
-                        priorities.append((priority, task_id))
-            elif isinstance(event, Cancelled):
-                for task_id in event.task_ids:
-                    if (row := new.get(task_id)) is not None:
-                        row[STATE] = "cancelled"
-                    else:
-                        cancels.append((task_id,))
-            elif isinstance(event, Answered):
-                result = event.result
-                new[result.task_id] = [result.task_id, base + event.seq, session, result.topic, result.method, result.priority,
-                                       event.digest, int(result.keep_inputs), result.timestamp.created, None, None, "answered",
-                                       event.source, None, None, None, None, None, None, None, None]
-            else:
-                snapshots.append((base + event.seq, session, now,
-                                  pickle.dumps((event.state, event.allocation, event.in_flight), protocol=pickle.HIGHEST_PROTOCOL)))
-        db = self.connection
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany(f"INSERT OR REPLACE INTO tasks VALUES ({', '.join('?' * TASK_COLUMNS)})", new.values())
-            db.executemany("UPDATE tasks SET state = 'completed', done = ?, done_session = ?, success = ?, final = ?, reason = ?, at = ?, "
-                           "line = ?, value = ? WHERE task_id = ?", finished)
-            db.executemany("UPDATE tasks SET priority = ? WHERE task_id = ?", priorities)
-            db.executemany("UPDATE tasks SET state = 'cancelled' WHERE task_id = ?", cancels)
-            db.executemany("INSERT INTO snapshots (seq, session, at, state) VALUES (?, ?, ?, ?)", snapshots)
-            if snapshots:  # a resume needs the latest only; one more in case
-                db.execute("DELETE FROM snapshots WHERE n < (SELECT MAX(n) FROM snapshots) - 1")
-            db.execute("UPDATE sessions SET heartbeat = ? WHERE session = ?", (now, session))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
-                db.execute("ROLLBACK")
-            raise
-        return "".join(line + "\n" for line in lines)
-
-    def _failed(self, exc: BaseException) -> None:
-        reason = f"The campaign's journal {self.path} cannot be written ({exc}): results from here on could be lost"
+    def _failed(self, why: str) -> None:
+        reason = f"The campaign's journal {self.path} cannot be written ({why}): results from here on could be lost"
         if self.failure is None:
             self.failure = reason
             logger.error(f"{reason}; stopping the campaign. What was committed before stays; free some space and resume it")
             if self.on_failure is not None:
                 self.on_failure(reason)
-
-
-_EXACT_IN_JSON = (int, float, str, bool, type(None))
-
-
-def _pickled_value(result: Result) -> tuple[bytes | None, bool]:
-    """The pickled value (the rest of the result is its JSON line), and whether it can answer a later task:
-    not a proxy (its data may live in a store that ends with the job), and picklable.
-    """
-    value = result.value
-    if type(value) in _EXACT_IN_JSON:  # its line holds it as it is
-        return None, True
-    if is_proxy(value):
-        return None, False
-    try:
-        return pickle.dumps(result.value, protocol=pickle.HIGHEST_PROTOCOL), True
-    except Exception as exc:
-        logger.warning(f"The value of task {result.task_id} cannot be journaled ({exc!r}); it runs again if the campaign resumes")
-        return None, False
-
-
-def is_proxy(value: Any) -> bool:
-    """Whether a value is a ProxyStore proxy: its data may live in a store that ends with the job (never memoized)."""
-    return type(value).__module__.startswith("proxystore.") and type(value).__name__ == "Proxy"

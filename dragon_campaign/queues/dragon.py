@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dragon_campaign.exceptions import KillSignalException, TimeoutException
-from dragon_campaign.journal.events import Answered, Cancelled, Reprioritized, Submitted, TaskEvents
+from dragon_campaign.journal.events import TaskEvents, requeue_info
 from dragon_campaign.models import ResourceRequirements, Result, WorkerInformation, fill
 from dragon_campaign.queues.proxying import ProxyRule, proxy_inputs
 from dragon_campaign.queues.waiting import WaitingTask, WaitingTasks
@@ -179,7 +179,7 @@ class DragonQueues:
         result.time.serialize_inputs = time.perf_counter() - start
         result.message_sizes["inputs"] = len(inputs)
         events = self.events
-        digest = hashlib.blake2b(inputs, digest_size=16, person=method.encode()[:16]).digest() if events.enabled else b""
+        digest = hashlib.blake2b(inputs, digest_size=16).digest() if events.enabled else b""  # memoized by (method, digest)
         with self._lock:
             self._unacked.pop(threading.get_ident(), None)
             self._active.add(result.task_id)
@@ -189,10 +189,12 @@ class DragonQueues:
             source = answers.popleft() if answers else None
             if source is not None:
                 _answered_by(result, source)
-                events.add(Answered(events.next_seq(), result, digest, source.task_id))
+                events.answered(result.task_id, topic, method, result.priority, digest, keep, result.timestamp.created, source.task_id)
             else:
                 self._waiting.push(WaitingTask(result.task_id, method, result.priority, result, inputs))
-                events.add(Submitted(events.next_seq(), result, inputs, digest))
+                if events.enabled:
+                    info = None if resources is None and not task_info and not max_retries else requeue_info(result)
+                    events.submitted(result.task_id, topic, method, result.priority, digest, keep, result.timestamp.created, info, inputs)
         if source is not None:
             self.deliver([result])
         elif self._sink is not None:
@@ -208,7 +210,7 @@ class DragonQueues:
             updated = self._waiting.update_priority(task_ids, priorities)
             if updated:
                 new = dict(zip(task_ids, priorities, strict=True))
-                self.events.add(Reprioritized(self.events.next_seq(), updated, [float(new[task_id]) for task_id in updated]))
+                self.events.reprioritized(updated, [float(new[task_id]) for task_id in updated])
             return updated
 
     def cancel(self, task_ids: Iterable[str]) -> list[str]:
@@ -227,7 +229,7 @@ class DragonQueues:
                 self._counts[task.result.topic]["cancelled"] += 1
             self._forget([task.task_id for task in removed])
             if removed:
-                self.events.add(Cancelled(self.events.next_seq(), [task.task_id for task in removed]))
+                self.events.cancelled([task.task_id for task in removed])
         return [task.task_id for task in removed]
 
     # -- receiving --------------------------------------------------------------------------------------

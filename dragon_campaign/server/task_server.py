@@ -37,7 +37,7 @@ from typing import Any
 from dragon_campaign import foreground
 from dragon_campaign.bridges.executors import ExecutorPool
 from dragon_campaign.journal import Journal
-from dragon_campaign.journal.events import Completed
+from dragon_campaign.journal.events import pickled_value
 from dragon_campaign.models import FailureInformation, Result, WorkerInformation, fill
 from dragon_campaign.queues.dragon import DragonQueues
 from dragon_campaign.queues.waiting import WaitingTask
@@ -385,9 +385,10 @@ class DragonTaskServer:
         for result in results:
             result.complete = True  # the task's last result (a streamed intermediate one has complete=False)
         if self.journal is not None:
-            add = self.queues.events.add
+            completed = self.queues.events.completed
             for result in results:
-                add(Completed(result, result.json_line(), final))
+                value, whole = pickled_value(result)
+                completed(result.task_id, bool(result.success), final and whole, result.failure_reason, result.json_line(), value)
         else:
             assert self._result_log is not None
             try:
