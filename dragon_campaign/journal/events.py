@@ -8,6 +8,7 @@ thinker (``Snapshot.seq``) cuts the stream at a point consistent with the tasks 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import pickle
 from collections import deque
@@ -29,7 +30,7 @@ class Submitted(NamedTuple):
     topic: str
     method: str
     priority: float
-    digest: bytes  # of the method and the inputs: what memoization matches
+    digest: bytes | None  # of the inputs (``input_digest``): with the method, what memoization matches; None: the writer hashes them
     keep: bool  # the inputs stay in the result
     created: float
     info: bytes | None  # task_info, resources and max_retries where they are not the defaults (``requeue_info``)
@@ -114,7 +115,7 @@ class TaskEvents:
 
     # Each kind of event is kept as (its index in SHIPPED, its fields as a plain tuple): these calls come once or
     # twice per task, and a plain tuple costs a tenth of a NamedTuple to make and to pickle for the writer.
-    def submitted(self, task_id: str, topic: str, method: str, priority: float, digest: bytes, keep: bool, created: float,
+    def submitted(self, task_id: str, topic: str, method: str, priority: float, digest: bytes | None, keep: bool, created: float,
                   info: bytes | None, inputs: bytes) -> None:
         """A task entered the queues (under their lock): see ``Submitted``."""
         if self.enabled:
@@ -158,6 +159,11 @@ class TaskEvents:
 
 
 
+def input_digest(inputs: bytes) -> bytes:
+    """What identifies a task's inputs for memoization (with its method): 128 bits of BLAKE2b."""
+    return hashlib.blake2b(inputs, digest_size=16).digest()
+
+
 def requeue_info(result: Result) -> bytes | None:
     """The rest of what requeues a task, where it is not the default: task_info, resources, max_retries."""
     resources = result.resources
@@ -167,7 +173,7 @@ def requeue_info(result: Result) -> bytes | None:
     return pickle.dumps((result.task_info, shape, result.max_retries), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-_EXACT_IN_JSON = (int, float, str, bool, type(None))
+EXACT_IN_JSON = (int, float, str, bool, type(None))  # values a result's JSON line holds exactly
 
 
 def pickled_value(result: Result) -> tuple[bytes | None, bool]:
@@ -176,7 +182,7 @@ def pickled_value(result: Result) -> tuple[bytes | None, bool]:
     and picklable.
     """
     value = result.value
-    if type(value) in _EXACT_IN_JSON:
+    if type(value) in EXACT_IN_JSON:
         return None, True
     if is_proxy(value):
         return None, False

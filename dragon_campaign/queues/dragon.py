@@ -18,7 +18,6 @@ results nobody took yet, to the checkpoint, and ``resume()`` puts both back in t
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import threading
 import time
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dragon_campaign.exceptions import KillSignalException, TimeoutException
-from dragon_campaign.journal.events import TaskEvents, requeue_info
+from dragon_campaign.journal.events import TaskEvents, input_digest, requeue_info
 from dragon_campaign.models import ResourceRequirements, Result, WorkerInformation, fill
 from dragon_campaign.queues.proxying import ProxyRule, proxy_inputs
 from dragon_campaign.queues.waiting import WaitingTask, WaitingTasks
@@ -179,17 +178,18 @@ class DragonQueues:
         result.time.serialize_inputs = time.perf_counter() - start
         result.message_sizes["inputs"] = len(inputs)
         events = self.events
-        digest = hashlib.blake2b(inputs, digest_size=16).digest() if events.enabled else b""  # memoized by (method, digest)
+        # what memoization matches, with the method; the journal's writer hashes what it gets (most inputs)
+        digest = input_digest(inputs) if self._memo or len(inputs) > events.inputs_limit else None
         with self._lock:
             self._unacked.pop(threading.get_ident(), None)
             self._active.add(result.task_id)
             self._counts[topic]["submitted"] += 1
             self._all_done.clear()
-            answers = self._memo.get((method, digest)) if self._memo else None
+            answers = self._memo.get((method, digest)) if self._memo and digest is not None else None
             source = answers.popleft() if answers else None
             if source is not None:
                 _answered_by(result, source)
-                events.answered(result.task_id, topic, method, result.priority, digest, keep, result.timestamp.created, source.task_id)
+                events.answered(result.task_id, topic, method, result.priority, digest, keep, result.timestamp.created, source.task_id)  # type: ignore[arg-type]
             else:
                 self._waiting.push(WaitingTask(result.task_id, method, result.priority, result, inputs))
                 if events.enabled:
