@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from common import outside_runtime_env
+
+from dragon_campaign.journal.database import JOURNAL_FILE, connect
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = sorted((ROOT / "pbs-scripts").glob("*.pbs"))
@@ -88,7 +92,23 @@ def test_a_job_resumes_a_run_directory_with_a_checkpoint_and_skips_a_finished_on
     assert f"run_dir: {run_dir}" in resumed
     (run_dir / "checkpoint" / "campaign.pkl").unlink()
     (run_dir / "summary.json").write_text("{}")
-    assert "has finished (summary.json): nothing to do" in run_job(ROOT / "pbs-scripts" / "one_node.pbs", env, tmp_path)
+    assert "has finished: nothing to do" in run_job(ROOT / "pbs-scripts" / "one_node.pbs", env, tmp_path)
+
+
+def test_a_job_resumes_a_run_killed_before_it_could_checkpoint(tmp_path):
+    """PBS's SIGKILL at the walltime (or a lost node) leaves no checkpoint: the next job resumes from the journal."""
+    run_dir = tmp_path / "runs" / "chain"
+    first = run_job(ROOT / "pbs-scripts" / "one_node.pbs", job_environment(tmp_path, RUN_DIR=str(run_dir)), tmp_path)
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(first[first.index("plan:") + len("plan:"):].replace("\n  ", "\n"))
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # the killed job's head process: its pid is free
+    db = connect(run_dir / JOURNAL_FILE)
+    db.execute("INSERT INTO sessions (started, host, pid, heartbeat) VALUES (?, ?, ?, ?)",
+               (time.time() - 60, socket.gethostname(), gone.pid, time.time() - 60))
+    db.close()
+    resumed = run_job(ROOT / "pbs-scripts" / "one_node.pbs", job_environment(tmp_path, RUN_DIR=str(run_dir)), tmp_path)
+    assert f"--resume {run_dir}" in resumed
 
 
 def test_submit_chain_links_jobs_with_afterany(tmp_path):

@@ -34,8 +34,9 @@ Ctrl-C, SIGTERM or SIGHUP (to this process or its process group) and --stop-afte
 campaign into <run-dir>/checkpoint/ and exit with status 3 (apps that cannot checkpoint stop cleanly with
 130); a second Ctrl-C stops the workers at once (still checkpointed), a third tears the runtime down.
 A signal during set-up stops the run cleanly with 130: there is nothing to checkpoint yet. --resume
-RUN_DIR carries on from a checkpoint in a new runtime, with the configuration the run started with
-(config.yaml in RUN_DIR). Exit status: 0 finished, 1 failed, 2 configuration error, 3 checkpointed,
+RUN_DIR carries on in a new runtime, with the configuration the run started with (config.yaml in
+RUN_DIR): from its checkpoint, else from its journal (journal.sqlite), whatever ended the job, SIGKILL
+included; dragon-campaign status RUN_DIR says how far it got and how it resumes. Exit status: 0 finished, 1 failed, 2 configuration error, 3 checkpointed,
 130 interrupted without a checkpoint. Whatever the exit, processes and /dev/shm segments the runtime left
 behind are removed and named.
 """
