@@ -49,7 +49,10 @@ class FailureInformation(BaseModel):
 
 
 class WorkerInformation(BaseModel):
-    """Which worker ran a task: the pool, the worker's slot in it, its node and GPU."""
+    """Which worker ran a task: the pool, the worker's slot in it, its node and GPU. A task answered from the
+    journal after a resume (memoization) carries the worker of the task that ran, and ``answered_from``: that
+    task's id.
+    """
 
     model_config = ConfigDict(extra="allow")
 
