@@ -9,6 +9,7 @@ import platform
 import resource
 import shlex
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -33,6 +34,14 @@ def provenance(launcher: str = "dragon") -> list[str]:
         f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Command: `{launcher} {shlex.join(sys.argv)}`",
     ]
+
+
+def commit() -> str:
+    """The checked-out commit, marked when the working tree differs from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True).stdout.strip()
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results")  # not its own tables
+    return (git("rev-parse", "--short", "HEAD") or "unknown") + (" (with local changes)" if changed else "")
 
 
 def require_dragon_runtime(script: str) -> None:

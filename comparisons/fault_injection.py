@@ -14,7 +14,6 @@ import argparse
 import csv
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -22,7 +21,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from common import Steps, machine_description, write_csv
+from common import Steps, commit, machine_description, write_csv
 from faults import FAULTS, INVARIANTS, try_fault
 
 
@@ -85,14 +84,6 @@ def kept_rows(output: Path, rerun: list[str]) -> list[dict]:
         row["commit"] = row.get("commit") or named
         rows.append(row)
     return rows
-
-
-def commit() -> str:
-    """The checked-out commit, marked when the working tree differs from it."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True).stdout.strip()
-    changed = git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results")  # not its own tables
-    return (git("rev-parse", "--short", "HEAD") or "unknown") + (" (with local changes)" if changed else "")
 
 
 def report(rows: list[dict], names: list[str], args: argparse.Namespace) -> str:

@@ -19,8 +19,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from common import Steps, machine_description, write_csv
-from fault_injection import commit
+from common import Steps, commit, machine_description, write_csv
 from hard_kill import HARD_KILL_INVARIANTS, KINDS, TRIES, try_hard_kill
 
 

@@ -18,14 +18,13 @@ import argparse
 import json
 import sqlite3
 import statistics
-import subprocess
 import time
 from importlib.metadata import version
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from common import provenance, require_dragon_runtime, use_dragon_processes, write_csv
+from common import commit, provenance, require_dragon_runtime, use_dragon_processes, write_csv, write_report
 
 WARMUP_TASKS = 200
 
@@ -76,16 +75,15 @@ def spread(values: list[float], digits: int = 0) -> str:
     return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f} to {max(values):.{digits}f})"
 
 
-def write_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> Path:
+def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> Path:
     from dragon_campaign.journal.database import COMMIT_INTERVAL_S
 
     off = [r["tasks_per_s"] for r in rows if not r["journal"]]
     on = [r["tasks_per_s"] for r in rows if r["journal"]]
     with_journal = [r for r in rows if r["journal"]]
     cost = 1 - statistics.median(on) / statistics.median(off)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
     lines = ["# The campaign journal's cost", "", *provenance(),
-             f"- Code: commit {commit}; dragonhpc {version('dragonhpc')}, SQLite {sqlite3.sqlite_version}",
+             f"- Code: commit {commit()}; dragonhpc {version('dragonhpc')}, SQLite {sqlite3.sqlite_version}",
              f"- {args.runs} runs of each configuration, alternating; {args.workers} workers, {args.in_flight} tasks in flight, "
              f"{args.seconds:g} s of no-op tasks per run; group commit every {COMMIT_INTERVAL_S:g} s (WAL, synchronous=FULL)",
              "", "| configuration | throughput, tasks/s: median (range) | group commits per run |", "|---|---|---|",
@@ -98,11 +96,8 @@ def write_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> Path:
              f"| median over the run's results | {spread([r['window_median_s'] for r in with_journal], 3)} |",
              f"| 99th percentile | {spread([r['window_p99_s'] for r in with_journal], 3)} |",
              f"| longest | {spread([r['window_max_s'] for r in with_journal], 3)} |"]
-    path = args.output / "journal_cost.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
     write_csv(args.output / "journal_cost.csv", rows, ["journal", "tasks_per_s", "tasks", "commits", "window_median_s", "window_p99_s", "window_max_s"])
-    return path
+    return write_report(args.output, "journal_cost", lines)
 
 
 def main() -> None:
@@ -120,7 +115,7 @@ def main() -> None:
         for journal in ((False, True) if run % 2 == 0 else (True, False)):
             rows.append(one_run(journal, args))
             print(f"run {run + 1}, journal {'on' if journal else 'off'}: {rows[-1]['tasks_per_s']:.0f} tasks/s", flush=True)
-    print(f"Wrote {write_report(rows, args)}")
+    print(f"Wrote {report(rows, args)}")
 
 
 if __name__ == "__main__":

@@ -127,7 +127,6 @@ class Journal:
         self.on_failure = on_failure
         self.failure: str | None = None
         self.commits = 0
-        self.longest_commit_s = 0.0
         self._snapshot: Callable[[], Snapshot | None] | None = None
         self._snapshot_every = SNAPSHOT_S
         self._next_snapshot = 0.0
@@ -138,9 +137,9 @@ class Journal:
         try:
             base, done = db.execute("SELECT COALESCE(MAX(seq), 0), COALESCE(MAX(done), 0) FROM tasks").fetchone()
             base = max(base, db.execute("SELECT COALESCE(MAX(seq), 0) FROM snapshots").fetchone()[0])
-            if db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] and (exported := export_missing(db, self.results_path)):
-                logger.info(f"{exported} result(s) the earlier job committed to its journal but did not export were added to results.jsonl")
             resumed = db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] > 0
+            if resumed and (exported := export_missing(db, self.results_path)):
+                logger.info(f"{exported} result(s) the earlier job committed to its journal but did not export were added to results.jsonl")
             cursor = db.execute("INSERT INTO sessions (started, host, pid, resumed, heartbeat) VALUES (?, ?, ?, ?, ?)",
                                 (time.time(), socket.gethostname(), os.getpid(), int(resumed), time.time()))
             self.session: int = cursor.lastrowid or 0
@@ -241,7 +240,6 @@ class Journal:
                 self._failed(reply["failure"])
             elif "committed" in reply:
                 self.commits += 1
-                self.longest_commit_s = max(self.longest_commit_s, reply["committed"])
 
     def _failed(self, why: str) -> None:
         reason = f"The campaign's journal {self.path} cannot be written ({why}): results from here on could be lost"

@@ -21,7 +21,6 @@ logger = logging.getLogger(__name__)
 INPUTS_LIMIT = 2**20  # inputs above this many pickled bytes are not journaled: such a task cannot be requeued
 
 
-
 class Submitted(NamedTuple):
     """A task entered the queues, with its pickled inputs as the workers get them."""
 
@@ -95,7 +94,7 @@ Event = Shipped | Snapshot
 
 
 class TaskEvents:
-    """A buffer of events; ``add`` is called by many threads, ``drain`` by the journal's writer."""
+    """A buffer of events, recorded by the queues' and the server's threads, drained by the journal's shipper."""
 
     def __init__(self) -> None:
         self._events: deque[Event] = deque()
@@ -158,7 +157,6 @@ class TaskEvents:
             return events
 
 
-
 def input_digest(inputs: bytes) -> bytes:
     """What identifies a task's inputs for memoization (with its method): 128 bits of BLAKE2b."""
     return hashlib.blake2b(inputs, digest_size=16).digest()
@@ -173,7 +171,7 @@ def requeue_info(result: Result) -> bytes | None:
     return pickle.dumps((result.task_info, shape, result.max_retries), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-EXACT_IN_JSON = (int, float, str, bool, type(None))  # values a result's JSON line holds exactly
+_EXACT_IN_JSON = (int, float, str, bool, type(None))  # values a result's JSON line holds exactly
 
 
 def pickled_value(result: Result) -> tuple[bytes | None, bool]:
@@ -182,7 +180,7 @@ def pickled_value(result: Result) -> tuple[bytes | None, bool]:
     and picklable.
     """
     value = result.value
-    if type(value) in EXACT_IN_JSON:
+    if type(value) in _EXACT_IN_JSON:
         return None, True
     if is_proxy(value):
         return None, False

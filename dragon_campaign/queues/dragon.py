@@ -378,12 +378,6 @@ class DragonQueues:
             self._memo = {key: deque(results) for key, results in finished.items() if results}
 
     @property
-    def answerable(self) -> int:
-        """Finished tasks of an earlier job that can still answer a submission."""
-        with self._lock:
-            return sum(len(results) for results in self._memo.values())
-
-    @property
     def killed(self) -> threading.Event:
         """Set once the kill signal was sent."""
         return self._killed

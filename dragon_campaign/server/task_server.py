@@ -37,7 +37,7 @@ from typing import Any
 from dragon_campaign import foreground
 from dragon_campaign.bridges.executors import ExecutorPool
 from dragon_campaign.journal import Journal
-from dragon_campaign.journal.events import EXACT_IN_JSON, pickled_value
+from dragon_campaign.journal.events import pickled_value
 from dragon_campaign.models import FailureInformation, Result, WorkerInformation, fill
 from dragon_campaign.queues.dragon import DragonQueues
 from dragon_campaign.queues.waiting import WaitingTask
@@ -387,7 +387,7 @@ class DragonTaskServer:
         if self.journal is not None:
             completed = self.queues.events.completed
             for result in results:
-                value, whole = (None, True) if type(result.value) in EXACT_IN_JSON else pickled_value(result)
+                value, whole = pickled_value(result)
                 succeeded = bool(result.success)
                 completed(result.task_id, succeeded, final and whole, None if succeeded else result.failure_reason, result.json_line(), value)
         else:
