@@ -22,6 +22,8 @@ from dragon_campaign.campaign import CampaignSuspended, run_campaign
 from dragon_campaign.checkpoint import Checkpointer, SavedCampaign
 
 SMALL_MOLDESIGN = "app:\n  budget: 12\n  retrain_every: 4\n  ensemble: 2\n  epochs: 5\n  space_limit: 1500\n  chunk_size: 500\n"
+# adiabatic IPs (the cation relaxed too) take several times longer: the stop lands midway however fast this machine is
+SLOW_MOLDESIGN = SMALL_MOLDESIGN + "  adiabatic: true\n"
 
 
 def launch(argv: list[str]) -> None:
@@ -47,7 +49,7 @@ def assert_each_simulation_once(run_dir: Path, budget: int) -> None:
 
 def test_sigterm_midway_then_resume_runs_every_task_once(tmp_path):
     config = tmp_path / "small.yaml"
-    config.write_text(SMALL_MOLDESIGN)
+    config.write_text(SLOW_MOLDESIGN)
     run_dir = tmp_path / "run"
     child = Process(target=launch, args=(["--config", str(config), "--run-dir", str(run_dir), "--workers", "2"],),
                     env={"PYTHONPATH": os.pathsep.join(sys.path)})
@@ -79,7 +81,7 @@ def test_sigterm_midway_then_resume_runs_every_task_once(tmp_path):
 
 def test_stop_after_then_resume_with_the_batch_policy(tmp_path):
     config = tmp_path / "batch.yaml"
-    config.write_text(SMALL_MOLDESIGN + "  policy: batch\n  batch_size: 4\n")
+    config.write_text(SLOW_MOLDESIGN + "  policy: batch\n  batch_size: 4\n")
     run_dir = tmp_path / "run"
     launcher = load_launcher()
     assert launcher.main(["--config", str(config), "--run-dir", str(run_dir), "--workers", "2", "--stop-after", "4"]) == 3
