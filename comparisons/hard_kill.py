@@ -154,12 +154,23 @@ ACKLEY = """app:
   retrain_after: 20
 """
 
+WAVE = """app:
+  name: wave
+  num_sims: 16
+  grid_size: 32
+  num_steps: 8
+  sim_sleep: 0.2
+  kernel_sizes: [3, 5]
+  sim_workers: 2
+"""
+
 KINDS: dict[str, Kind] = {
     "moldesign": Kind({"small.yaml": SMALL_CAMPAIGN}, ["--config", "{dir}/small.yaml", "--workers", "2"], "simulate",
                       lambda r: r["task_info"]["molecule"], 12),
     "ackley": Kind({"ackley.yaml": ACKLEY}, ["--config", "{dir}/ackley.yaml"], "evaluate", lambda r: r["task_info"]["index"], None, 100),
     "streaming": Kind({"streaming.yaml": "app:\n  name: streaming\n  budget: 200\n  task_sleep: 0.1\n"},
                       ["--config", "{dir}/streaming.yaml", "--workers", "2"], "rastrigin", lambda r: r["task_id"], 200),
+    "wave": Kind({"wave.yaml": WAVE}, ["--config", "{dir}/wave.yaml"], "simulate_to_store", lambda r: r["task_info"]["sim_id"], 16),
     "user campaign": Kind({"squares.py": USER_CAMPAIGN}, ["{dir}/squares.py", "--workers", "2"], "square", lambda r: r["inputs"][0][0], 160),
     SNAPSHOT_KILL: Kind({"snapshots.py": SNAPSHOT_CAMPAIGN}, ["{dir}/snapshots.py", "--workers", "2"], "square",
                         lambda r: r["inputs"][0][0], 160),

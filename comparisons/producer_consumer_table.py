@@ -163,7 +163,8 @@ def main() -> None:
         for steps in args.steps:
             for data_path in args.paths:
                 config = wave.Config(num_sims=args.num_sims, grid_size=args.grid_size, num_steps=steps, sim_sleep=args.sim_sleep,
-                                     kernel_sizes=args.kernel_sizes, channels=args.channels, data_path=data_path)
+                                     kernel_sizes=args.kernel_sizes, channels=args.channels, data_path=data_path,
+                                     keep_data=False)  # the timing study: nothing to resume
                 summary = wave.run(config, {}, RunDirectory(Path(scratch) / f"{data_path}-{steps}"))
                 rows.append({k: v for k, v in summary.items() if k != "trainers"})
                 progress.done(f"{data_path:<11} {float(summary['data_gb']):.2f} GB  sim {fmt(summary['sim_run_s'])} / "

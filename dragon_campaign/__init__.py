@@ -40,6 +40,8 @@ _EXPORTS = {
     "ConfigError": "dragon_campaign.runs",
     "RunDirectory": "dragon_campaign.runs",
     "read_results": "dragon_campaign.runs",
+    "resume_script": "dragon_campaign.journal.resume",
+    "run_status": "dragon_campaign.journal.view",
     "KillSignalException": "dragon_campaign.exceptions",
     "TimeoutException": "dragon_campaign.exceptions",
     "WorkerLost": "dragon_campaign.exceptions",
@@ -67,6 +69,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names resolve in __
     from dragon_campaign.checkpoint import Checkpointer  # noqa: F401
     from dragon_campaign.exceptions import KillSignalException, TimeoutException, WorkerLost  # noqa: F401
     from dragon_campaign.executable import ExecutableFailed, ExecutableMethod, MPIExecutableMethod  # noqa: F401
+    from dragon_campaign.journal.resume import resume_script  # noqa: F401
+    from dragon_campaign.journal.view import run_status  # noqa: F401
     from dragon_campaign.models import FailureInformation, ResourceRequirements, Result, WorkerInformation  # noqa: F401
     from dragon_campaign.mpi import MPIMethod  # noqa: F401
     from dragon_campaign.progress import ProgressReporter, futures_status  # noqa: F401

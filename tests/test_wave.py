@@ -51,3 +51,29 @@ def test_every_trainer_sees_every_sample(data_path, tmp_path):
     assert float(row["sim_run_s"]) > 0 and float(row["train_run_s"]) > 0
     assert float(row["train_cpu_tasks_s"]) > 0, "the trainers' CPU time is seen on every path"
     assert all(float(row[f"train_cpu_{group}_s"]) >= 0 for group in ("services", "runtime"))
+
+
+@pytest.mark.parametrize("data_path", ["ddict", "proxystore"])
+def test_resume_reuses_what_earlier_jobs_finished(data_path, tmp_path):
+    """A resumed run takes finished simulations from their kept arrays and finished trainers from the journal;
+    a simulation whose arrays were not kept runs again. (A job killed midway: tests/faults/test_hard_kill.py.)
+    """
+    config = wave.Config(num_sims=3, grid_size=32, num_steps=4, sim_sleep=0.0, kernel_sizes=[3, 5], data_path=data_path,
+                         proxy_threshold=1000)
+    run_dir = RunDirectory(tmp_path / data_path)
+    first = wave.run(config, {}, run_dir)
+    assert first["kept_tasks"] == 0 and sorted(p.name for p in (run_dir.path / "data").iterdir()) == ["sim0.npz", "sim1.npz", "sim2.npz"]
+    again = wave.run(config, {}, run_dir, resume=True)
+    assert again["kept_tasks"] == 5 and again["all_samples_seen"], "nothing ran again"
+    assert again["trainers"] == first["trainers"]
+    (run_dir.path / "data" / "sim1.npz").unlink()  # its arrays lost: it simulates again (the trainers, finished, are not run again)
+    lines = (run_dir.path / "results.jsonl").read_text().count('"topic":"simulate"')
+    third = wave.run(config, {}, run_dir, resume=True)
+    assert third["kept_tasks"] == 2 + 2 and third["all_samples_seen"]
+    assert (run_dir.path / "results.jsonl").read_text().count('"topic":"simulate"') == lines + 1
+
+
+def test_paths_outside_the_task_server_refuse_to_resume(tmp_path):
+    config = wave.Config(num_sims=1, grid_size=8, num_steps=2, data_path="ray")
+    with pytest.raises(ValueError, match="data_path ray cannot resume: its tasks run on Ray"):
+        wave.run(config, {}, RunDirectory(tmp_path), resume=True)

@@ -47,7 +47,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
         annotation = field.annotation
         default = field.get_default(call_default_factory=True)
         kwargs: dict = {"default": default, "help": (field.description or name) + ("" if default is None else " (default: %(default)s)")}
-        if typing.get_origin(annotation) is list:
+        if name == "keep_data":  # a timing run that never resumes: keeping the data would only add to its time
+            kwargs.update(default=False, action=argparse.BooleanOptionalAction)
+        elif typing.get_origin(annotation) is list:
             kwargs.update(nargs="+", type=int)
         elif typing.get_origin(annotation) is typing.Literal:
             kwargs.update(choices=typing.get_args(annotation))

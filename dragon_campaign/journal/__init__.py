@@ -10,5 +10,6 @@ reads it without starting Dragon (``.view``).
 
 from dragon_campaign.journal.database import COMMIT_INTERVAL_S, JOURNAL_FILE, SNAPSHOT_S, Journal
 from dragon_campaign.journal.events import TaskEvents
+from dragon_campaign.journal.resume import resume_script
 
-__all__ = ["COMMIT_INTERVAL_S", "JOURNAL_FILE", "SNAPSHOT_S", "Journal", "TaskEvents"]
+__all__ = ["COMMIT_INTERVAL_S", "JOURNAL_FILE", "SNAPSHOT_S", "Journal", "TaskEvents", "resume_script"]

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from dragon_campaign.journal.database import JOURNAL_FILE, connect
+from dragon_campaign.journal.database import JOURNAL_FILE, Journal, connect
 from dragon_campaign.models import FailureInformation, ResourceRequirements, Result, Timestamps, fill
 from dragon_campaign.queues.waiting import WaitingTask
 
@@ -111,6 +111,24 @@ def carried_from(run_dir: Path, session: int, from_snapshot: bool, memoizable: C
         else:
             requeue.append(carried)
     return Carried(Restored(state, allocation, at), requeue, again, {})
+
+
+def resume_script(journal: Journal) -> list[Result]:
+    """For a script that drives the queues itself (no thinker): the results of what earlier jobs of the run
+    finished (succeeded, or failed by themselves; not tasks a shutdown cut short), so that it submits only
+    the rest. Values come back as they were, except those the journal could not keep (a ProxyStore proxy,
+    whose data ended with its job; an unpicklable value): those as their JSON line wrote them. Unfinished
+    tasks of earlier jobs will not finish (the script submits again what it needs); the journal says so.
+    """
+    db = connect(journal.path, readonly=True)
+    db.row_factory = sqlite3.Row
+    try:
+        rows = db.execute("SELECT * FROM tasks WHERE state = 'completed' AND (success OR final) AND done_session < ? ORDER BY seq",
+                          (journal.session,)).fetchall()
+    finally:
+        db.close()
+    journal.drop_earlier(set())
+    return [_result(row) for row in rows]
 
 
 def _result(row: sqlite3.Row) -> Result:

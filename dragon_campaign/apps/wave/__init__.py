@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from dragon_campaign.apps import Application
 from dragon_campaign.lazy import lazy_exports
 
-APP = Application("dragon_campaign.apps.wave")  # the launcher's plug-in entry (pyproject.toml)
+APP = Application("dragon_campaign.apps.wave", resumes=True)  # the launcher's plug-in entry (pyproject.toml)
 
 _EXPORTS = {"Config": "dragon_campaign.apps.wave.config", "default_pools": "dragon_campaign.apps.wave.config",
             "run": "dragon_campaign.apps.wave.app"}

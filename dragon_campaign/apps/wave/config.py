@@ -40,6 +40,9 @@ class Config(BaseModel):
     proxy_threshold: int = Field(100_000, ge=0, description="proxystore path: results above this many bytes travel as proxies")
     seed: int = Field(0, description="Seed of the trainers' initial weights")
     trainer_threads: int | None = Field(None, ge=1, description="Torch threads per trainer (default: the node's cores divided among the trainers)")
+    keep_data: bool = Field(True, description="ddict and proxystore paths: each simulation also writes its arrays to <run-dir>/data "
+                            "(after its timed write), so that a killed run resumes without simulating again what finished; "
+                            "the timing study (launchers/producer_consumer.py, comparisons) turns it off")
     sim_ranks: int = Field(1, ge=1, description="proxystore path: MPI ranks per simulation, each computing a band of the grid (mpi4py, mpiexec)")
 
     @model_validator(mode="after")

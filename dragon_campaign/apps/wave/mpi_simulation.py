@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from dragon_campaign.apps.wave.kept import keep
 from dragon_campaign.apps.wave.simulation import TIME_STEP, parameters, wave_field
 
 
@@ -20,8 +21,11 @@ def row_bands(grid_size: int, ranks: int) -> np.ndarray:
     return np.linspace(0, grid_size, ranks + 1).astype(int)
 
 
-def simulate_decomposed(sim_id: int, grid_size: int, num_steps: int, sim_sleep: float = 0.0) -> tuple[np.ndarray, np.ndarray] | None:
-    """One simulation over every rank of COMM_WORLD; rank 0 returns (inputs, outputs) as ``simulate`` does."""
+def simulate_decomposed(sim_id: int, grid_size: int, num_steps: int, sim_sleep: float = 0.0,
+                        keep_dir: str | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """One simulation over every rank of COMM_WORLD; rank 0 returns (inputs, outputs) as ``simulate`` does
+    (and keeps them in ``keep_dir``, if given).
+    """
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
@@ -40,4 +44,7 @@ def simulate_decomposed(sim_id: int, grid_size: int, num_steps: int, sim_sleep: 
     if gathered is None:  # not rank 0
         return None
     frames = np.ascontiguousarray(gathered.transpose(1, 0, 2))[:, None]
-    return frames[:-1].copy(), frames[1:].copy()
+    arrays = frames[:-1].copy(), frames[1:].copy()
+    if keep_dir is not None:
+        keep(keep_dir, sim_id, arrays)
+    return arrays

@@ -15,11 +15,10 @@ from typing import Any
 import numpy as np
 
 from dragon_campaign.apps.wave.config import TrainSettings
+from dragon_campaign.apps.wave.kept import Arrays, keep
 from dragon_campaign.apps.wave.memory import prefault
 from dragon_campaign.apps.wave.simulation import simulate
 from dragon_campaign.apps.wave.training import train_epoch
-
-Arrays = tuple[np.ndarray, np.ndarray]
 
 
 def warm_up(store_handle: str | None = None, prefault_bytes: int = 0) -> int:
@@ -39,9 +38,12 @@ def warm_up(store_handle: str | None = None, prefault_bytes: int = 0) -> int:
     return os.getpid()
 
 
-def simulate_arrays(sim_id: int, grid_size: int, num_steps: int, sim_sleep: float) -> Arrays:
-    """Futures and ProxyStore paths: the arrays are the task's result."""
-    return simulate(sim_id, grid_size, num_steps, sim_sleep)
+def simulate_arrays(sim_id: int, grid_size: int, num_steps: int, sim_sleep: float, keep_dir: str | None = None) -> Arrays:
+    """Futures and ProxyStore paths: the arrays are the task's result (also kept in ``keep_dir``, if given)."""
+    arrays = simulate(sim_id, grid_size, num_steps, sim_sleep)
+    if keep_dir is not None:
+        keep(keep_dir, sim_id, arrays)
+    return arrays
 
 
 def train_on_arrays(datasets: Sequence[Any], settings: TrainSettings) -> tuple[dict, float]:
@@ -92,13 +94,19 @@ def _namespace(store_handle: str, namespace: str) -> Any:
     return attached(store_handle).namespace(*namespace.split("/"))
 
 
-def simulate_to_store(sim_id: int, grid_size: int, num_steps: int, sim_sleep: float, store_handle: str, namespace: str) -> tuple[Any, float]:
-    """Writes both arrays as one value (one buffer, one DDict entry) and returns its reference (``ValueRef``)."""
+def simulate_to_store(sim_id: int, grid_size: int, num_steps: int, sim_sleep: float, store_handle: str, namespace: str,
+                      keep_dir: str | None = None) -> tuple[Any, float]:
+    """Writes both arrays as one value (one buffer, one DDict entry) and returns its reference (``ValueRef``)
+    and the time of the write; then keeps the arrays in ``keep_dir``, if given (untimed).
+    """
     inputs, outputs = simulate(sim_id, grid_size, num_steps, sim_sleep)
     run = _namespace(store_handle, namespace)
     start = time.perf_counter()
     ref = run.put(f"sim{sim_id}", {"inputs": inputs, "outputs": outputs})
-    return ref, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if keep_dir is not None:
+        keep(keep_dir, sim_id, (inputs, outputs))
+    return ref, seconds
 
 
 def train_from_store(refs: Sequence[Any], settings: TrainSettings, store_handle: str, namespace: str) -> tuple[dict, float]:

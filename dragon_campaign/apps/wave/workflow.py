@@ -37,10 +37,21 @@ import numpy as np
 
 from ddict_store import DDictStore
 from ddict_store.workarounds import dragon_pids
-from dragon_campaign import DragonQueues, DragonTaskServer, MPIMethod, ProgressReporter, RunDirectory, WorkerPool, futures_status
+from dragon_campaign import (
+    DragonQueues,
+    DragonTaskServer,
+    MPIMethod,
+    ProgressReporter,
+    Result,
+    RunDirectory,
+    WorkerPool,
+    futures_status,
+    resume_script,
+)
 from dragon_campaign.apps.wave import tasks
 from dragon_campaign.apps.wave.config import Config
 from dragon_campaign.apps.wave.cpu import GROUPS, CpuMeter
+from dragon_campaign.apps.wave.kept import Arrays, load_kept
 from dragon_campaign.apps.wave.memory import prefault
 from dragon_campaign.apps.wave.mpi_simulation import simulate_decomposed
 from dragon_campaign.apps.wave.simulation import data_bytes, simulate
@@ -49,7 +60,8 @@ from dragon_campaign.apps.wave.training import sample_checksum
 logger = logging.getLogger(__name__)
 
 CSV_FIELDS = ["implementation", "nodes", "data_gb", "sim_run_s", "sim_io_s", "train_run_s", "train_io_s", "setup_s",
-              "train_cpu_tasks_s", "train_cpu_services_s", "train_cpu_runtime_s", "num_sims", "grid_size", "num_steps", "sim_sleep", "num_trainers", "all_samples_seen"]
+              "train_cpu_tasks_s", "train_cpu_services_s", "train_cpu_runtime_s", "num_sims", "grid_size", "num_steps", "sim_sleep", "num_trainers", "all_samples_seen",
+              "kept_tasks"]
 
 
 @dataclass
@@ -64,6 +76,7 @@ class RunReport:
     train_run_s: float
     train_io_s: float | None
     setup_s: float  # untimed warm-up: workers started, modules imported, store buffers mapped
+    kept_tasks: int  # finished in earlier jobs of a resumed run, not run again: its times are of the rest only
     train_cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per group of processes (cpu.GROUPS)
     trainers: list[dict] = field(default_factory=list)
     expected_samples: int = 0
@@ -97,11 +110,18 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[str, WorkerPool]) -> RunReport:
-    """The ddict and proxystore paths, on Dragon worker pools ("cpu" for simulations, "gpu" for trainers)."""
+def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[str, WorkerPool], resume: bool = False) -> RunReport:
+    """The ddict and proxystore paths, on Dragon worker pools ("cpu" for simulations, "gpu" for trainers).
+
+    With ``resume``, what earlier jobs of the run finished (the journal) is not run again: a finished
+    simulation's kept arrays (``keep_data``) go into this job's store, a finished trainer's report is reused.
+    """
     kernels = config.trainer_kernels
     setup_start = time.perf_counter()
     size = data_bytes(config.num_sims, config.grid_size, config.num_steps)
+    keep_dir = run_dir.path / "data"
+    keep_dir.mkdir(exist_ok=True)
+    keep_arg = (str(keep_dir),) if config.keep_data else ()
     with DDictStore(buffer_bytes_per_node=2 * size + 256 * 2**20) as store:
         namespace = f"wave/{run_dir.path.name}"
         if config.data_path == "proxystore":
@@ -115,12 +135,20 @@ def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[st
             store_args: tuple[str, ...] = ()
             if config.sim_ranks > 1:
                 simulate_method = MPIMethod(simulate_decomposed, ranks=config.sim_ranks, name="simulate_arrays")
+
+            def into_store(sim_id: int, arrays: Arrays) -> Any:
+                return proxy_store.proxy(arrays)
         else:
             queues = DragonQueues(topics=["simulate", "train"])
             simulate_method, train_method, store_args = tasks.simulate_to_store, tasks.train_from_store, (store.handle, namespace)
+            stored = store.namespace(*namespace.split("/"))
+
+            def into_store(sim_id: int, arrays: Arrays) -> Any:
+                return stored.put(f"sim{sim_id}", {"inputs": arrays[0], "outputs": arrays[1]})
         methods: list[Any] = [simulate_method, (train_method, {"pool": "gpu"}), (tasks.warm_up, {"pool": ["cpu", "gpu"]})]
         with DragonTaskServer(methods, queues, pools=pools, run_dir=run_dir) as server, \
                 ProgressReporter(server):
+            earlier = _finished_earlier(server) if resume else {}
             server.watch(store.service_puids(), "a DDict process of the store")
             prefault(size)
             for _ in range(server.worker_count()):  # idle workers get one task each: every worker warms up
@@ -131,37 +159,66 @@ def run_dragon(config: Config, run_dir: RunDirectory, nodes: int, pools: dict[st
             setup = time.perf_counter() - setup_start
             logger.info(f"{server.worker_count()} workers warmed up in {setup:.1f} s; {config.num_sims} simulations start")
             start = time.perf_counter()
+            sims: dict[int, Any] = {}
+            datasets: dict[int, Any] = {}
             for sim_id in range(config.num_sims):
-                queues.send_inputs(sim_id, config.grid_size, config.num_steps, config.sim_sleep, *store_args,
-                                   method=simulate_method.__name__, topic="simulate", keep_inputs=False)
-            sims = [queues.get_result("simulate") for _ in range(config.num_sims)]
+                result = earlier.get(("simulate", sim_id))
+                arrays = load_kept(keep_dir, sim_id) if result is not None else None
+                if arrays is not None:  # finished in an earlier job: its kept arrays, not a new simulation
+                    sims[sim_id], datasets[sim_id] = result, into_store(sim_id, arrays)
+                    continue
+                queues.send_inputs(sim_id, config.grid_size, config.num_steps, config.sim_sleep, *store_args, *keep_arg,
+                                   method=simulate_method.__name__, topic="simulate", keep_inputs=False, task_info={"sim_id": sim_id})
+            kept = len(sims)
+            if kept:
+                logger.info(f"{kept} simulation(s) finished in earlier jobs: their kept arrays are in the store")
+            for _ in range(config.num_sims - len(sims)):
+                result = queues.get_result("simulate")
+                sims[result.task_info["sim_id"]] = result
             sim_run = time.perf_counter() - start
             logger.info(f"Simulations done in {sim_run:.1f} s; {len(kernels)} trainers start")
-            failed = [r.failure_reason for r in sims if not r.success]
+            failed = [r.failure_reason for r in sims.values() if not r.success]
             if failed:
                 raise RuntimeError(f"{len(failed)} simulation(s) failed: {failed[0]}")
+            for sim_id, result in sims.items():  # proxies (the trainers resolve them), or references into the store
+                datasets.setdefault(sim_id, result.value if config.data_path == "proxystore" else result.value[0])
+            ordered = [datasets[sim_id] for sim_id in range(config.num_sims)]
             if config.data_path == "proxystore":
-                datasets = [r.value for r in sims]  # proxies: the trainers resolve them
-                sim_io = _mean([r.time.serialize_results for r in sims])  # proxying = writing to the store
+                sim_io = _mean([r.time.serialize_results for r in sims.values()])  # proxying = writing to the store
             else:
-                datasets = [r.value[0] for r in sims]
-                sim_io = _mean([r.value[1] for r in sims])
+                sim_io = _mean([r.value[1] for r in sims.values()])
             meter.start()
             start = time.perf_counter()
-            for kernel in kernels:
-                queues.send_inputs(datasets, config.train_settings(kernel), *store_args,
-                                   method=train_method.__name__, topic="train", keep_inputs=False)
-            trained = [queues.get_result("train") for _ in kernels]
+            trained = {index: earlier[("train", index)] for index in range(len(kernels)) if ("train", index) in earlier}
+            kept += len(trained)
+            for index, kernel in enumerate(kernels):
+                if index not in trained:
+                    queues.send_inputs(ordered, config.train_settings(kernel), *store_args, method=train_method.__name__,
+                                       topic="train", keep_inputs=False, task_info={"trainer": index})
+            for _ in range(len(kernels) - len(trained)):
+                result = queues.get_result("train")
+                trained[result.task_info["trainer"]] = result
             train_run = time.perf_counter() - start
             train_cpu = meter.stop()
             logger.info(f"Training done in {train_run:.1f} s")
         if config.data_path == "proxystore":
             proxy_store.close()
-    return _report(config, nodes, setup, sim_run, sim_io, train_run, trained, train_cpu)
+    return _report(config, nodes, setup, sim_run, sim_io, train_run, [trained[i] for i in range(len(kernels))], train_cpu, kept)
+
+
+def _finished_earlier(server: DragonTaskServer) -> dict[tuple[str, int], Result]:
+    """What earlier jobs of the run finished successfully: ("simulate", sim id) and ("train", trainer index)."""
+    assert server.journal is not None  # the wave's server keeps its journal
+    finished = {}
+    for result in resume_script(server.journal):
+        if result.success and result.topic in ("simulate", "train"):
+            finished[(result.topic, result.task_info["sim_id" if result.topic == "simulate" else "trainer"])] = result
+    logger.info(f"Resuming: {len(finished)} task(s) finished in earlier jobs of {server.run_dir.path}")
+    return finished
 
 
 def _report(config: Config, nodes: int, setup: float, sim_run: float, sim_io: float | None, train_run: float,
-            trained: list, train_cpu: dict[str, float]) -> RunReport:
+            trained: list, train_cpu: dict[str, float], kept: int = 0) -> RunReport:
     failed = [r.failure_reason for r in trained if not r.success]
     if failed:
         raise RuntimeError(f"{len(failed)} trainer(s) failed: {failed[0]}")
@@ -173,7 +230,7 @@ def _report(config: Config, nodes: int, setup: float, sim_run: float, sim_io: fl
     else:
         train_io = None if config.data_path == "futures" else _mean([r.value[1] for r in trained])
     size = data_bytes(config.num_sims, config.grid_size, config.num_steps) / 1e9
-    return RunReport(config.data_path, nodes, size, sim_run, sim_io, train_run, train_io, setup, train_cpu, reports, samples, checksum)
+    return RunReport(config.data_path, nodes, size, sim_run, sim_io, train_run, train_io, setup, kept, train_cpu, reports, samples, checksum)
 
 
 def run_parsl(config: Config, run_dir: RunDirectory, nodes: int) -> RunReport:
