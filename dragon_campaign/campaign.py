@@ -208,14 +208,17 @@ def _outcome(server: DragonTaskServer, outcome: str) -> None:
 
 
 def _snapshots(thinker: BaseThinker, server: DragonTaskServer) -> Callable[[], Snapshot]:
-    """What the journal calls for a snapshot: the thinker's state first, then the tasks it waits for (a task
-    submitted in between is then carried on, never forgotten).
+    """What the journal calls for a snapshot: the thinker's state, and the tasks it waits for just before and
+    just after taking it. A task submitted meanwhile is then carried on (it is in flight after), and so is one
+    whose result the thinker recorded meanwhile (in flight before, absent from the state: its result comes
+    again); each in the state as well is skipped by the restored thinker (its task id is recorded).
     """
     def take() -> Snapshot:
+        _, before = server.queues.in_flight()
         state = thinker.checkpoint_state()
         allocation = thinker.rec.allocation() if thinker.rec is not None else None
-        seq, in_flight = server.queues.in_flight()
-        return Snapshot(seq, state, allocation, in_flight)
+        seq, after = server.queues.in_flight()
+        return Snapshot(seq, state, allocation, before | after)
     return take
 
 
