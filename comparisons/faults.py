@@ -1,23 +1,29 @@
-"""Fault injection into a small real campaign, and the invariants that must hold after every fault.
+"""Faults injected into a small real campaign in a named phase, and the invariants that must hold after each.
 
 Each try starts the molecular-design campaign the way a user does (``bash run.sh`` in a pseudo-terminal,
-so that Ctrl-C is typed, not sent), injects one fault at a random moment, waits for the run to end, and
-checks:
+so that Ctrl-C is typed, not sent), waits for its phase (``fault_phases``), injects one fault
+(``fault_actions``), waits for the run to end, carries the campaign to its end (``--resume`` where it can,
+else a new run in the same directory, as a user would) and checks:
 
-* ``no process left``: no process of the run's Dragon runtime is alive once the command has returned;
-* ``no segment left``: no ``/dev/shm`` segment that appeared during the run is still there;
-* ``results intact``: every line of results.jsonl parses and no task id appears twice;
-* ``resume exactly once``: where the run checkpointed, ``--resume`` finishes (under the same checks) and
-  every simulation of the budget is logged exactly once (by task id and by molecule).
-* ``bounded``: the run ended within ``BOUND_S`` of the fault.
+* ``fired in phase``: the phase held when the fault came, and the fault found what it acts on;
+* ``bounded``: the run ended within ``BOUND_S`` of the fault;
+* ``no process left``, ``no segment left``: once a command has returned, no process of its Dragon runtime
+  is alive and no ``/dev/shm`` segment that appeared while it ran is left;
+* ``nothing swept``: the launcher's sweeper (or its warden) had nothing to kill or remove: what it cleaned
+  the runtime left behind (after a SIGKILL of the whole job the warden is the only one left to clean that
+  job; its work there is reported, not counted);
+* ``results intact``: every line of results.jsonl parses, no task id twice, and none of the lines seen
+  while the campaign ran is gone;
+* ``complete``: the campaign, finished or carried on, logged each simulation of the budget exactly once.
 
-Used by ``comparisons/fault_injection.py`` (the full table) and ``tests/faults/`` (one try of each fault).
+Used by ``comparisons/fault_injection.py`` (the table) and ``tests/faults/`` (one try of each phase).
 Nothing else may run Dragon on the machine meanwhile: a segment or process is the run's if it appeared
 while the run was going.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -25,7 +31,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,8 +49,6 @@ BOUND_S = 120.0  # a run must end this long after its fault at the latest
 RUN_LIMIT_S = 400.0  # a whole run, fault or not
 SHM = Path("/dev/shm")
 WORKER_ENV = b"DRAGON_CAMPAIGN_WORKER="
-OOM_HEADROOM = 8 * 2**20  # what the workers may touch once the out-of-memory fault limits them
-INVARIANTS = ("bounded", "no process left", "no segment left", "results intact", "resume exactly once")
 
 
 @dataclass
@@ -59,6 +62,8 @@ class Run:
     seen: dict[int, float] = field(default_factory=dict)  # pid -> its start time (guards against pid reuse)
     load: list[subprocess.Popen] = field(default_factory=list)  # busy loops of a fault, stopped after the run
     group: int | None = None
+    results_seen: int = 0  # the most lines results.jsonl was seen to hold while the run went
+    results_bytes: int = 0
 
     @property
     def wrapper(self) -> int:
@@ -72,13 +77,18 @@ class Run:
 
     def runtime_processes(self) -> list[int]:
         group = self.runtime_group()
-        return [] if group is None else [pid for pid in _all_pids() if _pgid(pid) == group]
+        return [] if group is None else [pid for pid in all_pids() if _pgid(pid) == group]
 
     def watch(self) -> None:
-        """Remember the run's processes (called often while it runs)."""
+        """Remember the run's processes and how many results it has logged (called often while it runs)."""
         for pid in [self.wrapper, *self.runtime_processes()]:
             if pid not in self.seen and (start := _start_time(pid)) is not None:
                 self.seen[pid] = start
+        path = self.run_dir / "results.jsonl"
+        with contextlib.suppress(OSError):
+            if path.stat().st_size > self.results_bytes:
+                self.results_bytes = path.stat().st_size
+                self.results_seen = max(self.results_seen, len(path.read_bytes().splitlines()))
 
     def alive(self) -> list[int]:
         """The run's processes still alive (a pid with the start time it had when seen)."""
@@ -95,7 +105,7 @@ class Run:
         """Dragon processes that are neither workers nor the head nor the DDict's orchestrator (whose background
         threads ddict_store runs under SCHED_IDLE, or at nice 19 where that is refused)."""
         return [pid for pid in self.runtime_processes()
-                if b"_dragon_native_python_process_main" in _cmdline(pid) and WORKER_ENV not in _environ(pid)
+                if b"_dragon_native_python_process_main" in cmdline(pid) and WORKER_ENV not in _environ(pid)
                 and not _lowered(pid)]
 
     def simulations_logged(self) -> int:
@@ -121,186 +131,73 @@ def start(command: list[str], run_dir: Path, log: Path) -> Run:
     return run
 
 
-def campaign_command(config: Path, run_dir: Path, workers: int = WORKERS) -> list[str]:
-    return ["bash", str(ROOT / "run.sh"), "--config", str(config), "--run-dir", str(run_dir),
-            "--workers", str(workers), "--progress-interval", "0"]
-
-
-# -- faults -------------------------------------------------------------------------------------------------
-Injector = Callable[[Run, random.Random], str]
-
-
-def _at_random_moment(run: Run, rng: random.Random, latest: float = 30.0) -> float:
-    delay = rng.uniform(1.0, latest)
-    _sleep_watching(run, delay)
-    return delay
-
-
-def _once_campaign_runs(run: Run, rng: random.Random, extra: float = 8.0) -> float:
-    """Wait for the first simulation result (the campaign is running), then a random extra delay."""
-    deadline = time.monotonic() + 200
-    while run.simulations_logged() < 1 and run.terminal.process.poll() is None and time.monotonic() < deadline:
-        _sleep_watching(run, 0.1)
-    delay = rng.uniform(0.0, extra)
-    _sleep_watching(run, delay)
-    return time.monotonic() - run.started
-
-
-def _sleep_watching(run: Run, seconds: float) -> None:
+def sleep_watching(run: Run, seconds: float) -> None:
+    """Sleep, watching the run meanwhile."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         run.watch()
         time.sleep(min(0.1, max(0.0, end - time.monotonic())))
 
 
-def ctrl_c(run: Run, rng: random.Random) -> str:
-    delay = _at_random_moment(run, rng)
-    run.terminal.type(CTRL_C)
-    return f"Ctrl-C typed at {delay:.1f} s"
-
-
-def double_ctrl_c(run: Run, rng: random.Random) -> str:
-    delay = _at_random_moment(run, rng)
-    run.terminal.type(CTRL_C)
-    _sleep_watching(run, rng.uniform(0.2, 2.0))
-    run.terminal.type(CTRL_C)
-    return f"Ctrl-C typed twice from {delay:.1f} s"
-
-
-def _group_signal(signum: int) -> Injector:
-    def inject(run: Run, rng: random.Random) -> str:
-        delay = _at_random_moment(run, rng)
-        os.killpg(run.wrapper, signum)
-        return f"{signal.Signals(signum).name} to the process group at {delay:.1f} s"
-    return inject
-
-
-def kill_worker(run: Run, rng: random.Random) -> str:
-    moment = _once_campaign_runs(run, rng)
-    workers = run.workers()
-    if not workers:
-        return f"no worker alive at {moment:.1f} s"
-    victim = rng.choice(workers)
-    os.kill(victim, signal.SIGKILL)
-    return f"SIGKILL of worker {_environ_value(victim, WORKER_ENV)} at {moment:.1f} s"
-
-
-def kill_ddict_manager(run: Run, rng: random.Random) -> str:
-    moment = _once_campaign_runs(run, rng)
-    managers = run.ddict_managers()
-    if not managers:
-        return f"no DDict manager found at {moment:.1f} s"
-    os.kill(rng.choice(managers), signal.SIGKILL)
-    return f"SIGKILL of a DDict manager at {moment:.1f} s"
-
-
-def hung_worker(run: Run, rng: random.Random) -> str:
-    """A worker that answers nothing (SIGSTOP: not even SIGTERM), then Ctrl-C: it must be killed and left behind."""
-    moment = _once_campaign_runs(run, rng)
-    workers = run.workers()
-    if workers:
-        os.kill(rng.choice(workers), signal.SIGSTOP)
-    _sleep_watching(run, 1.0)
-    run.terminal.type(CTRL_C)
-    return f"a worker stopped (SIGSTOP) at {moment:.1f} s, then Ctrl-C"
-
-
-def out_of_memory(run: Run, rng: random.Random) -> str:
-    """Tasks run out of memory: every worker of the run is moved into a memory cgroup (v1) that lets them
-    touch only ``OOM_HEADROOM`` more bytes (a moved process's charges stay behind, so the group counts the
-    memory they touch from now on); the next tasks to allocate get the group OOM-killed. Without cgroups,
-    RLIMIT_AS just above each worker's size makes its next large allocation fail instead."""
-    moment = _once_campaign_runs(run, rng, extra=2.0)
-    workers = run.workers()
-    if not workers:
-        return f"no worker alive at {moment:.1f} s"
-    group = Path(f"/sys/fs/cgroup/memory/dragon-campaign-fault-{os.getpid()}")
-    try:
-        group.mkdir(exist_ok=True)
-        (group / "memory.limit_in_bytes").write_text(str(OOM_HEADROOM))
-        for pid in workers:
-            (group / "cgroup.procs").write_text(str(pid))
-        return f"{len(workers)} workers limited to {OOM_HEADROOM // 2**20} MiB more memory (cgroup) at {moment:.1f} s"
-    except OSError:
-        for pid in workers:
-            size = int(Path(f"/proc/{pid}/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-            subprocess.run(["prlimit", f"--pid={pid}", f"--as={size + OOM_HEADROOM}"], check=False)
-        return f"{len(workers)} workers limited to their size + {OOM_HEADROOM // 2**20} MiB (RLIMIT_AS) at {moment:.1f} s"
-
-
-def remove_memory_group() -> str:
-    """Remove the fault's memory cgroup, if any; returns what the limit did (its OOM kills)."""
-    group = Path(f"/sys/fs/cgroup/memory/dragon-campaign-fault-{os.getpid()}")
-    if not group.exists():
-        return ""
-    try:
-        control = dict(line.split() for line in (group / "memory.oom_control").read_text().splitlines())
-        effect = f"{control.get('oom_kill', '?')} OOM kill(s) in the cgroup"
-    except (OSError, ValueError):
-        effect = ""
-    for _ in range(50):
-        try:
-            group.rmdir()
-            break
-        except OSError:  # still holds a process that is exiting
-            time.sleep(0.2)
-    return effect
-
-
-def loaded_shutdown(run: Run, rng: random.Random) -> str:
-    """Every core busy (one spinning process each) when Ctrl-C comes, until the run has ended."""
-    moment = _once_campaign_runs(run, rng)
-    run.load = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
-    _sleep_watching(run, 1.0)
-    run.terminal.type(CTRL_C)
-    return f"{len(run.load)} busy loops from {moment:.1f} s, then Ctrl-C"
-
-
-FAULTS: dict[str, Injector] = {
-    "Ctrl-C in the terminal": ctrl_c,
-    "Ctrl-C twice in the terminal": double_ctrl_c,
-    "SIGINT to the process group": _group_signal(signal.SIGINT),
-    "SIGTERM to the process group": _group_signal(signal.SIGTERM),
-    "SIGKILL of a worker": kill_worker,
-    "SIGKILL of a DDict manager": kill_ddict_manager,
-    "worker hung past the shutdown grace": hung_worker,
-    "task out of memory (cgroup)": out_of_memory,
-    "full CPU load during shutdown": loaded_shutdown,
-}
+def campaign_command(config: Path, run_dir: Path, workers: int = WORKERS) -> list[str]:
+    return ["bash", str(ROOT / "run.sh"), "--config", str(config), "--run-dir", str(run_dir),
+            "--workers", str(workers), "--progress-interval", "0"]
 
 
 # -- one try ------------------------------------------------------------------------------------------------
+GONE_S = 60.0  # after a SIGKILL of the job, its processes must be gone this long after (the warden removes them)
+SWEPT = ("left behind by the runtime", "did not come down within")  # what the launcher says when it cleans up
+INVARIANTS = ("fired in phase", "bounded", "no process left", "no segment left", "nothing swept", "results intact", "complete")
+
+
 @dataclass
 class Outcome:
     fault: str
+    phase: str
     what: str
     exit_status: int | None
-    resumed_status: int | None
+    finishing_statuses: list[int | None]  # of the runs that carried the campaign on (resume, or a new run)
     seconds_to_exit: float
     held: dict[str, bool]
+    swept: list[str]
     details: list[str]
 
 
-def try_fault(name: str, workdir: Path, seed: int) -> Outcome:
-    """Run the small campaign, inject fault ``name``, check every invariant (resuming where it checkpointed)."""
-    rng = random.Random(seed)
+def try_fault(fault: str, phase_name: str, workdir: Path, seed: int) -> Outcome:
+    """Run the small campaign, inject ``fault`` in ``phase_name``, carry the campaign to its end, check everything."""
+    from fault_actions import FAULTS, HARD_KILL, remove_memory_group  # they build on this module
+    from fault_phases import PHASES, enter
+
+    rng, phase, details = random.Random(seed), PHASES[phase_name], []
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "small.yaml"
     config.write_text(SMALL_CAMPAIGN)
     run_dir = workdir / "run"
-    run = start(campaign_command(config, run_dir), run_dir, workdir / "run.log")
-    details: list[str] = []
+    command = campaign_command(config, run_dir) + phase.arguments_for(rng)
+    run = start(command, run_dir, workdir / "run.log")
+    fired, bounded, effect = False, True, ""
     try:
-        what = FAULTS[name](run, rng)
+        why_not = enter(run, phase, rng)
+        if why_not is None:
+            what, fired, then = FAULTS[fault](run, rng)
+            if fired and not phase.condition(run):  # the phase had ended by the time the fault came
+                fired, what = False, f"{what} (after it, not {phase.name} any more)"
+            if then is not None:
+                then()
+        else:
+            what = f"not injected: {why_not}"
         injected = time.monotonic()
-        status = run.wait(BOUND_S)
-        bounded = status is not None
-        if status is None:  # escalate as a user would: Ctrl-C until the launcher tears the runtime down
-            details.append(f"still running {BOUND_S:.0f} s after the fault")
-            for _ in range(4):  # the fourth kills the runtime
-                run.terminal.type(CTRL_C)
-                if (status := run.wait(RUN_LIMIT_S / 4)) is not None:
-                    break
+        if fault == HARD_KILL:
+            status = wait_gone(run)
+        else:
+            status = run.wait(BOUND_S)
+            bounded = status is not None
+            if status is None:  # escalate as a user would: Ctrl-C until the launcher tears the runtime down
+                details.append(f"still running {BOUND_S:.0f} s after the fault")
+                for _ in range(4):  # the fourth kills the runtime
+                    run.terminal.type(CTRL_C)
+                    if (status := run.wait(RUN_LIMIT_S / 4)) is not None:
+                        break
         seconds = time.monotonic() - injected
     finally:
         for process in run.load:
@@ -310,23 +207,66 @@ def try_fault(name: str, workdir: Path, seed: int) -> Outcome:
         run.terminal.close()
     if effect:
         what = f"{what}: {effect}"
-    held = {"bounded": bounded, **check_leftovers(run, details)}
-    held["results intact"] = results_intact(run_dir, details)
-    resumed = None
-    if (run_dir / "checkpoint" / "campaign.pkl").exists():
-        resume = start(["bash", str(ROOT / "run.sh"), "--resume", str(run_dir), "--progress-interval", "0"], run_dir, workdir / "resume.log")
+    held = {"fired in phase": fired, "bounded": bounded, **check_leftovers(run, details)}
+    swept = swept_by_launcher(run.terminal.log)
+    counted = [] if fault == HARD_KILL else list(swept)
+    held["results intact"] = results_intact(run_dir, details, run.results_seen)
+    statuses: list[int | None] = []
+    finished = status == 0
+    while not finished and len(statuses) < 2:  # carry the campaign on, as a user would
+        again = start(carry_on_command(command, run_dir), run_dir, workdir / f"carry-on-{len(statuses)}.log")
         try:
-            resumed = resume.wait(RUN_LIMIT_S)
+            statuses.append(again.wait(RUN_LIMIT_S))
         finally:
-            resume.terminal.close()
-        resume_held = check_leftovers(resume, details)
-        held["no process left"] &= resume_held["no process left"]
-        held["no segment left"] &= resume_held["no segment left"]
-        held["results intact"] &= results_intact(run_dir, details)
-        held["resume exactly once"] = resumed == 0 and each_simulation_once(run_dir, details)
-        if resumed != 0:
-            details.append(f"resume exited with {resumed}")
-    return Outcome(name, what, status, resumed, seconds, held, details)
+            again.terminal.close()
+        for invariant, ok in check_leftovers(again, details).items():
+            held[invariant] &= ok
+        more = swept_by_launcher(again.terminal.log)
+        swept += more
+        counted += more
+        held["results intact"] &= results_intact(run_dir, details, again.results_seen)
+        finished = statuses[-1] == 0
+    held["nothing swept"] = not counted
+    details += [f"swept: {line}" for line in counted]
+    held["complete"] = finished and each_simulation_once(run_dir, details)
+    if not finished:
+        details.append(f"the campaign did not finish: exit {status}, then {statuses}")
+    return Outcome(fault, phase.name, what, status, statuses, seconds, held, swept, details)
+
+
+def carry_on_command(command: list[str], run_dir: Path) -> list[str]:
+    """How a user carries a stopped campaign on: ``--resume`` if its run directory says it can, else the same
+    command again (a run stopped during set-up has nothing to resume), without the phase's ``--stop-after``.
+    """
+    from dragon_campaign.journal.view import run_status
+
+    if (run_dir / "journal.sqlite").exists() and run_status(run_dir).resumable:
+        return ["bash", str(ROOT / "run.sh"), "--resume", str(run_dir), "--progress-interval", "0"]
+    if "--stop-after" in command:
+        at = command.index("--stop-after")
+        command = command[:at] + command[at + 2:]
+    return command
+
+
+def wait_gone(run: Run) -> int | None:
+    """After a SIGKILL of the whole job: wait for its processes to go and its warden to finish removing the runtime."""
+    deadline = time.monotonic() + GONE_S
+    while (run.alive() or wardens(run)) and time.monotonic() < deadline:
+        run.watch()
+        time.sleep(0.5)
+    return run.terminal.process.poll()
+
+
+def wardens(run: Run) -> list[int]:
+    """The warden of the run's launcher (in a session of its own: the kill of the group spares it)."""
+    wanted = [b"dragon_campaign.launch", b"--warden", str(run.wrapper).encode()]
+    return [pid for pid in all_pids() if all(part in cmdline(pid).split(b"\0") for part in wanted)]
+
+
+def swept_by_launcher(log: Path) -> list[str]:
+    """What the launcher's sweeper or warden said it cleaned up in this run's output."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return [line.strip() for line in text.splitlines() if "[dragon-campaign]" in line and any(mark in line for mark in SWEPT)]
 
 
 def check_leftovers(run: Run, details: list[str]) -> dict[str, bool]:
@@ -338,7 +278,7 @@ def check_leftovers(run: Run, details: list[str]) -> dict[str, bool]:
             break
         time.sleep(0.2)
     for pid in alive:
-        command = _cmdline(pid).replace(b"\0", b" ")[:100].decode(errors="replace")
+        command = cmdline(pid).replace(b"\0", b" ")[:100].decode(errors="replace")
         details.append(f"left running: {pid} {command}")
         os.kill(pid, signal.SIGKILL)
     left = run.new_segments()
@@ -348,10 +288,13 @@ def check_leftovers(run: Run, details: list[str]) -> dict[str, bool]:
     return {"no process left": not alive, "no segment left": not left}
 
 
-def results_intact(run_dir: Path, details: list[str]) -> bool:
+def results_intact(run_dir: Path, details: list[str], seen: int = 0) -> bool:
+    """Every line parses, no task id twice, and the file holds at least the ``seen`` lines it held earlier."""
     path = run_dir / "results.jsonl"
     if not path.exists():
-        return True  # stopped before any result: nothing to lose
+        if seen:
+            details.append(f"results.jsonl is gone; it held {seen} result(s)")
+        return not seen  # stopped before any result: nothing to lose
     ids = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         try:
@@ -361,6 +304,9 @@ def results_intact(run_dir: Path, details: list[str]) -> bool:
             return False
     if len(ids) != len(set(ids)):
         details.append(f"results.jsonl: {len(ids) - len(set(ids))} duplicate task id(s)")
+        return False
+    if len(ids) < seen:
+        details.append(f"results.jsonl holds {len(ids)} result(s); it held {seen}")
         return False
     return True
 
@@ -376,7 +322,7 @@ def each_simulation_once(run_dir: Path, details: list[str]) -> bool:
 
 
 # -- /proc helpers ------------------------------------------------------------------------------------------
-def _all_pids() -> list[int]:
+def all_pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
@@ -407,7 +353,7 @@ def _start_time(pid: int) -> float | None:
     return None if not fields or fields[0] == "Z" else float(fields[19])
 
 
-def _cmdline(pid: int) -> bytes:
+def cmdline(pid: int) -> bytes:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -421,7 +367,7 @@ def _environ(pid: int) -> bytes:
         return b""
 
 
-def _environ_value(pid: int, prefix: bytes) -> str:
+def environ_value(pid: int, prefix: bytes) -> str:
     for entry in _environ(pid).split(b"\0"):
         if entry.startswith(prefix):
             return entry[len(prefix):].decode()

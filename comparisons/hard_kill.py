@@ -19,21 +19,19 @@ Used by ``comparisons/hard_kill_table.py`` (the table) and ``tests/faults/`` (on
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from faults import ROOT, SMALL_CAMPAIGN, Run, _all_pids, _cmdline, _sleep_watching, check_leftovers, results_intact, start
+from fault_actions import hard_kill
+from faults import ROOT, SMALL_CAMPAIGN, Run, check_leftovers, results_intact, sleep_watching, start, wait_gone
 
 from dragon_campaign.journal.view import run_status
 
 BUDGET_LIMIT_S = 400.0  # a whole run or resume
-GONE_S = 60.0  # the killed run's processes must be gone this long after the kill (the warden removes them)
 HARD_KILL_INVARIANTS = ("fault fired", "no process left", "no segment left", "results intact", "resume exactly once", "work kept")
 
 USER_CAMPAIGN = '''"""A user's campaign without checkpoint_state: it resumes by memoization."""
@@ -199,16 +197,6 @@ def _lines(run_dir: Path, method: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if f'"method":"{method}"' in line]
 
 
-def _kill_group(run: Run) -> None:
-    """SIGKILL of the Dragon launcher's process group (the campaign's head process, its workers, the runtime's
-    services), then of the command's (dragon-campaign): nothing of the job gets to react.
-    """
-    group = run.runtime_group()
-    if group is not None:
-        os.killpg(group, signal.SIGKILL)
-    os.killpg(run.wrapper, signal.SIGKILL)
-
-
 def _after_results(run: Run, kind: Kind, rng: random.Random, before: int = 0) -> str | None:
     """Kill at a random moment of the run's first half: once results.jsonl holds k more results than ``before``
     (k drawn from 1 to half of what is left), a few random milliseconds later; None if the run ended first.
@@ -218,11 +206,11 @@ def _after_results(run: Run, kind: Kind, rng: random.Random, before: int = 0) ->
     while (logged := len(_lines(run.run_dir, kind.method))) < wanted:
         if run.terminal.process.poll() is not None or time.monotonic() > deadline:
             return None
-        _sleep_watching(run, 0.05)
+        sleep_watching(run, 0.05)
     time.sleep(rng.uniform(0.0, 0.2))
     if run.terminal.process.poll() is not None:
         return None
-    _kill_group(run)
+    hard_kill(run, rng)
     return f"SIGKILL of the process group with {logged} {kind.method} results logged"
 
 
@@ -237,7 +225,7 @@ def _within_a_snapshot(run: Run, rng: random.Random) -> str | None:
         if counter.exists() and int(counter.read_text() or 0) >= wanted:
             delay = rng.uniform(0.0, 0.03)
             time.sleep(delay)
-            _kill_group(run)
+            hard_kill(run, rng)
             return f"SIGKILL of the process group {delay * 1000:.0f} ms after snapshot {wanted} was taken"
         time.sleep(0.002)
     return None
@@ -257,19 +245,10 @@ def _snapshots_committed(run_dir: Path) -> int:
         return db.execute("SELECT COALESCE(MAX(n), 0) FROM snapshots").fetchone()[0]
 
 
-def _wardens(run: Run) -> list[int]:
-    """The warden of the run's launcher (in a session of its own: the kill of the group spares it)."""
-    wanted = [b"dragon_campaign.launch", b"--warden", str(run.wrapper).encode()]
-    return [pid for pid in _all_pids() if all(part in _cmdline(pid).split(b"\0") for part in wanted)]
-
-
 def _gone(run: Run, details: list[str]) -> dict[str, bool]:
     """Wait for the killed run's processes to go and its warden to finish removing the runtime, then check
     what is left."""
-    deadline = time.monotonic() + GONE_S
-    while (run.alive() or _wardens(run)) and time.monotonic() < deadline:
-        run.watch()
-        time.sleep(0.5)
+    wait_gone(run)
     run.terminal.close()
     return check_leftovers(run, details)
 

@@ -68,6 +68,20 @@ def test_dispatch_overhead_measures_every_system(tmp_path):
     assert "Targets for dragon_campaign" in report and "| to the worker |" in report
 
 
+GUARD_RATIO = 0.3  # dragon_campaign's throughput over ProcessPoolExecutor's: about 1.6 on the 2-core CI machine
+
+
+def test_dispatch_throughput_holds_against_process_pool(tmp_path):
+    """A regression guard measured against a peer in the same test, not against a number: a build that
+    dispatches 5x slower than today fails, whatever the machine's speed."""
+    run_script("dispatch_overhead.py", "--workers", "2", "--latency-tasks", "50", "--in-flight", "200", "--seconds", "2",
+               "--repeats", "3", "--peers", "process-pool", "--output", str(tmp_path), timeout=600)
+    rows = {row["system"]: row for row in csv.DictReader(open(tmp_path / "dispatch_overhead.csv"))}
+    ours = float(rows["dragon_campaign (Dragon pools)"]["throughput_tasks_per_s"])
+    peer = float(rows["concurrent.futures.ProcessPoolExecutor"]["throughput_tasks_per_s"])
+    assert ours >= GUARD_RATIO * peer, f"dragon_campaign {ours:.0f} tasks/s against ProcessPoolExecutor's {peer:.0f}"
+
+
 def test_queue_depth_checks_dispatch_order_against_eqsql(tmp_path):
     run_script("queue_depth.py", "--tasks", "3000", "--eqsql-tasks", "500", "--output", str(tmp_path))
     rows = list(csv.DictReader(open(tmp_path / "queue_depth.csv")))
