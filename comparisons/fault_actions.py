@@ -167,9 +167,9 @@ APPLIES: dict[str, tuple[str, ...]] = {
     "Ctrl-C twice in the terminal": EVERY_PHASE,
     "SIGINT to the process group": EVERY_PHASE,
     "SIGTERM to the process group": EVERY_PHASE,
-    "SIGKILL of a worker": EVERY_PHASE[1:],  # the workers exist once the campaign runs
-    "SIGKILL of a DDict manager": EVERY_PHASE[1:],
-    "worker hung past the shutdown grace": (*WHILE_WORKING, "during shutdown"),
+    "SIGKILL of a worker": (*WHILE_WORKING, "during a checkpoint write"),  # the workers go once the budget is done
+    "SIGKILL of a DDict manager": EVERY_PHASE[1:],  # the store lives until the job ends
+    "worker hung past the shutdown grace": (*WHILE_WORKING, "during a checkpoint write"),
     "task out of memory (cgroup)": WHILE_WORKING,  # tasks allocate only while they run
     "full CPU load, then Ctrl-C": WHILE_WORKING,
     HARD_KILL: EVERY_PHASE,

@@ -11,7 +11,8 @@ on both sides of the injection (and the fault found what it acts on).
 * ``during training``: a retraining task is in flight (submitted, not finished);
 * ``during a checkpoint write``: the campaign checkpoints itself at ``--stop-after`` and its
   ``checkpoint.partial/`` is being written;
-* ``during shutdown``: the campaign has finished (its journal says how it ended) and the job is coming down.
+* ``during shutdown``: the budget's last simulation has finished (or the journal says how the campaign
+  ended): the campaign winds down and the job comes down.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class Phase:
         return run.terminal.process.poll() is None and self.condition(run)
 
     def arguments_for(self, rng: random.Random) -> list[str]:
-        return [argument.format(stop_after=f"{rng.uniform(25.0, 40.0):.1f}") for argument in self.arguments]
+        return [argument.format(stop_after=f"{rng.uniform(2.0, 4.0):.1f}") for argument in self.arguments]
 
 
 def _alive(run: Run) -> bool:
@@ -104,7 +105,7 @@ def _checkpointing(run: Run) -> bool:
 
 
 def _shutting_down(run: Run) -> bool:
-    return outcome(run.run_dir) is not None
+    return finished(run.run_dir, "simulate") >= BUDGET or outcome(run.run_dir) is not None
 
 
 PHASES: dict[str, Phase] = {phase.name: phase for phase in (
