@@ -146,7 +146,7 @@ def test_ctrl_c_in_a_terminal_under_a_bare_dragon_leaves_nothing(tmp_path, squar
     launcher = run.runtime_group()
 
     def wardens() -> list[int]:
-        return [pid for pid in faults._all_pids() if f"--warden {launcher} ".encode() in faults._cmdline(pid).replace(b"\0", b" ")]
+        return [pid for pid in faults.all_pids() if f"--warden {launcher} ".encode() in faults.cmdline(pid).replace(b"\0", b" ")]
 
     assert wardens(), "no warden watches the bare runtime"
     deadline = time.monotonic() + launch.ORPHAN_GRACE_S + 15  # the warden's look after the launcher exited
