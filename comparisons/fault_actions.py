@@ -16,11 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from faults import Run, environ_value, sleep_watching
+from faults import WORKER_ENV, Run, environ_value, sleep_watching
 from terminal import CTRL_C
 
 OOM_HEADROOM = 8 * 2**20  # what the workers may touch once the out-of-memory fault limits them
-WORKER_ENV = b"DRAGON_CAMPAIGN_WORKER="
 
 
 class Injected(NamedTuple):

@@ -70,7 +70,7 @@ class Phase:
     arguments: tuple[str, ...] = ()  # of run.sh, to bring the phase about
 
     def holds(self, run: Run) -> bool:
-        return run.terminal.process.poll() is None and self.condition(run)
+        return _alive(run) and self.condition(run)
 
     def arguments_for(self, rng: random.Random) -> list[str]:
         return [argument.format(stop_after=f"{rng.uniform(2.0, 4.0):.1f}") for argument in self.arguments]
