@@ -30,6 +30,8 @@ from dragon_campaign.launch import run_under_dragon
 from dragon_campaign.progress import DEFAULT_INTERVAL_S, PROGRESS_ENV
 from dragon_campaign.runs import RunDirectory
 
+LAUNCHER_DEFAULTS = {"keep_data": False}  # a timing run that never resumes: keeping the data would only add to its time
+
 
 class Options(NamedTuple):
     """The workflow's parameters and the run's own options."""
@@ -45,10 +47,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     for name, field in Config.model_fields.items():
         annotation = field.annotation
-        default = field.get_default(call_default_factory=True)
+        default = LAUNCHER_DEFAULTS.get(name, field.get_default(call_default_factory=True))
         kwargs: dict = {"default": default, "help": (field.description or name) + ("" if default is None else " (default: %(default)s)")}
-        if name == "keep_data":  # a timing run that never resumes: keeping the data would only add to its time
-            kwargs.update(default=False, action=argparse.BooleanOptionalAction)
+        if annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(annotation) is list:
             kwargs.update(nargs="+", type=int)
         elif typing.get_origin(annotation) is typing.Literal:
